@@ -1,0 +1,7 @@
+"""keras_blocks: reusable, composable CNN layers and training callbacks for Keras 3."""
+
+from keras_blocks import layers
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "layers"]

@@ -1,0 +1,154 @@
+"""Argument checks shared by every layer and callback.
+
+Each check raises `ValueError` in Keras' wording, naming the argument and the
+value received, and returns the value normalized to a plain Python type so that
+`get_config()` stays JSON-serializable.
+"""
+
+import numbers
+
+import keras
+
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def _invalid(name, expected, value):
+    return ValueError(
+        f"Invalid value for argument `{name}`. Expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def positive_int(name, value):
+    if not _is_int(value) or value <= 0:
+        raise _invalid(name, "a strictly positive integer", value)
+    return int(value)
+
+
+def non_negative_int(name, value):
+    if not _is_int(value) or value < 0:
+        raise _invalid(name, "a non-negative integer", value)
+    return int(value)
+
+
+def odd_positive_int(name, value):
+    if not _is_int(value) or value <= 0 or value % 2 == 0:
+        raise _invalid(name, "a strictly positive odd integer", value)
+    return int(value)
+
+
+def positive_float(name, value):
+    if not _is_real(value) or not value > 0 or value == float("inf"):
+        raise _invalid(name, "a strictly positive finite number", value)
+    return float(value)
+
+
+def non_negative_float(name, value):
+    if not _is_real(value) or not value >= 0 or value == float("inf"):
+        raise _invalid(name, "a non-negative finite number", value)
+    return float(value)
+
+
+def rate(name, value):
+    """A probability in [0, 1): a rate of 1 would drop everything."""
+    if not _is_real(value) or not 0 <= value < 1:
+        raise _invalid(name, "a number in the range [0, 1)", value)
+    return float(value)
+
+
+def fraction(name, value):
+    """A ratio in (0, 1], such as a squeeze ratio."""
+    if not _is_real(value) or not 0 < value <= 1:
+        raise _invalid(name, "a number in the range (0, 1]", value)
+    return float(value)
+
+
+def boolean(name, value):
+    if not isinstance(value, bool):
+        raise _invalid(name, "a boolean", value)
+    return value
+
+
+def one_of(name, value, options):
+    if not isinstance(value, str) or value not in options:
+        raise _invalid(name, f"one of {tuple(options)}", value)
+    return value
+
+
+def optional(check, name, value, *args):
+    """Applies `check` unless `value` is None."""
+    return None if value is None else check(name, value, *args)
+
+
+def data_format(value):
+    if value is None:
+        return keras.config.image_data_format()
+    return one_of("data_format", value, DATA_FORMATS)
+
+
+def activation(name, value):
+    """Resolves an activation name or callable; None means linear."""
+    if value is None:
+        return None
+    try:
+        return keras.activations.get(value)
+    except (ValueError, TypeError) as error:
+        raise _invalid(name, "an activation name or callable", value) from error
+
+
+def serialize_activation(value):
+    return None if value is None else keras.activations.serialize(value)
+
+
+def initializer(name, value):
+    try:
+        return keras.initializers.get(value)
+    except (ValueError, TypeError) as error:
+        raise _invalid(name, "an initializer name, config or instance", value) from (
+            error
+        )
+
+
+def regularizer(name, value):
+    try:
+        return keras.regularizers.get(value)
+    except (ValueError, TypeError) as error:
+        raise _invalid(name, "a regularizer name, config or instance", value) from (
+            error
+        )
+
+
+def image_input_shape(layer, input_shape, data_format):
+    """Checks a 4D image shape with known channels; returns the channels."""
+    if len(input_shape) != 4:
+        raise ValueError(
+            f"Invalid input shape for layer '{layer.name}' "
+            f"({layer.__class__.__name__}). Expected a 4D tensor "
+            f"({_layout(data_format)}). Received: input_shape={input_shape}"
+        )
+    channels = input_shape[channel_axis(data_format)]
+    if channels is None:
+        raise ValueError(
+            f"Invalid input shape for layer '{layer.name}' "
+            f"({layer.__class__.__name__}). The channel dimension must be "
+            f"known ({_layout(data_format)}). Received: input_shape={input_shape}"
+        )
+    return int(channels)
+
+
+def channel_axis(data_format):
+    return -1 if data_format == "channels_last" else 1
+
+
+def _layout(data_format):
+    if data_format == "channels_last":
+        return "batch, height, width, channels"
+    return "batch, channels, height, width"

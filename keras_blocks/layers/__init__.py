@@ -1,0 +1,21 @@
+"""Drop-in CNN building blocks for Keras 3."""
+
+from keras_blocks.layers.bottleneck_block import BottleneckBlock
+from keras_blocks.layers.conv_bn_act import ConvBNAct
+from keras_blocks.layers.drop_path import DropPath
+from keras_blocks.layers.inception_module import InceptionModule
+from keras_blocks.layers.local_response_normalization import (
+    LocalResponseNormalization,
+)
+from keras_blocks.layers.residual_block import ResidualBlock
+from keras_blocks.layers.squeeze_excite import SqueezeExcite
+
+__all__ = [
+    "BottleneckBlock",
+    "ConvBNAct",
+    "DropPath",
+    "InceptionModule",
+    "LocalResponseNormalization",
+    "ResidualBlock",
+    "SqueezeExcite",
+]

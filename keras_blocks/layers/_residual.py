@@ -1,0 +1,310 @@
+"""What the basic and bottleneck residual blocks share.
+
+A residual block is `activation(branch(x) + shortcut(x))` (post-activation, v1)
+or `branch(preact(x)) + shortcut(x)` (pre-activation, v2). The subclasses only
+say what the branch is; this base class owns the shortcut, the pre-activation,
+squeeze-and-excitation, stochastic depth, the addition and the configuration.
+"""
+
+import keras
+from keras import ops
+
+from keras_blocks import _validation as check
+from keras_blocks.layers._conv import Conv2D, image_shape, spatial_shape, strided_size
+from keras_blocks.layers.conv_bn_act import ConvBNAct
+from keras_blocks.layers.drop_path import DropPath
+from keras_blocks.layers.squeeze_excite import SqueezeExcite
+
+SHORTCUTS = ("auto", "identity", "projection", "zero_pad", "avg_pool")
+
+
+class ResidualBase(keras.layers.Layer):
+    """Base class of `ResidualBlock` and `BottleneckBlock`; not public."""
+
+    def __init__(
+        self,
+        filters,
+        strides,
+        preact,
+        shortcut,
+        se_ratio,
+        drop_path_rate,
+        zero_init_last_bn,
+        use_bias,
+        activation,
+        bn_momentum,
+        bn_epsilon,
+        kernel_initializer,
+        kernel_regularizer,
+        data_format,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check.positive_int("filters", filters)
+        self.strides = check.positive_int("strides", strides)
+        self.preact = check.boolean("preact", preact)
+        self.shortcut = check.one_of("shortcut", shortcut, SHORTCUTS)
+        if shortcut == "identity" and self.strides != 1:
+            raise ValueError(
+                "Invalid value for argument `shortcut`. An identity shortcut "
+                f"needs strides=1; use 'auto', 'projection', 'zero_pad' or "
+                f"'avg_pool' with strides={self.strides}. Received: "
+                f"shortcut={shortcut!r}"
+            )
+        self.se_ratio = check.optional(check.fraction, "se_ratio", se_ratio)
+        self.drop_path_rate = check.rate("drop_path_rate", drop_path_rate)
+        self.zero_init_last_bn = check.boolean("zero_init_last_bn", zero_init_last_bn)
+        self.use_bias = check.optional(check.boolean, "use_bias", use_bias)
+        self.activation = check.activation("activation", activation)
+        self.bn_momentum = check.rate("bn_momentum", bn_momentum)
+        self.bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
+        self.kernel_initializer = check.initializer(
+            "kernel_initializer", kernel_initializer
+        )
+        self.kernel_regularizer = check.regularizer(
+            "kernel_regularizer", kernel_regularizer
+        )
+        self.data_format = check.data_format(data_format)
+
+    # What the subclasses define.
+
+    @property
+    def output_channels(self):
+        raise NotImplementedError
+
+    def _branch_units(self):
+        """The branch's convolution units, all but the last convolution."""
+        raise NotImplementedError
+
+    _last_kernel_size = None
+
+    # Construction.
+
+    def _unit(self, filters, kernel_size, strides, name, groups=1):
+        return ConvBNAct(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="symmetric",
+            groups=groups,
+            use_bias=self.use_bias,
+            activation=self.activation,
+            bn_momentum=self.bn_momentum,
+            bn_epsilon=self.bn_epsilon,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _conv(self, kernel_size, strides, name, followed_by_bn, initializer=None):
+        return Conv2D(
+            self.output_channels,
+            kernel_size,
+            strides=strides,
+            padding="same",
+            # A bias only where no normalization follows, unless told otherwise.
+            use_bias=not followed_by_bn if self.use_bias is None else self.use_bias,
+            kernel_initializer=initializer or self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _bn(self, name, gamma_initializer="ones"):
+        return keras.layers.BatchNormalization(
+            axis=check.channel_axis(self.data_format),
+            momentum=self.bn_momentum,
+            epsilon=self.bn_epsilon,
+            gamma_initializer=gamma_initializer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _resolve_shortcut(self, channels):
+        if self.shortcut != "auto":
+            return self.shortcut
+        if self.strides == 1 and channels == self.output_channels:
+            return "identity"
+        return "projection"
+
+    def build(self, input_shape):
+        channels = check.image_input_shape(self, input_shape, self.data_format)
+        kind = self._resolve_shortcut(channels)
+        if kind == "identity" and channels != self.output_channels:
+            raise ValueError(
+                f"Layer '{self.name}' has an identity shortcut, which needs as "
+                f"many input channels as output channels ({self.output_channels}). "
+                f"Received: input_shape={input_shape}"
+            )
+        if kind == "zero_pad" and channels > self.output_channels:
+            raise ValueError(
+                f"Layer '{self.name}' has a zero_pad shortcut, which can add "
+                f"channels but not remove them: the input has {channels}, the "
+                f"output {self.output_channels}. Received: input_shape={input_shape}"
+            )
+        self._shortcut_kind = kind
+        self._extra_channels = self.output_channels - channels
+        projects = kind in ("projection", "avg_pool")
+        units = list(self._branch_units())
+        last = len(units) + 1
+
+        # The sublayers depend on the input channels (the "auto" shortcut), so
+        # they are created here, in the order keras.applications' functional
+        # ResNets hold their weights, so that `set_weights` transfers them:
+        # pre-activation BN, branch units, shortcut conv, last conv, shortcut
+        # BN, last BN, then squeeze-and-excitation.
+        self.preact_bn = self._bn("preact_bn") if self.preact else None
+        self.branch = units
+        self.shortcut_pool = (
+            keras.layers.AveragePooling2D(
+                self.strides,
+                strides=self.strides,
+                padding="same",
+                data_format=self.data_format,
+                dtype=self.dtype_policy,
+                name="shortcut_pool",
+            )
+            if kind == "avg_pool" and self.strides > 1
+            else None
+        )
+        self.shortcut_conv = (
+            self._conv(
+                1,
+                self.strides if kind == "projection" else 1,
+                "shortcut_conv",
+                followed_by_bn=not self.preact,
+            )
+            if projects
+            else None
+        )
+        zero_last = self.zero_init_last_bn and self.preact
+        self.last_conv = self._conv(
+            self._last_kernel_size,
+            1,
+            f"conv{last}",
+            followed_by_bn=not self.preact,
+            # Pre-activation blocks have no last BN: zero the last conv instead.
+            initializer="zeros" if zero_last else None,
+        )
+        self.shortcut_bn = (
+            self._bn("shortcut_bn") if projects and not self.preact else None
+        )
+        self.last_bn = (
+            None
+            if self.preact
+            else self._bn(
+                f"bn{last}", "zeros" if self.zero_init_last_bn else "ones"
+            )
+        )
+        self.se = (
+            SqueezeExcite(
+                self.se_ratio,
+                activation=self.activation,
+                kernel_initializer=self.kernel_initializer,
+                kernel_regularizer=self.kernel_regularizer,
+                data_format=self.data_format,
+                dtype=self.dtype_policy,
+                name="se",
+            )
+            if self.se_ratio
+            else None
+        )
+        self.drop_path = (
+            DropPath(self.drop_path_rate, dtype=self.dtype_policy, name="drop_path")
+            if self.drop_path_rate
+            else None
+        )
+
+        if self.preact_bn is not None:
+            self.preact_bn.build(input_shape)
+        shape = input_shape
+        for unit in self.branch:
+            unit.build(shape)
+            shape = unit.compute_output_shape(shape)
+        self.last_conv.build(shape)
+        output_shape = self.compute_output_shape(input_shape)
+        for layer in (self.last_bn, self.se, self.shortcut_bn):
+            if layer is not None:
+                layer.build(output_shape)
+        if self.shortcut_conv is not None:
+            pooled = input_shape
+            if self.shortcut_pool is not None:
+                pooled = self.shortcut_pool.compute_output_shape(input_shape)
+            self.shortcut_conv.build(pooled)
+
+    # Computation.
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.preact:
+            x = self.preact_bn(inputs, training=training)
+            x = self.activation(x) if self.activation is not None else x
+        shortcut = self._apply_shortcut(inputs, x, training)
+        for unit in self.branch:
+            x = unit(x, training=training)
+        x = self.last_conv(x)
+        if self.last_bn is not None:
+            x = self.last_bn(x, training=training)
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x, training=training)
+        x = ops.add(x, shortcut)
+        if not self.preact and self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def _apply_shortcut(self, inputs, preactivated, training):
+        kind = self._shortcut_kind
+        if kind == "identity":
+            return inputs
+        if kind == "zero_pad":
+            # Option A of the ResNet paper: subsample, then append zero channels.
+            s = self.strides
+            if self.data_format == "channels_last":
+                x = inputs[:, ::s, ::s, :]
+                padding = [(0, 0), (0, 0), (0, 0), (0, self._extra_channels)]
+            else:
+                x = inputs[:, :, ::s, ::s]
+                padding = [(0, 0), (0, self._extra_channels), (0, 0), (0, 0)]
+            return ops.pad(x, padding) if self._extra_channels else x
+        # Projections see the pre-activated input, as in the v2 paper.
+        x = preactivated
+        if self.shortcut_pool is not None:
+            x = self.shortcut_pool(x)
+        x = self.shortcut_conv(x)
+        if self.shortcut_bn is not None:
+            x = self.shortcut_bn(x, training=training)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        height, width = spatial_shape(input_shape, self.data_format)
+        return image_shape(
+            input_shape[0],
+            strided_size(height, self.strides),
+            strided_size(width, self.strides),
+            self.output_channels,
+            self.data_format,
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "preact": self.preact,
+            "shortcut": self.shortcut,
+            "se_ratio": self.se_ratio,
+            "drop_path_rate": self.drop_path_rate,
+            "zero_init_last_bn": self.zero_init_last_bn,
+            "use_bias": self.use_bias,
+            "activation": check.serialize_activation(self.activation),
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "data_format": self.data_format,
+        }

@@ -1,0 +1,227 @@
+"""Convolution, batch normalization, activation: the unit every block is made of."""
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from keras_blocks import _validation as check
+from keras_blocks.layers._conv import (
+    Conv2D,
+    image_shape,
+    spatial_shape,
+    strided_size,
+)
+
+PADDINGS = ("same", "valid", "symmetric")
+
+
+@keras.saving.register_keras_serializable(package="keras_blocks")
+class ConvBNAct(keras.layers.Layer):
+    """2D convolution, then batch normalization, then an activation.
+
+    The unit the ResNet, Inception and EfficientNet papers draw as one box
+    ("conv-BN-ReLU"), with the choices those papers and their reference code
+    make: a bias only where no normalization follows, He initialization, and
+    PyTorch-style symmetric padding for strided convolutions.
+
+    Reference: Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network
+    Training by Reducing Internal Covariate Shift", ICML 2015.
+
+    Weights, in this order: the convolution's kernel (and bias), then the batch
+    normalization's gamma, beta, moving mean and moving variance. This is the
+    order of a `Conv2D` followed by a `BatchNormalization` in a functional model.
+
+    Args:
+        filters: int. Number of output channels.
+        kernel_size: int. Height and width of the square kernel.
+        strides: int. Stride in both spatial dimensions.
+        padding: str. `"same"` (TensorFlow's rule, extra padding at the bottom
+            and right), `"valid"` (none) or `"symmetric"` (`kernel_size // 2`
+            on every side, PyTorch's rule; needs an odd `kernel_size`). With a
+            stride of 1 and an odd kernel, `"same"` and `"symmetric"` agree.
+        groups: int. Number of channel groups (grouped convolution, ResNeXt).
+            Must divide `filters` and the input channels.
+        use_bias: bool or None. Whether the convolution has a bias. `None`
+            gives it one only when `batch_norm=False`, since the normalization
+            cancels a bias.
+        batch_norm: bool. Whether to apply batch normalization.
+        activation: str, callable or None. Activation after normalization;
+            `None` for none.
+        bn_momentum: float. Momentum of the moving statistics.
+        bn_epsilon: float. Small constant added to the variance.
+        kernel_initializer: str or `keras.initializers.Initializer`.
+        kernel_regularizer: str, `keras.regularizers.Regularizer` or None.
+        data_format: str or None. `"channels_last"` or `"channels_first"`;
+            `None` uses `keras.config.image_data_format()`.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
+
+    Call arguments:
+        inputs: 4D tensor.
+        training: bool. Whether batch normalization uses batch statistics.
+
+    Input shape:
+        4D tensor `(batch, height, width, channels)` (channels last) or
+        `(batch, channels, height, width)` (channels first).
+
+    Output shape:
+        4D tensor with `filters` channels; each spatial size becomes
+        `ceil(size / strides)` for `"same"` and `"symmetric"` padding, and
+        `floor((size - kernel_size) / strides) + 1` for `"valid"`.
+
+    Raises:
+        ValueError: on an invalid argument, or when building on an input that
+            is not 4D, has unknown channels, has channels not divisible by
+            `groups`, or is smaller than the kernel with `"valid"` padding.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_blocks
+        >>> unit = keras_blocks.layers.ConvBNAct(32, kernel_size=3, strides=2)
+        >>> tuple(unit(np.zeros((2, 17, 17, 3))).shape)
+        (2, 9, 9, 32)
+        >>> [w.path.split("/", 1)[1] for w in unit.weights]
+        ['conv/kernel', 'bn/gamma', 'bn/beta', 'bn/moving_mean', 'bn/moving_variance']
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        strides: int = 1,
+        padding: str = "same",
+        groups: int = 1,
+        use_bias: bool | None = None,
+        batch_norm: bool = True,
+        activation: str | Callable | None = "relu",
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        kernel_initializer: Any = "he_normal",
+        kernel_regularizer: Any = None,
+        data_format: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters = check.positive_int("filters", filters)
+        self.kernel_size = check.positive_int("kernel_size", kernel_size)
+        self.strides = check.positive_int("strides", strides)
+        self.padding = check.one_of("padding", padding, PADDINGS)
+        if padding == "symmetric":
+            check.odd_positive_int("kernel_size", kernel_size)
+        self.groups = check.positive_int("groups", groups)
+        if self.filters % self.groups:
+            raise ValueError(
+                "Invalid value for argument `groups`. Expected a divisor of "
+                f"`filters` ({self.filters}). Received: groups={groups!r}"
+            )
+        self.use_bias = check.optional(check.boolean, "use_bias", use_bias)
+        self.batch_norm = check.boolean("batch_norm", batch_norm)
+        self.activation = check.activation("activation", activation)
+        self.bn_momentum = check.rate("bn_momentum", bn_momentum)
+        self.bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
+        self.kernel_initializer = check.initializer(
+            "kernel_initializer", kernel_initializer
+        )
+        self.kernel_regularizer = check.regularizer(
+            "kernel_regularizer", kernel_regularizer
+        )
+        self.data_format = check.data_format(data_format)
+
+        # Symmetric padding is explicit only where it differs from "same".
+        explicit_pad = self.padding == "symmetric" and self.strides > 1
+        self.pad = (
+            keras.layers.ZeroPadding2D(
+                self.kernel_size // 2,
+                data_format=self.data_format,
+                dtype=self.dtype_policy,
+                name="pad",
+            )
+            if explicit_pad and self.kernel_size > 1
+            else None
+        )
+        self.conv = Conv2D(
+            self.filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding="valid" if explicit_pad or padding == "valid" else "same",
+            groups=self.groups,
+            use_bias=not self.batch_norm if use_bias is None else use_bias,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        self.bn = (
+            keras.layers.BatchNormalization(
+                axis=check.channel_axis(self.data_format),
+                momentum=self.bn_momentum,
+                epsilon=self.bn_epsilon,
+                dtype=self.dtype_policy,
+                name="bn",
+            )
+            if self.batch_norm
+            else None
+        )
+
+    def build(self, input_shape):
+        channels = check.image_input_shape(self, input_shape, self.data_format)
+        if channels % self.groups:
+            raise ValueError(
+                f"Layer '{self.name}' has groups={self.groups}, which must "
+                f"divide the input channels. Received: input_shape={input_shape}"
+            )
+        if self.padding == "valid":
+            for size in spatial_shape(input_shape, self.data_format):
+                if size is not None and size < self.kernel_size:
+                    raise ValueError(
+                        f"Layer '{self.name}' with padding='valid' needs inputs "
+                        f"at least kernel_size={self.kernel_size} high and wide. "
+                        f"Received: input_shape={input_shape}"
+                    )
+        shape = input_shape
+        if self.pad is not None:
+            self.pad.build(shape)
+            shape = self.pad.compute_output_shape(shape)
+        self.conv.build(shape)
+        if self.bn is not None:
+            self.bn.build(self.conv.compute_output_shape(shape))
+
+    def call(self, inputs, training=None):
+        x = inputs if self.pad is None else self.pad(inputs)
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x, training=training)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        height, width = spatial_shape(input_shape, self.data_format)
+        if self.padding == "valid":
+            height, width = (
+                None if size is None else (size - self.kernel_size) // self.strides + 1
+                for size in (height, width)
+            )
+        else:
+            height = strided_size(height, self.strides)
+            width = strided_size(width, self.strides)
+        return image_shape(input_shape[0], height, width, self.filters, self.data_format)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "groups": self.groups,
+            "use_bias": self.use_bias,
+            "batch_norm": self.batch_norm,
+            "activation": check.serialize_activation(self.activation),
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "data_format": self.data_format,
+        }

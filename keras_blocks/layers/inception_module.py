@@ -1,0 +1,226 @@
+"""GoogLeNet's Inception module (Inception v1)."""
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+from keras import ops
+
+from keras_blocks import _validation as check
+from keras_blocks.layers._conv import image_shape, spatial_shape
+from keras_blocks.layers.conv_bn_act import ConvBNAct
+
+
+@keras.saving.register_keras_serializable(package="keras_blocks")
+class InceptionModule(keras.layers.Layer):
+    """Inception module: four parallel branches concatenated on channels.
+
+    Branches: a 1x1 convolution; a 1x1 reduction then a 3x3 convolution; a 1x1
+    reduction then a 5x5 convolution; 3x3 max pooling (stride 1) then a 1x1
+    projection. Every convolution is a `ConvBNAct` (convolution, BN, ReLU;
+    `batch_norm=False` gives the 2014 paper's convolution with bias and ReLU).
+    The spatial size is kept.
+
+    `naive=True` is the paper's naive module (its figure 2a): a 1x1, a 3x3
+    and a 5x5 convolution and 3x3 max pooling, with no reductions; the pooled
+    input passes through unchanged, so the channels grow by the input's.
+
+    Reference: Szegedy et al., "Going Deeper with Convolutions", CVPR 2015.
+
+    Weights, in this order: `branch1x1`, `branch3x3_reduce`, `branch3x3`,
+    `branch5x5_reduce`, `branch5x5`, `branch_pool_proj` (the reductions and
+    projection only in the default module), each a `ConvBNAct`.
+
+    Args:
+        filters_1x1: int. Filters of the 1x1 branch ("#1x1" in the paper).
+        filters_3x3_reduce: int or None. Filters of the 1x1 reduction before
+            the 3x3 ("#3x3 reduce"); None (required) when `naive=True`.
+        filters_3x3: int. Filters of the 3x3 convolution ("#3x3").
+        filters_5x5_reduce: int or None. Filters of the 1x1 reduction before
+            the 5x5 ("#5x5 reduce"); None (required) when `naive=True`.
+        filters_5x5: int. Filters of the 5x5 convolution ("#5x5").
+        filters_pool_proj: int or None. Filters of the 1x1 projection after
+            pooling ("pool proj"); None (required) when `naive=True`.
+        naive: bool. Build the naive module without 1x1 reductions.
+        batch_norm: bool. BN after every convolution.
+        use_bias: bool or None. Convolution biases; `None` gives them only
+            when `batch_norm=False`.
+        activation: str or callable. Activation after every convolution.
+        bn_momentum: float. Momentum of the BN moving statistics.
+        bn_epsilon: float. BN epsilon (torchvision's GoogLeNet uses `1e-3`).
+        kernel_initializer: str or `keras.initializers.Initializer`.
+        kernel_regularizer: str, `keras.regularizers.Regularizer` or None.
+        data_format: str or None. `"channels_last"` or `"channels_first"`;
+            `None` uses `keras.config.image_data_format()`.
+        **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
+
+    Call arguments:
+        inputs: 4D tensor.
+        training: bool. Whether BN uses batch statistics.
+
+    Input shape:
+        4D tensor `(batch, height, width, channels)` (channels last) or
+        `(batch, channels, height, width)` (channels first).
+
+    Output shape:
+        Same spatial size, with `filters_1x1 + filters_3x3 + filters_5x5 +
+        filters_pool_proj` channels (`+ channels` in place of the last term
+        when `naive=True`).
+
+    Raises:
+        ValueError: on an invalid argument (including a reduction or
+            projection given with `naive=True`, or missing without it), or
+            when building on an input that is not 4D or has unknown channels.
+
+    Examples:
+        >>> import numpy as np
+        >>> import keras_blocks
+        >>> inception_3a = keras_blocks.layers.InceptionModule(64, 96, 128, 16, 32, 32)
+        >>> tuple(inception_3a(np.zeros((1, 28, 28, 192))).shape)
+        (1, 28, 28, 256)
+        >>> naive = keras_blocks.layers.InceptionModule(
+        ...     64, None, 128, None, 32, None, naive=True
+        ... )
+        >>> tuple(naive(np.zeros((1, 28, 28, 192))).shape)
+        (1, 28, 28, 416)
+    """
+
+    def __init__(
+        self,
+        filters_1x1: int,
+        filters_3x3_reduce: int | None,
+        filters_3x3: int,
+        filters_5x5_reduce: int | None,
+        filters_5x5: int,
+        filters_pool_proj: int | None,
+        naive: bool = False,
+        batch_norm: bool = True,
+        use_bias: bool | None = None,
+        activation: str | Callable = "relu",
+        bn_momentum: float = 0.9,
+        bn_epsilon: float = 1e-5,
+        kernel_initializer: Any = "he_normal",
+        kernel_regularizer: Any = None,
+        data_format: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.naive = check.boolean("naive", naive)
+        self.filters_1x1 = check.positive_int("filters_1x1", filters_1x1)
+        self.filters_3x3 = check.positive_int("filters_3x3", filters_3x3)
+        self.filters_5x5 = check.positive_int("filters_5x5", filters_5x5)
+        self.filters_3x3_reduce = self._reduction("filters_3x3_reduce", filters_3x3_reduce)
+        self.filters_5x5_reduce = self._reduction("filters_5x5_reduce", filters_5x5_reduce)
+        self.filters_pool_proj = self._reduction("filters_pool_proj", filters_pool_proj)
+        self.batch_norm = check.boolean("batch_norm", batch_norm)
+        self.use_bias = check.optional(check.boolean, "use_bias", use_bias)
+        self.activation = check.activation("activation", activation)
+        self.bn_momentum = check.rate("bn_momentum", bn_momentum)
+        self.bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
+        self.kernel_initializer = check.initializer(
+            "kernel_initializer", kernel_initializer
+        )
+        self.kernel_regularizer = check.regularizer(
+            "kernel_regularizer", kernel_regularizer
+        )
+        self.data_format = check.data_format(data_format)
+
+        def unit(filters, kernel_size, name):
+            if filters is None:
+                return None
+            return ConvBNAct(
+                filters,
+                kernel_size,
+                batch_norm=self.batch_norm,
+                use_bias=self.use_bias,
+                activation=self.activation,
+                bn_momentum=self.bn_momentum,
+                bn_epsilon=self.bn_epsilon,
+                kernel_initializer=self.kernel_initializer,
+                kernel_regularizer=self.kernel_regularizer,
+                data_format=self.data_format,
+                dtype=self.dtype_policy,
+                name=name,
+            )
+
+        self.branch1x1 = unit(self.filters_1x1, 1, "branch1x1")
+        self.branch3x3_reduce = unit(self.filters_3x3_reduce, 1, "branch3x3_reduce")
+        self.branch3x3 = unit(self.filters_3x3, 3, "branch3x3")
+        self.branch5x5_reduce = unit(self.filters_5x5_reduce, 1, "branch5x5_reduce")
+        self.branch5x5 = unit(self.filters_5x5, 5, "branch5x5")
+        self.pool = keras.layers.MaxPooling2D(
+            3,
+            strides=1,
+            padding="same",
+            data_format=self.data_format,
+            dtype=self.dtype_policy,
+            name="pool",
+        )
+        self.branch_pool_proj = unit(self.filters_pool_proj, 1, "branch_pool_proj")
+
+    def _reduction(self, name, value):
+        if not self.naive:
+            return check.positive_int(name, value)
+        if value is not None:
+            raise ValueError(
+                f"Invalid value for argument `{name}`. The naive module has no "
+                "1x1 reductions or projection: expected None with naive=True. "
+                f"Received: {name}={value!r}"
+            )
+        return None
+
+    def _branches(self):
+        """Each branch as its sequence of layers (None entries skipped)."""
+        return [
+            [self.branch1x1],
+            [self.branch3x3_reduce, self.branch3x3],
+            [self.branch5x5_reduce, self.branch5x5],
+            [self.pool, self.branch_pool_proj],
+        ]
+
+    def build(self, input_shape):
+        check.image_input_shape(self, input_shape, self.data_format)
+        for branch in self._branches():
+            shape = input_shape
+            for layer in branch:
+                if layer is not None:
+                    layer.build(shape)
+                    shape = layer.compute_output_shape(shape)
+
+    def call(self, inputs, training=None):
+        outputs = []
+        for branch in self._branches():
+            x = inputs
+            for layer in branch:
+                if layer is not None:
+                    x = layer(x, training=training)
+            outputs.append(x)
+        return ops.concatenate(outputs, axis=check.channel_axis(self.data_format))
+
+    def compute_output_shape(self, input_shape):
+        channels = input_shape[check.channel_axis(self.data_format)]
+        pool_channels = channels if self.naive else self.filters_pool_proj
+        total = self.filters_1x1 + self.filters_3x3 + self.filters_5x5
+        total = None if pool_channels is None else total + pool_channels
+        height, width = spatial_shape(input_shape, self.data_format)
+        return image_shape(input_shape[0], height, width, total, self.data_format)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters_1x1": self.filters_1x1,
+            "filters_3x3_reduce": self.filters_3x3_reduce,
+            "filters_3x3": self.filters_3x3,
+            "filters_5x5_reduce": self.filters_5x5_reduce,
+            "filters_5x5": self.filters_5x5,
+            "filters_pool_proj": self.filters_pool_proj,
+            "naive": self.naive,
+            "batch_norm": self.batch_norm,
+            "use_bias": self.use_bias,
+            "activation": check.serialize_activation(self.activation),
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "data_format": self.data_format,
+        }
