@@ -1,0 +1,409 @@
+"""Property-based tests over every layer of `keras_blocks.layers`.
+
+Each layer is one `Spec` in `REGISTRY`: a strategy of valid configurations, the
+paper's output-shape formula, and a strategy of invalid values per argument.
+Adding a layer to the library means adding its entry here; every layer then
+gets the same checks: real output shape == `compute_output_shape` == formula,
+finite outputs, exact config round trip, `.keras` round trip with
+`safe_mode=True`, and a `ValueError` naming the argument for every bad value.
+"""
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from layer_checks import random_inputs, to_numpy
+
+import keras_blocks
+from keras_blocks import layers
+
+# Invalid values, by the kind of argument they break.
+NOT_INT = st.one_of(st.floats(allow_nan=True), st.text(max_size=3), st.booleans())
+NOT_POSITIVE_INT = st.one_of(st.integers(max_value=0), NOT_INT, st.none())
+NOT_NON_NEGATIVE_INT = st.one_of(st.integers(max_value=-1), NOT_INT, st.none())
+NOT_BOOL = st.one_of(st.integers(), st.text(max_size=3), st.floats())
+NOT_RATE = st.one_of(
+    st.floats().filter(lambda v: not 0 <= v < 1), st.text(max_size=3), st.none()
+)
+NOT_FRACTION = st.one_of(
+    st.floats().filter(lambda v: not 0 < v <= 1), st.text(max_size=3), st.booleans()
+)
+NOT_POSITIVE_FLOAT = st.one_of(
+    st.floats().filter(lambda v: not 0 < v < math.inf), st.text(max_size=3), st.none()
+)
+NOT_NON_NEGATIVE_FLOAT = st.one_of(
+    st.floats().filter(lambda v: not 0 <= v < math.inf), st.text(max_size=3)
+)
+NOT_ACTIVATION = st.one_of(st.sampled_from(["relu6x", "no_such_activation"]), st.integers())
+NOT_INITIALIZER = st.sampled_from(["no_such_initializer", 3])
+
+
+def not_one_of(options, allow_none=False):
+    values = st.one_of(st.text(max_size=10), st.integers())
+    if not allow_none:
+        values = st.one_of(values, st.none())
+    return values.filter(lambda v: v not in options)
+
+
+NOT_DATA_FORMAT = not_one_of(("channels_last", "channels_first"), allow_none=True)
+ACTIVATIONS = st.sampled_from(["relu", "swish", "gelu", None])
+COMMON_INVALID = {
+    "kernel_initializer": NOT_INITIALIZER,
+    "data_format": NOT_DATA_FORMAT,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """How to test one layer class."""
+
+    cls: type
+    # Draws (kwargs, input channels, smallest valid spatial size).
+    cases: st.SearchStrategy
+    # The paper's formula: (kwargs, height, width, channels) -> output (h, w, c).
+    formula: Callable
+    # Argument name -> strategy of values that must raise ValueError.
+    invalid: dict
+    has_data_format: bool = True
+
+
+def same_size(size, strides):
+    return math.ceil(size / strides)
+
+
+# ConvBNAct
+
+
+@st.composite
+def conv_bn_act_cases(draw):
+    groups = draw(st.sampled_from([1, 2]))
+    padding = draw(st.sampled_from(["same", "valid", "symmetric"]))
+    kernel_size = draw(st.sampled_from([1, 3, 5] if padding == "symmetric" else [1, 2, 3]))
+    kwargs = {
+        "filters": groups * draw(st.integers(1, 6)),
+        "kernel_size": kernel_size,
+        "strides": draw(st.integers(1, 3)),
+        "padding": padding,
+        "groups": groups,
+        "use_bias": draw(st.sampled_from([None, True, False])),
+        "batch_norm": draw(st.booleans()),
+        "activation": draw(ACTIVATIONS),
+    }
+    return kwargs, groups * draw(st.integers(1, 4)), kernel_size
+
+
+def conv_bn_act_formula(kwargs, height, width, channels):
+    k, s = kwargs["kernel_size"], kwargs["strides"]
+    if kwargs["padding"] == "valid":
+        return (height - k) // s + 1, (width - k) // s + 1, kwargs["filters"]
+    return same_size(height, s), same_size(width, s), kwargs["filters"]
+
+
+# ResidualBlock and BottleneckBlock
+
+
+@st.composite
+def residual_cases(draw, bottleneck):
+    strides = draw(st.integers(1, 3))
+    shortcuts = ["auto", "projection", "zero_pad", "avg_pool"]
+    shortcut = draw(st.sampled_from(shortcuts + ["identity"] * (strides == 1)))
+    kwargs = {
+        "filters": draw(st.integers(1, 8)),
+        "strides": strides,
+        "preact": draw(st.booleans()),
+        "shortcut": shortcut,
+        "se_ratio": draw(st.sampled_from([None, 0.25, 1 / 16, 1.0])),
+        "drop_path_rate": draw(st.sampled_from([0.0, 0.2])),
+        "zero_init_last_bn": draw(st.booleans()),
+        "use_bias": draw(st.sampled_from([None, True, False])),
+        "activation": draw(st.sampled_from(["relu", "swish"])),
+    }
+    if bottleneck:
+        kwargs["expansion"] = draw(st.integers(1, 4))
+        kwargs["groups"] = draw(st.sampled_from([1, 2]))
+        kwargs["base_width"] = draw(st.sampled_from([64, 128, 256]))
+        kwargs["stride_in_1x1"] = draw(st.booleans())
+    out = kwargs["filters"] * kwargs.get("expansion", 1)
+    if shortcut == "identity":
+        channels = out
+    elif shortcut == "zero_pad":
+        channels = draw(st.integers(1, out))
+    else:
+        channels = draw(st.sampled_from([out, draw(st.integers(1, 12))]))
+    return kwargs, channels, 1
+
+
+def residual_formula(kwargs, height, width, channels):
+    s = kwargs["strides"]
+    return same_size(height, s), same_size(width, s), kwargs["filters"] * kwargs.get(
+        "expansion", 1
+    )
+
+
+RESIDUAL_INVALID = {
+    "filters": NOT_POSITIVE_INT,
+    "strides": NOT_POSITIVE_INT,
+    "preact": NOT_BOOL,
+    "shortcut": not_one_of(("auto", "identity", "projection", "zero_pad", "avg_pool")),
+    "se_ratio": NOT_FRACTION,
+    "drop_path_rate": NOT_RATE,
+    "zero_init_last_bn": NOT_BOOL,
+    "use_bias": NOT_BOOL,
+    "activation": NOT_ACTIVATION,
+    "bn_momentum": NOT_RATE,
+    "bn_epsilon": NOT_POSITIVE_FLOAT,
+    **COMMON_INVALID,
+}
+
+
+# InceptionModule
+
+
+@st.composite
+def inception_cases(draw):
+    naive = draw(st.booleans())
+    filters = st.integers(1, 6)
+    reduction = st.none() if naive else filters
+    kwargs = {
+        "filters_1x1": draw(filters),
+        "filters_3x3_reduce": draw(reduction),
+        "filters_3x3": draw(filters),
+        "filters_5x5_reduce": draw(reduction),
+        "filters_5x5": draw(filters),
+        "filters_pool_proj": draw(reduction),
+        "naive": naive,
+        "batch_norm": draw(st.booleans()),
+        "activation": draw(ACTIVATIONS),
+    }
+    return kwargs, draw(st.integers(1, 8)), 1
+
+
+def inception_formula(kwargs, height, width, channels):
+    pool = channels if kwargs["naive"] else kwargs["filters_pool_proj"]
+    total = kwargs["filters_1x1"] + kwargs["filters_3x3"] + kwargs["filters_5x5"]
+    return height, width, total + pool
+
+
+# SqueezeExcite, LocalResponseNormalization, DropPath
+
+
+@st.composite
+def squeeze_excite_cases(draw):
+    kwargs = {
+        "ratio": draw(st.floats(0.01, 1.0)),
+        "squeeze_channels": draw(st.one_of(st.none(), st.integers(1, 4))),
+        "activation": draw(ACTIVATIONS),
+        "gate_activation": draw(st.sampled_from(["sigmoid", "hard_sigmoid"])),
+    }
+    return kwargs, draw(st.integers(1, 12)), 1
+
+
+@st.composite
+def lrn_cases(draw):
+    kwargs = {
+        "depth_radius": draw(st.integers(0, 5)),
+        "bias": draw(st.floats(0.5, 3.0)),
+        "alpha": draw(st.floats(0.0, 1e-2)),
+        "beta": draw(st.floats(0.0, 1.0)),
+    }
+    return kwargs, draw(st.integers(1, 12)), 1
+
+
+@st.composite
+def drop_path_cases(draw):
+    kwargs = {
+        "rate": draw(st.floats(0.0, 0.9)),
+        "seed": draw(st.one_of(st.none(), st.integers(0, 2**16))),
+    }
+    return kwargs, draw(st.integers(1, 8)), 1
+
+
+def unchanged(kwargs, height, width, channels):
+    return height, width, channels
+
+
+REGISTRY = {
+    "ConvBNAct": Spec(
+        layers.ConvBNAct,
+        conv_bn_act_cases(),
+        conv_bn_act_formula,
+        {
+            "filters": NOT_POSITIVE_INT,
+            "kernel_size": NOT_POSITIVE_INT,
+            "strides": NOT_POSITIVE_INT,
+            "padding": not_one_of(("same", "valid", "symmetric")),
+            "groups": NOT_POSITIVE_INT,
+            "use_bias": NOT_BOOL,
+            "batch_norm": NOT_BOOL,
+            "activation": NOT_ACTIVATION,
+            "bn_momentum": NOT_RATE,
+            "bn_epsilon": NOT_POSITIVE_FLOAT,
+            **COMMON_INVALID,
+        },
+    ),
+    "ResidualBlock": Spec(
+        layers.ResidualBlock, residual_cases(False), residual_formula, RESIDUAL_INVALID
+    ),
+    "BottleneckBlock": Spec(
+        layers.BottleneckBlock,
+        residual_cases(True),
+        residual_formula,
+        {
+            **RESIDUAL_INVALID,
+            "expansion": NOT_POSITIVE_INT,
+            "groups": NOT_POSITIVE_INT,
+            "base_width": NOT_POSITIVE_INT,
+            "stride_in_1x1": NOT_BOOL,
+        },
+    ),
+    "InceptionModule": Spec(
+        layers.InceptionModule,
+        inception_cases(),
+        inception_formula,
+        {
+            "filters_1x1": NOT_POSITIVE_INT,
+            "filters_3x3": NOT_POSITIVE_INT,
+            "filters_5x5": NOT_POSITIVE_INT,
+            "naive": NOT_BOOL,
+            "batch_norm": NOT_BOOL,
+            "activation": NOT_ACTIVATION,
+            "bn_epsilon": NOT_POSITIVE_FLOAT,
+            **COMMON_INVALID,
+        },
+    ),
+    "SqueezeExcite": Spec(
+        layers.SqueezeExcite,
+        squeeze_excite_cases(),
+        unchanged,
+        {
+            "ratio": NOT_FRACTION,
+            "squeeze_channels": st.one_of(st.integers(max_value=0), NOT_INT),
+            "activation": NOT_ACTIVATION,
+            "gate_activation": NOT_ACTIVATION,
+            **COMMON_INVALID,
+        },
+    ),
+    "LocalResponseNormalization": Spec(
+        layers.LocalResponseNormalization,
+        lrn_cases(),
+        unchanged,
+        {
+            "depth_radius": NOT_NON_NEGATIVE_INT,
+            "bias": NOT_POSITIVE_FLOAT,
+            "alpha": NOT_NON_NEGATIVE_FLOAT,
+            "beta": NOT_NON_NEGATIVE_FLOAT,
+            "data_format": NOT_DATA_FORMAT,
+        },
+    ),
+    "DropPath": Spec(
+        layers.DropPath,
+        drop_path_cases(),
+        unchanged,
+        {"rate": NOT_RATE, "seed": st.one_of(st.integers(max_value=-1), NOT_INT)},
+        has_data_format=False,
+    ),
+}
+
+NAMES = sorted(REGISTRY)
+
+# JAX compiles every operation anew for each new shape (1-2 s per block example
+# on two CPU cores), so it runs fewer examples of the compute-heavy properties;
+# TensorFlow and PyTorch explore more configurations of the same properties.
+_JAX = keras.config.backend() == "jax"
+COMPUTE_EXAMPLES = 5 if _JAX else 20
+SAVE_EXAMPLES = 2 if _JAX else 5
+
+
+def test_registry_covers_every_layer():
+    assert sorted(layers.__all__) == NAMES
+    assert keras_blocks.layers is layers
+
+
+@st.composite
+def configurations(draw, spec):
+    """(kwargs, input_shape, expected_output_shape) for one valid example."""
+    kwargs, channels, min_size = draw(spec.cases)
+    kwargs = dict(kwargs)
+    height, width = draw(st.integers(min_size, 12)), draw(st.integers(min_size, 12))
+    batch = draw(st.integers(1, 3))
+    out_height, out_width, out_channels = spec.formula(kwargs, height, width, channels)
+    data_format = "channels_last"
+    if spec.has_data_format:
+        data_format = draw(st.sampled_from(["channels_last", "channels_first"]))
+        kwargs["data_format"] = data_format
+    if data_format == "channels_last":
+        shapes = (batch, height, width, channels), (batch, out_height, out_width, out_channels)
+    else:
+        shapes = (batch, channels, height, width), (batch, out_channels, out_height, out_width)
+    return (kwargs, *shapes)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=COMPUTE_EXAMPLES)
+@given(data=st.data())
+def test_output_shape_and_finite(name, data):
+    spec = REGISTRY[name]
+    kwargs, input_shape, expected = data.draw(configurations(spec))
+    layer = spec.cls(**kwargs)
+    assert tuple(layer.compute_output_shape(input_shape)) == expected
+    x = random_inputs(input_shape, seed=data.draw(st.integers(0, 2**16)))
+    for training in (False, True):
+        y = to_numpy(layer(x, training=training))
+        assert y.shape == expected
+        assert np.isfinite(y).all()
+    # The symbolic path agrees, with an unknown batch size.
+    symbolic = layer(keras.Input(input_shape[1:]))
+    assert tuple(symbolic.shape) == (None, *expected[1:])
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=30)
+@given(data=st.data())
+def test_config_round_trip(name, data):
+    spec = REGISTRY[name]
+    kwargs, _, _ = data.draw(configurations(spec))
+    layer = spec.cls(**kwargs)
+    config = layer.get_config()
+    assert spec.cls.from_config(config).get_config() == config
+    for key, value in kwargs.items():
+        if key in ("activation", "gate_activation"):
+            continue  # Stored serialized ("swish" reads back as "silu").
+        assert config[key] == value, key
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=SAVE_EXAMPLES)
+@given(data=st.data())
+def test_keras_file_round_trip(name, data, tmp_path_factory):
+    spec = REGISTRY[name]
+    kwargs, input_shape, _ = data.draw(configurations(spec))
+    inputs = keras.Input(input_shape[1:])
+    model = keras.Model(inputs, spec.cls(**kwargs)(inputs))
+    path = tmp_path_factory.mktemp(name) / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert loaded.layers[-1].get_config() == model.layers[-1].get_config()
+    x = random_inputs(input_shape)
+    np.testing.assert_allclose(
+        to_numpy(loaded(x, training=False)), to_numpy(model(x, training=False)), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=40)
+@given(data=st.data())
+def test_invalid_argument_raises_naming_it(name, data):
+    spec = REGISTRY[name]
+    kwargs, _, _ = data.draw(configurations(spec))
+    argument = data.draw(st.sampled_from(sorted(spec.invalid)))
+    value = data.draw(spec.invalid[argument])
+    kwargs[argument] = value
+    message = re.escape(f"argument `{argument}`") + ".*" + re.escape(f"Received: {argument}=")
+    with pytest.raises(ValueError, match=message):
+        spec.cls(**kwargs)
