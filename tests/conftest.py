@@ -4,9 +4,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import hypothesis  # noqa: E402
-import keras  # noqa: E402
-import pytest  # noqa: E402
+import hypothesis
+import keras
+import pytest
 
 _COMMON = dict(
     deadline=None,
@@ -25,6 +25,7 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 )
+
 
 @pytest.fixture(autouse=True)
 def _reset_keras_state():

@@ -69,9 +69,9 @@ def _check_training_step(layer, model, x):
     assert np.isfinite(loss)
     after = [to_numpy(w) for w in layer.trainable_weights]
     if before:
-        assert any(not np.array_equal(b, a) for b, a in zip(before, after)), (
-            "a training step changed none of the layer's trainable weights"
-        )
+        assert any(
+            not np.array_equal(b, a) for b, a in zip(before, after, strict=True)
+        ), "a training step changed none of the layer's trainable weights"
 
 
 def _check_config_round_trip(cls, layer):
@@ -92,7 +92,7 @@ def _check_saved_model(cls, model, x, tmp_path):
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert type(loaded.layers[-1]) is cls
     assert len(loaded.weights) == len(model.weights)
-    for original, restored in zip(model.weights, loaded.weights):
+    for original, restored in zip(model.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(to_numpy(original), to_numpy(restored))
     np.testing.assert_allclose(
         to_numpy(loaded(x, training=False)),

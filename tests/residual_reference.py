@@ -41,6 +41,35 @@ def plain_keras_block(
     if preact:
         x = layers.Activation("relu")(bn("preact_bn")(inputs))
     preactivated = x
+    # keras.applications adds `[shortcut, x]`; a functional model orders the
+    # layers of equal graph depth by that input order, hence its weight order.
+    if shortcut == "identity":
+        residual = inputs
+    elif shortcut == "zero_pad":
+        residual = layers.MaxPooling2D(1, strides=strides, data_format=data_format)(
+            inputs
+        )
+        in_channels = input_shape[axis]
+        if out_channels > in_channels:
+            pad = [(0, 0)] * 4
+            pad[axis] = (0, out_channels - in_channels)
+            residual = layers.Lambda(lambda t: keras.ops.pad(t, pad))(residual)
+    else:
+        residual = preactivated
+        if shortcut == "avg_pool" and strides > 1:
+            residual = layers.AveragePooling2D(
+                strides, strides=strides, padding="same", data_format=data_format
+            )(residual)
+        residual = layers.Conv2D(
+            out_channels,
+            1,
+            strides=strides if shortcut == "projection" else 1,
+            use_bias=bias(not preact),
+            data_format=data_format,
+            name="shortcut_conv",
+        )(residual)
+        if not preact:
+            residual = bn("shortcut_bn")(residual)
     for index, (filters, kernel_size, unit_strides, groups) in enumerate(units, 1):
         if unit_strides > 1 and kernel_size > 1:
             x = layers.ZeroPadding2D(kernel_size // 2, data_format=data_format)(x)
@@ -80,34 +109,7 @@ def plain_keras_block(
         )(s)
         x = layers.Multiply()([x, s])
 
-    if shortcut == "identity":
-        residual = inputs
-    elif shortcut == "zero_pad":
-        residual = layers.MaxPooling2D(1, strides=strides, data_format=data_format)(
-            inputs
-        )
-        in_channels = input_shape[axis]
-        if out_channels > in_channels:
-            pad = [(0, 0)] * 4
-            pad[axis] = (0, out_channels - in_channels)
-            residual = layers.Lambda(lambda t: keras.ops.pad(t, pad))(residual)
-    else:
-        residual = preactivated
-        if shortcut == "avg_pool" and strides > 1:
-            residual = layers.AveragePooling2D(
-                strides, strides=strides, padding="same", data_format=data_format
-            )(residual)
-        residual = layers.Conv2D(
-            out_channels,
-            1,
-            strides=strides if shortcut == "projection" else 1,
-            use_bias=bias(not preact),
-            data_format=data_format,
-            name="shortcut_conv",
-        )(residual)
-        if not preact:
-            residual = bn("shortcut_bn")(residual)
-    x = layers.Add()([x, residual])
+    x = layers.Add()([residual, x])
     if not preact:
         x = layers.Activation("relu")(x)
     return keras.Model(inputs, x)

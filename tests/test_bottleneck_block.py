@@ -16,19 +16,37 @@ from keras_blocks.layers import BottleneckBlock
         (dict(filters=4), (2, 6, 6, 8), (2, 6, 6, 16)),
         # ResNeXt: grouped 3x3, channels first, stride 2 on an odd size.
         (
-            dict(filters=4, strides=2, groups=2, base_width=32, data_format="channels_first"),
+            dict(
+                filters=4,
+                strides=2,
+                groups=2,
+                base_width=32,
+                data_format="channels_first",
+            ),
             (2, 16, 7, 7),
             (2, 16, 4, 4),
         ),
         # Pre-activation with the subsampling shortcut keras.applications' v2 uses.
         (
-            dict(filters=4, strides=2, preact=True, shortcut="zero_pad", zero_init_last_bn=True),
+            dict(
+                filters=4,
+                strides=2,
+                preact=True,
+                shortcut="zero_pad",
+                zero_init_last_bn=True,
+            ),
             (2, 8, 8, 16),
             (2, 4, 4, 16),
         ),
         # ResNet-D shortcut, SE and stochastic depth together.
         (
-            dict(filters=2, strides=2, shortcut="avg_pool", se_ratio=0.25, drop_path_rate=0.2),
+            dict(
+                filters=2,
+                strides=2,
+                shortcut="avg_pool",
+                se_ratio=0.25,
+                drop_path_rate=0.2,
+            ),
             (2, 5, 5, 4),
             (2, 3, 3, 8),
         ),
@@ -171,7 +189,9 @@ def test_parameter_counts_match_torchvision():
 
 def test_use_bias_rules():
     def biased(block):
-        return sorted(w.path.split("/", 1)[1] for w in block.weights if "bias" in w.path)
+        return sorted(
+            w.path.split("/", 1)[1] for w in block.weights if "bias" in w.path
+        )
 
     shape = (None, 8, 8, 4)
     v1, v2 = BottleneckBlock(4), BottleneckBlock(4, preact=True)
@@ -222,17 +242,50 @@ def test_drop_path_changes_training_outputs_only():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(filters=0), "Invalid value for argument `filters`. Expected a strictly positive integer. Received: filters=0"),
-        (dict(filters=4, expansion=0), "Invalid value for argument `expansion`. Expected a strictly positive integer. Received: expansion=0"),
-        (dict(filters=4, groups=2.0), "Invalid value for argument `groups`. Expected a strictly positive integer. Received: groups=2.0"),
-        (dict(filters=4, base_width=8), "Invalid value for argument `base_width`. Expected a value that gives at least one channel per group: int(filters * base_width / 64) = 0 with filters=4. Received: base_width=8"),
-        (dict(filters=4, stride_in_1x1="yes"), "Invalid value for argument `stride_in_1x1`. Expected a boolean. Received: stride_in_1x1='yes'"),
-        (dict(filters=4, shortcut="conv"), "Invalid value for argument `shortcut`. Expected one of ('auto', 'identity', 'projection', 'zero_pad', 'avg_pool'). Received: shortcut='conv'"),
-        (dict(filters=4, strides=2, shortcut="identity"), "Invalid value for argument `shortcut`. An identity shortcut needs strides=1"),
-        (dict(filters=4, se_ratio=0), "Invalid value for argument `se_ratio`. Expected a number in the range (0, 1]. Received: se_ratio=0"),
-        (dict(filters=4, drop_path_rate=1.0), "Invalid value for argument `drop_path_rate`. Expected a number in the range [0, 1). Received: drop_path_rate=1.0"),
-        (dict(filters=4, activation="relu7"), "Invalid value for argument `activation`. Expected an activation name or callable. Received: activation='relu7'"),
-        (dict(filters=4, data_format="NHWC"), "Invalid value for argument `data_format`. Expected one of ('channels_last', 'channels_first'). Received: data_format='NHWC'"),
+        (
+            dict(filters=0),
+            "Invalid value for argument `filters`. Expected a strictly positive integer. Received: filters=0",
+        ),
+        (
+            dict(filters=4, expansion=0),
+            "Invalid value for argument `expansion`. Expected a strictly positive integer. Received: expansion=0",
+        ),
+        (
+            dict(filters=4, groups=2.0),
+            "Invalid value for argument `groups`. Expected a strictly positive integer. Received: groups=2.0",
+        ),
+        (
+            dict(filters=4, base_width=8),
+            "Invalid value for argument `base_width`. Expected a value that gives at least one channel per group: int(filters * base_width / 64) = 0 with filters=4. Received: base_width=8",
+        ),
+        (
+            dict(filters=4, stride_in_1x1="yes"),
+            "Invalid value for argument `stride_in_1x1`. Expected a boolean. Received: stride_in_1x1='yes'",
+        ),
+        (
+            dict(filters=4, shortcut="conv"),
+            "Invalid value for argument `shortcut`. Expected one of ('auto', 'identity', 'projection', 'zero_pad', 'avg_pool'). Received: shortcut='conv'",
+        ),
+        (
+            dict(filters=4, strides=2, shortcut="identity"),
+            "Invalid value for argument `shortcut`. An identity shortcut needs strides=1",
+        ),
+        (
+            dict(filters=4, se_ratio=0),
+            "Invalid value for argument `se_ratio`. Expected a number in the range (0, 1]. Received: se_ratio=0",
+        ),
+        (
+            dict(filters=4, drop_path_rate=1.0),
+            "Invalid value for argument `drop_path_rate`. Expected a number in the range [0, 1). Received: drop_path_rate=1.0",
+        ),
+        (
+            dict(filters=4, activation="relu7"),
+            "Invalid value for argument `activation`. Expected an activation name or callable. Received: activation='relu7'",
+        ),
+        (
+            dict(filters=4, data_format="NHWC"),
+            "Invalid value for argument `data_format`. Expected one of ('channels_last', 'channels_first'). Received: data_format='NHWC'",
+        ),
     ],
 )
 def test_bad_args(kwargs, message):
@@ -243,10 +296,22 @@ def test_bad_args(kwargs, message):
 @pytest.mark.parametrize(
     "kwargs, input_shape, message",
     [
-        (dict(filters=4), (None, 8, 8), "Expected a 4D tensor (batch, height, width, channels). Received: input_shape=(None, 8, 8)"),
+        (
+            dict(filters=4),
+            (None, 8, 8),
+            "Expected a 4D tensor (batch, height, width, channels). Received: input_shape=(None, 8, 8)",
+        ),
         (dict(filters=4), (None, 8, 8, None), "The channel dimension must be known"),
-        (dict(filters=4, shortcut="identity"), (None, 8, 8, 8), "has an identity shortcut, which needs as many input channels as output channels (16)"),
-        (dict(filters=2, shortcut="zero_pad"), (None, 8, 8, 16), "has a zero_pad shortcut, which can add channels but not remove them: the input has 16, the output 8"),
+        (
+            dict(filters=4, shortcut="identity"),
+            (None, 8, 8, 8),
+            "has an identity shortcut, which needs as many input channels as output channels (16)",
+        ),
+        (
+            dict(filters=2, shortcut="zero_pad"),
+            (None, 8, 8, 16),
+            "has a zero_pad shortcut, which can add channels but not remove them: the input has 16, the output 8",
+        ),
     ],
 )
 def test_bad_input_shapes(kwargs, input_shape, message):

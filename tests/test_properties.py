@@ -40,7 +40,9 @@ NOT_POSITIVE_FLOAT = st.one_of(
 NOT_NON_NEGATIVE_FLOAT = st.one_of(
     st.floats().filter(lambda v: not 0 <= v < math.inf), st.text(max_size=3)
 )
-NOT_ACTIVATION = st.one_of(st.sampled_from(["relu6x", "no_such_activation"]), st.integers())
+NOT_ACTIVATION = st.one_of(
+    st.sampled_from(["relu6x", "no_such_activation"]), st.integers()
+)
 NOT_INITIALIZER = st.sampled_from(["no_such_initializer", 3])
 
 
@@ -84,7 +86,9 @@ def same_size(size, strides):
 def conv_bn_act_cases(draw):
     groups = draw(st.sampled_from([1, 2]))
     padding = draw(st.sampled_from(["same", "valid", "symmetric"]))
-    kernel_size = draw(st.sampled_from([1, 3, 5] if padding == "symmetric" else [1, 2, 3]))
+    kernel_size = draw(
+        st.sampled_from([1, 3, 5] if padding == "symmetric" else [1, 2, 3])
+    )
     kwargs = {
         "filters": groups * draw(st.integers(1, 6)),
         "kernel_size": kernel_size,
@@ -141,8 +145,10 @@ def residual_cases(draw, bottleneck):
 
 def residual_formula(kwargs, height, width, channels):
     s = kwargs["strides"]
-    return same_size(height, s), same_size(width, s), kwargs["filters"] * kwargs.get(
-        "expansion", 1
+    return (
+        same_size(height, s),
+        same_size(width, s),
+        kwargs["filters"] * kwargs.get("expansion", 1),
     )
 
 
@@ -338,9 +344,15 @@ def configurations(draw, spec):
         data_format = draw(st.sampled_from(["channels_last", "channels_first"]))
         kwargs["data_format"] = data_format
     if data_format == "channels_last":
-        shapes = (batch, height, width, channels), (batch, out_height, out_width, out_channels)
+        shapes = (
+            (batch, height, width, channels),
+            (batch, out_height, out_width, out_channels),
+        )
     else:
-        shapes = (batch, channels, height, width), (batch, out_channels, out_height, out_width)
+        shapes = (
+            (batch, channels, height, width),
+            (batch, out_channels, out_height, out_width),
+        )
     return (kwargs, *shapes)
 
 
@@ -391,7 +403,9 @@ def test_keras_file_round_trip(name, data, tmp_path_factory):
     assert loaded.layers[-1].get_config() == model.layers[-1].get_config()
     x = random_inputs(input_shape)
     np.testing.assert_allclose(
-        to_numpy(loaded(x, training=False)), to_numpy(model(x, training=False)), atol=1e-6
+        to_numpy(loaded(x, training=False)),
+        to_numpy(model(x, training=False)),
+        atol=1e-6,
     )
 
 
@@ -404,6 +418,8 @@ def test_invalid_argument_raises_naming_it(name, data):
     argument = data.draw(st.sampled_from(sorted(spec.invalid)))
     value = data.draw(spec.invalid[argument])
     kwargs[argument] = value
-    message = re.escape(f"argument `{argument}`") + ".*" + re.escape(f"Received: {argument}=")
+    message = (
+        re.escape(f"argument `{argument}`") + ".*" + re.escape(f"Received: {argument}=")
+    )
     with pytest.raises(ValueError, match=message):
         spec.cls(**kwargs)

@@ -195,9 +195,7 @@ class ResidualBase(keras.layers.Layer):
         self.last_bn = (
             None
             if self.preact
-            else self._bn(
-                f"bn{last}", "zeros" if self.zero_init_last_bn else "ones"
-            )
+            else self._bn(f"bn{last}", "zeros" if self.zero_init_last_bn else "ones")
         )
         self.se = (
             SqueezeExcite(

@@ -206,7 +206,9 @@ class ConvBNAct(keras.layers.Layer):
         else:
             height = strided_size(height, self.strides)
             width = strided_size(width, self.strides)
-        return image_shape(input_shape[0], height, width, self.filters, self.data_format)
+        return image_shape(
+            input_shape[0], height, width, self.filters, self.data_format
+        )
 
     def get_config(self):
         return {

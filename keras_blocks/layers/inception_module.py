@@ -109,8 +109,12 @@ class InceptionModule(keras.layers.Layer):
         self.filters_1x1 = check.positive_int("filters_1x1", filters_1x1)
         self.filters_3x3 = check.positive_int("filters_3x3", filters_3x3)
         self.filters_5x5 = check.positive_int("filters_5x5", filters_5x5)
-        self.filters_3x3_reduce = self._reduction("filters_3x3_reduce", filters_3x3_reduce)
-        self.filters_5x5_reduce = self._reduction("filters_5x5_reduce", filters_5x5_reduce)
+        self.filters_3x3_reduce = self._reduction(
+            "filters_3x3_reduce", filters_3x3_reduce
+        )
+        self.filters_5x5_reduce = self._reduction(
+            "filters_5x5_reduce", filters_5x5_reduce
+        )
         self.filters_pool_proj = self._reduction("filters_pool_proj", filters_pool_proj)
         self.batch_norm = check.boolean("batch_norm", batch_norm)
         self.use_bias = check.optional(check.boolean, "use_bias", use_bias)

@@ -1,0 +1,92 @@
+"""Lint, then the whole test suite under each Keras backend: what `.ci/run` runs.
+
+python tests/run_all.py                        # ruff, then TF, JAX and PyTorch
+python tests/run_all.py --backends jax -- -k DropPath
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def run(command, env=None):
+    """Runs `command`, streaming its output; returns (exit code, output lines)."""
+    print("$", " ".join(command), flush=True)
+    lines = []
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    ) as process:
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line.rstrip())
+    return process.returncode, lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backends", nargs="+", default=BACKENDS, choices=BACKENDS)
+    parser.add_argument("--workers", default="2", help="pytest-xdist workers")
+    parser.add_argument("--no-lint", action="store_true")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
+    args = parser.parse_args(argv)
+
+    failed = []
+    if not args.no_lint:
+        for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+            returncode, _ = run([sys.executable, "-m", *command])
+            if returncode:
+                failed.append(" ".join(command))
+
+    summary = []
+    for backend in args.backends:
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        start = time.perf_counter()
+        returncode, lines = run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-n",
+                args.workers,
+                "-p",
+                "no:cacheprovider",
+                "--doctest-modules",
+                "keras_blocks",
+                "tests",
+                *args.pytest_args,
+            ],
+            env=env,
+        )
+        lines = [line for line in lines if line.strip()]
+        closing = lines[-1].strip("= ") if lines else "no output"
+        summary.append((backend, closing, time.perf_counter() - start))
+        if returncode:
+            failed.append(f"pytest ({backend})")
+
+    print("\nSummary")
+    for backend, closing, seconds in summary:
+        print(f"  {backend:<10} {closing}  [{seconds:.0f} s wall]")
+    counts = [re.search(r"(\d+) passed", closing) for _, closing, _ in summary]
+    failures = [re.search(r"(\d+) failed", closing) for _, closing, _ in summary]
+    passed = sum(int(m.group(1)) for m in counts if m)
+    failed_tests = sum(int(m.group(1)) for m in failures if m)
+    if failed:
+        print("Failed:", ", ".join(failed))
+    print(f"{passed} passed, {failed_tests} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
