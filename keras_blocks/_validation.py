@@ -127,7 +127,11 @@ def regularizer(name, value):
 
 
 def image_input_shape(layer, input_shape, data_format):
-    """Checks a 4D image shape with known channels; returns the channels."""
+    """Checks a 4D image shape with known channels; returns the channels.
+
+    Also sets the layer's `input_spec`, so that a later call on a tensor of
+    another rank or channel count fails with Keras' own clear message.
+    """
     if len(input_shape) != 4:
         raise ValueError(
             f"Invalid input shape for layer '{layer.name}' "
@@ -141,6 +145,9 @@ def image_input_shape(layer, input_shape, data_format):
             f"({layer.__class__.__name__}). The channel dimension must be "
             f"known ({_layout(data_format)}). Received: input_shape={input_shape}"
         )
+    layer.input_spec = keras.InputSpec(
+        ndim=4, axes={channel_axis(data_format): int(channels)}
+    )
     return int(channels)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("tensorflow", "jax", "torch")
+CLOSING = re.compile(r"^=+ .*(passed|failed|error|no tests ran).* in [\d.]+s")
 
 
 def run(command, env=None):
@@ -69,8 +70,9 @@ def main(argv=None):
             ],
             env=env,
         )
-        lines = [line for line in lines if line.strip()]
-        closing = lines[-1].strip("= ") if lines else "no output"
+        # pytest's closing line; TensorFlow may log after it.
+        closings = [line for line in lines if CLOSING.search(line)]
+        closing = closings[-1].strip("= ") if closings else "no pytest summary"
         summary.append((backend, closing, time.perf_counter() - start))
         if returncode:
             failed.append(f"pytest ({backend})")

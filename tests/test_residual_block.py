@@ -231,3 +231,12 @@ def test_bad_args(kwargs, message):
 def test_bad_input_shapes(kwargs, input_shape, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ResidualBlock(**kwargs).build(input_shape)
+
+
+def test_call_on_other_channels_after_build_is_a_clear_error():
+    block = ResidualBlock(4)
+    block.build((None, 8, 8, 4))
+    with pytest.raises(
+        ValueError, match="expected axis -1 of input shape to have value 4"
+    ):
+        block(random_inputs((1, 8, 8, 6)))
