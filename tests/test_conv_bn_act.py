@@ -1,0 +1,232 @@
+import re
+
+import keras
+import numpy as np
+import pytest
+from layer_checks import check_layer, random_inputs, run_reference, to_numpy
+from residual_reference import randomize_weights
+
+from keras_blocks.layers import ConvBNAct
+
+
+@pytest.mark.parametrize(
+    "kwargs, input_shape, output_shape",
+    [
+        (dict(filters=8, strides=2, padding="symmetric"), (2, 8, 8, 3), (2, 4, 4, 8)),
+        (dict(filters=6, kernel_size=3, padding="valid"), (2, 7, 5, 4), (2, 5, 3, 6)),
+        (
+            dict(filters=8, strides=2, groups=2, data_format="channels_first"),
+            (2, 4, 9, 9),
+            (2, 8, 5, 5),
+        ),
+        (
+            dict(filters=4, kernel_size=1, batch_norm=False, activation=None),
+            (2, 5, 5, 3),
+            (2, 5, 5, 4),
+        ),
+    ],
+)
+def test_layer(kwargs, input_shape, output_shape, tmp_path):
+    check_layer(ConvBNAct, kwargs, input_shape, tmp_path, output_shape)
+
+
+def plain_keras_unit(
+    input_shape,
+    filters,
+    kernel_size,
+    strides,
+    padding,
+    groups,
+    batch_norm,
+    activation,
+    data_format,
+):
+    inputs = keras.Input(input_shape[1:])
+    x = inputs
+    if padding == "symmetric" and strides > 1:
+        x = keras.layers.ZeroPadding2D(kernel_size // 2, data_format=data_format)(x)
+        padding = "valid"
+    elif padding == "symmetric":
+        padding = "same"
+    x = keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        groups=groups,
+        use_bias=not batch_norm,
+        data_format=data_format,
+    )(x)
+    if batch_norm:
+        axis = -1 if data_format == "channels_last" else 1
+        x = keras.layers.BatchNormalization(axis=axis, epsilon=1e-5)(x)
+    if activation:
+        x = keras.layers.Activation(activation)(x)
+    return keras.Model(inputs, x)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=3, strides=2, padding="same"),
+        dict(kernel_size=3, strides=2, padding="valid"),
+        dict(
+            kernel_size=3, strides=2, padding="symmetric"
+        ),  # even input: differs from same
+        dict(kernel_size=5, strides=1, padding="symmetric"),
+        dict(kernel_size=3, strides=1, padding="same", groups=2),
+        dict(
+            kernel_size=3,
+            strides=1,
+            padding="same",
+            batch_norm=False,
+            activation="swish",
+        ),
+        dict(
+            kernel_size=3, strides=2, padding="symmetric", data_format="channels_first"
+        ),
+    ],
+)
+def test_matches_plain_keras(kwargs):
+    defaults = dict(
+        padding="same",
+        groups=1,
+        batch_norm=True,
+        activation="relu",
+        data_format="channels_last",
+    )
+    extra = {k: v for k, v in kwargs.items() if k not in ("kernel_size", "strides")}
+    options = {**defaults, **extra}
+    data_format = options["data_format"]
+    shape = (2, 8, 8, 4) if data_format == "channels_last" else (2, 4, 8, 8)
+    reference = plain_keras_unit(
+        shape, 6, kwargs["kernel_size"], kwargs["strides"], **options
+    )
+    randomize_weights(reference)
+    unit = ConvBNAct(6, kwargs["kernel_size"], kwargs["strides"], **options)
+    unit.build(shape)
+    unit.set_weights(reference.get_weights())
+    x = random_inputs(shape)
+    np.testing.assert_allclose(
+        to_numpy(unit(x, training=False)),
+        run_reference(reference, x),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_symmetric_padding_differs_from_same_on_strided_even_inputs():
+    x = random_inputs((1, 8, 8, 2))
+    same = ConvBNAct(3, 3, 2, padding="same", batch_norm=False, activation=None)
+    symmetric = ConvBNAct(
+        3, 3, 2, padding="symmetric", batch_norm=False, activation=None
+    )
+    same.build(x.shape)
+    symmetric.build(x.shape)
+    symmetric.set_weights(same.get_weights())
+    assert not np.allclose(to_numpy(same(x)), to_numpy(symmetric(x)))
+
+
+def test_bias_only_without_batch_norm():
+    def weight_names(unit):
+        unit.build((None, 5, 5, 3))
+        return [w.path.split("/", 1)[1] for w in unit.weights]
+
+    assert "conv/bias" not in weight_names(ConvBNAct(4))
+    assert weight_names(ConvBNAct(4, batch_norm=False)) == ["conv/kernel", "conv/bias"]
+    assert "conv/bias" in weight_names(ConvBNAct(4, use_bias=True))
+
+
+def test_no_activation_is_linear():
+    unit = ConvBNAct(4, batch_norm=False, activation=None)
+    x = random_inputs((2, 5, 5, 3))
+    np.testing.assert_allclose(
+        to_numpy(unit(2 * x)) - to_numpy(unit.conv.bias),
+        2 * (to_numpy(unit(x)) - to_numpy(unit.conv.bias)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(filters=0),
+            "Invalid value for argument `filters`. Expected a strictly positive integer. Received: filters=0",
+        ),
+        (dict(filters=-1), "Received: filters=-1"),
+        (dict(filters=2.5), "Received: filters=2.5"),
+        (dict(filters=None), "Received: filters=None"),
+        (dict(filters=True), "Received: filters=True"),
+        (
+            dict(filters=8, kernel_size=0),
+            "Invalid value for argument `kernel_size`. Expected a strictly positive integer. Received: kernel_size=0",
+        ),
+        (
+            dict(filters=8, kernel_size=2, padding="symmetric"),
+            "Invalid value for argument `kernel_size`. Expected a strictly positive odd integer. Received: kernel_size=2",
+        ),
+        (
+            dict(filters=8, strides=0),
+            "Invalid value for argument `strides`. Expected a strictly positive integer. Received: strides=0",
+        ),
+        (
+            dict(filters=8, padding="full"),
+            "Invalid value for argument `padding`. Expected one of ('same', 'valid', 'symmetric'). Received: padding='full'",
+        ),
+        (
+            dict(filters=8, groups=3),
+            "Invalid value for argument `groups`. Expected a divisor of `filters` (8). Received: groups=3",
+        ),
+        (
+            dict(filters=8, bn_momentum=1.0),
+            "Invalid value for argument `bn_momentum`. Expected a number in the range [0, 1). Received: bn_momentum=1.0",
+        ),
+        (
+            dict(filters=8, bn_epsilon=0),
+            "Invalid value for argument `bn_epsilon`. Expected a strictly positive finite number. Received: bn_epsilon=0",
+        ),
+        (
+            dict(filters=8, activation="nope"),
+            "Invalid value for argument `activation`. Expected an activation name or callable. Received: activation='nope'",
+        ),
+        (
+            dict(filters=8, kernel_initializer="nope"),
+            "Invalid value for argument `kernel_initializer`.",
+        ),
+        (
+            dict(filters=8, data_format="NCHW"),
+            "Invalid value for argument `data_format`. Expected one of ('channels_last', 'channels_first'). Received: data_format='NCHW'",
+        ),
+    ],
+)
+def test_bad_args(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ConvBNAct(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, shape, message",
+    [
+        (
+            dict(filters=4),
+            (None, 8, 8),
+            "Expected a 4D tensor (batch, height, width, channels). Received: input_shape=(None, 8, 8)",
+        ),
+        (dict(filters=4), (None, 8, 8, None), "The channel dimension must be known"),
+        (
+            dict(filters=4, groups=2),
+            (None, 8, 8, 3),
+            "has groups=2, which must divide the input channels. Received: input_shape=(None, 8, 8, 3)",
+        ),
+        (
+            dict(filters=4, kernel_size=5, padding="valid"),
+            (None, 8, 4, 3),
+            "with padding='valid' needs inputs at least kernel_size=5 high and wide. Received: input_shape=(None, 8, 4, 3)",
+        ),
+    ],
+)
+def test_bad_input_shapes(kwargs, shape, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ConvBNAct(**kwargs).build(shape)
