@@ -39,12 +39,13 @@ class DropPath(keras.layers.Layer):
 
     Examples:
         >>> import numpy as np
+        >>> import keras
         >>> import keras_blocks
         >>> drop = keras_blocks.layers.DropPath(0.5, seed=1)
         >>> x = np.ones((1000, 4), dtype="float32")
-        >>> bool((np.asarray(drop(x, training=False)) == x).all())
+        >>> bool((keras.ops.convert_to_numpy(drop(x)) == x).all())
         True
-        >>> kept = np.asarray(drop(x, training=True))[:, 0]
+        >>> kept = keras.ops.convert_to_numpy(drop(x, training=True))[:, 0]
         >>> sorted(set(kept.tolist()))
         [0.0, 2.0]
     """

@@ -54,12 +54,14 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     Examples:
         >>> import numpy as np
+        >>> import keras
         >>> import keras_blocks
         >>> lrn = keras_blocks.layers.LocalResponseNormalization(
         ...     depth_radius=1, bias=1.0, alpha=1.0, beta=1.0
         ... )
         >>> x = np.array([[[[1.0, 2.0, 0.0]]]], dtype="float32")
-        >>> np.asarray(lrn(x), dtype="float64").round(4).tolist()  # 1/(1+5), 2/(1+5), 0
+        >>> y = keras.ops.convert_to_numpy(lrn(x)).astype("float64")
+        >>> y.round(4).tolist()  # 1/(1+5), 2/(1+5), 0
         [[[[0.1667, 0.3333, 0.0]]]]
     """
 
