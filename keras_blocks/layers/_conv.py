@@ -5,6 +5,8 @@ import functools
 import keras
 from keras import ops
 
+from keras_blocks import _validation as check
+
 
 @functools.cache
 def _tensorflow_cpu_only():
@@ -57,3 +59,55 @@ def image_shape(batch, height, width, channels, data_format):
     if data_format == "channels_last":
         return (batch, height, width, channels)
     return (batch, channels, height, width)
+
+
+def set_unit_options(
+    layer,
+    *,
+    use_bias,
+    activation,
+    bn_momentum,
+    bn_epsilon,
+    kernel_initializer,
+    kernel_regularizer,
+    data_format,
+):
+    """Validates the options of convolution units and stores them on `layer`.
+
+    `ConvBNAct` and every block made of it take these same arguments; a block
+    passes them on to its units with `**unit_options(layer)`.
+    """
+    layer.use_bias = check.optional(check.boolean, "use_bias", use_bias)
+    layer.activation = check.activation("activation", activation)
+    layer.bn_momentum = check.rate("bn_momentum", bn_momentum)
+    layer.bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
+    layer.kernel_initializer = check.initializer(
+        "kernel_initializer", kernel_initializer
+    )
+    layer.kernel_regularizer = check.regularizer(
+        "kernel_regularizer", kernel_regularizer
+    )
+    layer.data_format = check.data_format(data_format)
+
+
+def unit_options(layer):
+    """The stored unit options, as keyword arguments for `ConvBNAct`."""
+    return {
+        "use_bias": layer.use_bias,
+        "activation": layer.activation,
+        "bn_momentum": layer.bn_momentum,
+        "bn_epsilon": layer.bn_epsilon,
+        "kernel_initializer": layer.kernel_initializer,
+        "kernel_regularizer": layer.kernel_regularizer,
+        "data_format": layer.data_format,
+    }
+
+
+def unit_options_config(layer):
+    """The stored unit options, serialized for `get_config()`."""
+    return {
+        **unit_options(layer),
+        "activation": check.serialize_activation(layer.activation),
+        "kernel_initializer": keras.initializers.serialize(layer.kernel_initializer),
+        "kernel_regularizer": keras.regularizers.serialize(layer.kernel_regularizer),
+    }

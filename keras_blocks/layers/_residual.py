@@ -10,7 +10,15 @@ import keras
 from keras import ops
 
 from keras_blocks import _validation as check
-from keras_blocks.layers._conv import Conv2D, image_shape, spatial_shape, strided_size
+from keras_blocks.layers._conv import (
+    Conv2D,
+    image_shape,
+    set_unit_options,
+    spatial_shape,
+    strided_size,
+    unit_options,
+    unit_options_config,
+)
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 from keras_blocks.layers.drop_path import DropPath
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
@@ -54,17 +62,16 @@ class ResidualBase(keras.layers.Layer):
         self.se_ratio = check.optional(check.fraction, "se_ratio", se_ratio)
         self.drop_path_rate = check.rate("drop_path_rate", drop_path_rate)
         self.zero_init_last_bn = check.boolean("zero_init_last_bn", zero_init_last_bn)
-        self.use_bias = check.optional(check.boolean, "use_bias", use_bias)
-        self.activation = check.activation("activation", activation)
-        self.bn_momentum = check.rate("bn_momentum", bn_momentum)
-        self.bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
-        self.kernel_initializer = check.initializer(
-            "kernel_initializer", kernel_initializer
+        set_unit_options(
+            self,
+            use_bias=use_bias,
+            activation=activation,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            data_format=data_format,
         )
-        self.kernel_regularizer = check.regularizer(
-            "kernel_regularizer", kernel_regularizer
-        )
-        self.data_format = check.data_format(data_format)
 
     # What the subclasses define.
 
@@ -87,13 +94,7 @@ class ResidualBase(keras.layers.Layer):
             strides=strides,
             padding="symmetric",
             groups=groups,
-            use_bias=self.use_bias,
-            activation=self.activation,
-            bn_momentum=self.bn_momentum,
-            bn_epsilon=self.bn_epsilon,
-            kernel_initializer=self.kernel_initializer,
-            kernel_regularizer=self.kernel_regularizer,
-            data_format=self.data_format,
+            **unit_options(self),
             dtype=self.dtype_policy,
             name=name,
         )
@@ -298,11 +299,5 @@ class ResidualBase(keras.layers.Layer):
             "se_ratio": self.se_ratio,
             "drop_path_rate": self.drop_path_rate,
             "zero_init_last_bn": self.zero_init_last_bn,
-            "use_bias": self.use_bias,
-            "activation": check.serialize_activation(self.activation),
-            "bn_momentum": self.bn_momentum,
-            "bn_epsilon": self.bn_epsilon,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "data_format": self.data_format,
+            **unit_options_config(self),
         }

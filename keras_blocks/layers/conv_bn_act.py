@@ -9,8 +9,10 @@ from keras_blocks import _validation as check
 from keras_blocks.layers._conv import (
     Conv2D,
     image_shape,
+    set_unit_options,
     spatial_shape,
     strided_size,
+    unit_options_config,
 )
 
 PADDINGS = ("same", "valid", "symmetric")
@@ -114,18 +116,17 @@ class ConvBNAct(keras.layers.Layer):
                 "Invalid value for argument `groups`. Expected a divisor of "
                 f"`filters` ({self.filters}). Received: groups={groups!r}"
             )
-        self.use_bias = check.optional(check.boolean, "use_bias", use_bias)
         self.batch_norm = check.boolean("batch_norm", batch_norm)
-        self.activation = check.activation("activation", activation)
-        self.bn_momentum = check.rate("bn_momentum", bn_momentum)
-        self.bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
-        self.kernel_initializer = check.initializer(
-            "kernel_initializer", kernel_initializer
+        set_unit_options(
+            self,
+            use_bias=use_bias,
+            activation=activation,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            data_format=data_format,
         )
-        self.kernel_regularizer = check.regularizer(
-            "kernel_regularizer", kernel_regularizer
-        )
-        self.data_format = check.data_format(data_format)
 
         # Symmetric padding is explicit only where it differs from "same".
         explicit_pad = self.padding == "symmetric" and self.strides > 1
@@ -218,12 +219,6 @@ class ConvBNAct(keras.layers.Layer):
             "strides": self.strides,
             "padding": self.padding,
             "groups": self.groups,
-            "use_bias": self.use_bias,
             "batch_norm": self.batch_norm,
-            "activation": check.serialize_activation(self.activation),
-            "bn_momentum": self.bn_momentum,
-            "bn_epsilon": self.bn_epsilon,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "data_format": self.data_format,
+            **unit_options_config(self),
         }

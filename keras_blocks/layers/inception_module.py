@@ -7,7 +7,13 @@ import keras
 from keras import ops
 
 from keras_blocks import _validation as check
-from keras_blocks.layers._conv import image_shape, spatial_shape
+from keras_blocks.layers._conv import (
+    image_shape,
+    set_unit_options,
+    spatial_shape,
+    unit_options,
+    unit_options_config,
+)
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 
 
@@ -117,17 +123,16 @@ class InceptionModule(keras.layers.Layer):
         )
         self.filters_pool_proj = self._reduction("filters_pool_proj", filters_pool_proj)
         self.batch_norm = check.boolean("batch_norm", batch_norm)
-        self.use_bias = check.optional(check.boolean, "use_bias", use_bias)
-        self.activation = check.activation("activation", activation)
-        self.bn_momentum = check.rate("bn_momentum", bn_momentum)
-        self.bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
-        self.kernel_initializer = check.initializer(
-            "kernel_initializer", kernel_initializer
+        set_unit_options(
+            self,
+            use_bias=use_bias,
+            activation=activation,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            data_format=data_format,
         )
-        self.kernel_regularizer = check.regularizer(
-            "kernel_regularizer", kernel_regularizer
-        )
-        self.data_format = check.data_format(data_format)
 
         def unit(filters, kernel_size, name):
             if filters is None:
@@ -136,13 +141,7 @@ class InceptionModule(keras.layers.Layer):
                 filters,
                 kernel_size,
                 batch_norm=self.batch_norm,
-                use_bias=self.use_bias,
-                activation=self.activation,
-                bn_momentum=self.bn_momentum,
-                bn_epsilon=self.bn_epsilon,
-                kernel_initializer=self.kernel_initializer,
-                kernel_regularizer=self.kernel_regularizer,
-                data_format=self.data_format,
+                **unit_options(self),
                 dtype=self.dtype_policy,
                 name=name,
             )
@@ -220,11 +219,5 @@ class InceptionModule(keras.layers.Layer):
             "filters_pool_proj": self.filters_pool_proj,
             "naive": self.naive,
             "batch_norm": self.batch_norm,
-            "use_bias": self.use_bias,
-            "activation": check.serialize_activation(self.activation),
-            "bn_momentum": self.bn_momentum,
-            "bn_epsilon": self.bn_epsilon,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "data_format": self.data_format,
+            **unit_options_config(self),
         }
