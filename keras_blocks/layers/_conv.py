@@ -90,6 +90,18 @@ def set_unit_options(
     layer.data_format = check.data_format(data_format)
 
 
+def batch_normalization(layer, name, gamma_initializer="ones"):
+    """A `BatchNormalization` configured from `layer`'s stored unit options."""
+    return keras.layers.BatchNormalization(
+        axis=check.channel_axis(layer.data_format),
+        momentum=layer.bn_momentum,
+        epsilon=layer.bn_epsilon,
+        gamma_initializer=gamma_initializer,
+        dtype=layer.dtype_policy,
+        name=name,
+    )
+
+
 def unit_options(layer):
     """The stored unit options, as keyword arguments for `ConvBNAct`."""
     return {

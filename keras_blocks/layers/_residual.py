@@ -12,6 +12,7 @@ from keras import ops
 from keras_blocks import _validation as check
 from keras_blocks.layers._conv import (
     Conv2D,
+    batch_normalization,
     image_shape,
     set_unit_options,
     spatial_shape,
@@ -114,16 +115,6 @@ class ResidualBase(keras.layers.Layer):
             name=name,
         )
 
-    def _bn(self, name, gamma_initializer="ones"):
-        return keras.layers.BatchNormalization(
-            axis=check.channel_axis(self.data_format),
-            momentum=self.bn_momentum,
-            epsilon=self.bn_epsilon,
-            gamma_initializer=gamma_initializer,
-            dtype=self.dtype_policy,
-            name=name,
-        )
-
     def _resolve_shortcut(self, channels):
         if self.shortcut != "auto":
             return self.shortcut
@@ -157,7 +148,7 @@ class ResidualBase(keras.layers.Layer):
         # ResNets hold their weights, so that `set_weights` transfers them:
         # pre-activation BN, branch units, shortcut conv, last conv, shortcut
         # BN, last BN, then squeeze-and-excitation.
-        self.preact_bn = self._bn("preact_bn") if self.preact else None
+        self.preact_bn = batch_normalization(self, "preact_bn") if self.preact else None
         self.branch = units
         self.shortcut_pool = (
             keras.layers.AveragePooling2D(
@@ -191,12 +182,16 @@ class ResidualBase(keras.layers.Layer):
             initializer="zeros" if zero_last else None,
         )
         self.shortcut_bn = (
-            self._bn("shortcut_bn") if projects and not self.preact else None
+            batch_normalization(self, "shortcut_bn")
+            if projects and not self.preact
+            else None
         )
         self.last_bn = (
             None
             if self.preact
-            else self._bn(f"bn{last}", "zeros" if self.zero_init_last_bn else "ones")
+            else batch_normalization(
+                self, f"bn{last}", "zeros" if self.zero_init_last_bn else "ones"
+            )
         )
         self.se = (
             SqueezeExcite(

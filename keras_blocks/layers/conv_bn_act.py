@@ -8,6 +8,7 @@ import keras
 from keras_blocks import _validation as check
 from keras_blocks.layers._conv import (
     Conv2D,
+    batch_normalization,
     image_shape,
     set_unit_options,
     spatial_shape,
@@ -153,17 +154,7 @@ class ConvBNAct(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="conv",
         )
-        self.bn = (
-            keras.layers.BatchNormalization(
-                axis=check.channel_axis(self.data_format),
-                momentum=self.bn_momentum,
-                epsilon=self.bn_epsilon,
-                dtype=self.dtype_policy,
-                name="bn",
-            )
-            if self.batch_norm
-            else None
-        )
+        self.bn = batch_normalization(self, "bn") if self.batch_norm else None
 
     def build(self, input_shape):
         channels = check.image_input_shape(self, input_shape, self.data_format)
