@@ -168,6 +168,28 @@ RESIDUAL_INVALID = {
 }
 
 
+# MBConvBlock
+
+
+@st.composite
+def mb_conv_cases(draw):
+    fused = draw(st.booleans())
+    kwargs = {
+        "filters": draw(st.integers(1, 8)),
+        "kernel_size": draw(st.sampled_from([1, 3, 5])),
+        "strides": draw(st.integers(1, 3)),
+        "expand_ratio": draw(st.integers(1, 4)),
+        "se_ratio": draw(st.sampled_from([None, 0.25, 1.0])),
+        "fused": fused,
+        "skip": draw(st.booleans()),
+        "drop_path_rate": draw(st.sampled_from([0.0, 0.2])),
+        "use_bias": draw(st.sampled_from([None, True, False])),
+        "activation": draw(ACTIVATIONS),
+    }
+    channels = draw(st.sampled_from([kwargs["filters"], draw(st.integers(1, 8))]))
+    return kwargs, channels, 1
+
+
 # InceptionModule
 
 
@@ -266,6 +288,26 @@ REGISTRY = {
             "groups": NOT_POSITIVE_INT,
             "base_width": NOT_POSITIVE_INT,
             "stride_in_1x1": NOT_BOOL,
+        },
+    ),
+    "MBConvBlock": Spec(
+        layers.MBConvBlock,
+        mb_conv_cases(),
+        residual_formula,
+        {
+            "filters": NOT_POSITIVE_INT,
+            "kernel_size": NOT_POSITIVE_INT,
+            "strides": NOT_POSITIVE_INT,
+            "expand_ratio": NOT_POSITIVE_INT,
+            "se_ratio": NOT_FRACTION,
+            "fused": NOT_BOOL,
+            "skip": NOT_BOOL,
+            "drop_path_rate": NOT_RATE,
+            "use_bias": NOT_BOOL,
+            "activation": NOT_ACTIVATION,
+            "bn_momentum": NOT_RATE,
+            "bn_epsilon": NOT_POSITIVE_FLOAT,
+            **COMMON_INVALID,
         },
     ),
     "InceptionModule": Spec(

@@ -7,6 +7,7 @@ from keras_blocks.layers.inception_module import InceptionModule
 from keras_blocks.layers.local_response_normalization import (
     LocalResponseNormalization,
 )
+from keras_blocks.layers.mb_conv_block import MBConvBlock
 from keras_blocks.layers.residual_block import ResidualBlock
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
 
@@ -16,6 +17,7 @@ __all__ = [
     "DropPath",
     "InceptionModule",
     "LocalResponseNormalization",
+    "MBConvBlock",
     "ResidualBlock",
     "SqueezeExcite",
 ]

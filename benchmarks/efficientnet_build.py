@@ -1,0 +1,114 @@
+"""Time to build EfficientNet-Bk: keras_blocks against keras.applications.
+
+Both builders run in one process, interleaved (A B, B A, A B, ...), after one
+untimed warm-up build of each; each build starts from `clear_session()`. The
+script prints and writes (JSON) the median time of each side, the spread, and
+the ratio ours / keras.applications (< 1 means ours builds faster).
+
+    KERAS_BACKEND=tensorflow python benchmarks/efficientnet_build.py --variant b7
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+
+from keras_blocks import efficientnet
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def builders(variant):
+    suffix = variant.upper()
+    return {
+        "keras_blocks": lambda: getattr(efficientnet, f"EfficientNet{suffix}")(),
+        "keras.applications": lambda: getattr(
+            keras.applications, f"EfficientNet{suffix}"
+        )(weights=None),
+    }
+
+
+def time_build(build):
+    keras.backend.clear_session()
+    gc.collect()
+    start = time.perf_counter()
+    model = build()
+    seconds = time.perf_counter() - start
+    return seconds, model.count_params()
+
+
+def summary(times):
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "times_s": times,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", default="b7", choices=efficientnet.PRESETS)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    candidates = builders(args.variant)
+    names = list(candidates)
+    params = {}
+    for name in names:  # warm-up, untimed
+        params[name] = time_build(candidates[name])[1]
+    times = {name: [] for name in names}
+    for repeat in range(args.repeats):
+        order = names if repeat % 2 == 0 else names[::-1]
+        for name in order:
+            seconds, _ = time_build(candidates[name])
+            times[name].append(seconds)
+            print(f"{name:<20} {seconds:7.2f} s", flush=True)
+
+    ours, theirs = times["keras_blocks"], times["keras.applications"]
+    pair_ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    result = {
+        "benchmark": f"build EfficientNet{args.variant.upper()}",
+        "backend": keras.config.backend(),
+        "keras": keras.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "repeats": args.repeats,
+        "parameters": params,
+        "keras_blocks": summary(ours),
+        "keras.applications": summary(theirs),
+        "ratio_of_medians": statistics.median(ours) / statistics.median(theirs),
+        "pair_ratios": {
+            "median": statistics.median(pair_ratios),
+            **_spread(pair_ratios),
+        },
+    }
+    print(
+        f"{result['benchmark']} on {result['backend']}: ours "
+        f"{result['keras_blocks']['median_s']:.2f} s, keras.applications "
+        f"{result['keras.applications']['median_s']:.2f} s, ratio "
+        f"{result['ratio_of_medians']:.3f} (pairs {min(pair_ratios):.3f}"
+        f"-{max(pair_ratios):.3f})"
+    )
+    output = args.output or RESULTS / (
+        f"efficientnet_build_{args.variant}_{result['backend']}.json"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _spread(values):
+    return {"min": min(values), "max": max(values)}
+
+
+if __name__ == "__main__":
+    main()
