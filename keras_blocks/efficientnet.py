@@ -410,7 +410,7 @@ def EfficientNet(
         >>> model.output.shape
         (None, 10)
         >>> model.count_params()
-        4712566
+        7174439
     """
     scaling = {
         "width_coefficient": width_coefficient,

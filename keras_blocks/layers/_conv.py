@@ -61,6 +61,18 @@ def image_shape(batch, height, width, channels, data_format):
     return (batch, channels, height, width)
 
 
+def strided_output_shape(input_shape, strides, channels, data_format):
+    """Output shape of a block whose strided convolutions pad like "same"."""
+    height, width = spatial_shape(input_shape, data_format)
+    return image_shape(
+        input_shape[0],
+        strided_size(height, strides),
+        strided_size(width, strides),
+        channels,
+        data_format,
+    )
+
+
 def set_unit_options(
     layer,
     *,

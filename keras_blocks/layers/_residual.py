@@ -13,10 +13,8 @@ from keras_blocks import _validation as check
 from keras_blocks.layers._conv import (
     Conv2D,
     batch_normalization,
-    image_shape,
     set_unit_options,
-    spatial_shape,
-    strided_size,
+    strided_output_shape,
     unit_options,
     unit_options_config,
 )
@@ -275,13 +273,8 @@ class ResidualBase(keras.layers.Layer):
         return x
 
     def compute_output_shape(self, input_shape):
-        height, width = spatial_shape(input_shape, self.data_format)
-        return image_shape(
-            input_shape[0],
-            strided_size(height, self.strides),
-            strided_size(width, self.strides),
-            self.output_channels,
-            self.data_format,
+        return strided_output_shape(
+            input_shape, self.strides, self.output_channels, self.data_format
         )
 
     def get_config(self):

@@ -9,10 +9,8 @@ from keras import ops
 from keras_blocks import _validation as check
 from keras_blocks.layers._conv import (
     batch_normalization,
-    image_shape,
     set_unit_options,
-    spatial_shape,
-    strided_size,
+    strided_output_shape,
     unit_options,
     unit_options_config,
 )
@@ -255,13 +253,8 @@ class MBConvBlock(keras.layers.Layer):
         return ops.add(x, inputs)
 
     def compute_output_shape(self, input_shape):
-        height, width = spatial_shape(input_shape, self.data_format)
-        return image_shape(
-            input_shape[0],
-            strided_size(height, self.strides),
-            strided_size(width, self.strides),
-            self.filters,
-            self.data_format,
+        return strided_output_shape(
+            input_shape, self.strides, self.filters, self.data_format
         )
 
     def get_config(self):
