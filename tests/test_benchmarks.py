@@ -1,22 +1,13 @@
 """The benchmark scripts run (one short repeat); their figures come from full runs."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load_benchmark(name):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from scripts import load_script
 
 
 def test_efficientnet_build_benchmark_smoke(tmp_path):
     output = tmp_path / "result.json"
-    result = load_benchmark("efficientnet_build").main(
+    result = load_script("benchmarks", "efficientnet_build").main(
         ["--variant", "b0", "--repeats", "1", "--output", str(output)]
     )
     assert json.loads(output.read_text()) == result
