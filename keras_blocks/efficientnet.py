@@ -293,6 +293,33 @@ def _stage_table(blocks):
     return tuple(stages)
 
 
+def _scaling(phi, width_coefficient, depth_coefficient, resolution):
+    """The validated `Scaling`: from `phi`, or explicit values with defaults."""
+    given = {
+        "width_coefficient": width_coefficient,
+        "depth_coefficient": depth_coefficient,
+        "resolution": resolution,
+    }
+    if phi is not None:
+        named = [key for key, value in given.items() if value is not None]
+        if named:
+            raise ValueError(
+                "Invalid value for argument `phi`. Expected None when "
+                f"`{named[0]}` is given: phi sets the width, depth and "
+                f"resolution together. Received: phi={phi!r}"
+            )
+        return compound_scaling(phi)
+    defaults = Scaling(1.0, 1.0, BASE_RESOLUTION)._asdict()
+    values = {
+        key: defaults[key] if value is None else value for key, value in given.items()
+    }
+    return Scaling(
+        check.positive_float("width_coefficient", values["width_coefficient"]),
+        check.positive_float("depth_coefficient", values["depth_coefficient"]),
+        check.positive_int("resolution", values["resolution"]),
+    )
+
+
 def _input_shape(input_shape, resolution, total_stride, data_format):
     """The shape of one image: given, or `resolution` square with 3 channels."""
     channels_last = data_format == "channels_last"
@@ -412,27 +439,9 @@ def EfficientNet(
         >>> model.count_params()
         7174439
     """
-    scaling = {
-        "width_coefficient": width_coefficient,
-        "depth_coefficient": depth_coefficient,
-        "resolution": resolution,
-    }
-    if phi is not None:
-        given = [key for key, value in scaling.items() if value is not None]
-        if given:
-            raise ValueError(
-                "Invalid value for argument `phi`. Expected None when "
-                f"`{given[0]}` is given: phi sets the width, depth and "
-                f"resolution together. Received: phi={phi!r}"
-            )
-        scaling = compound_scaling(phi)._asdict()
-    defaults = Scaling(1.0, 1.0, BASE_RESOLUTION)._asdict()
-    scaling = {
-        key: defaults[key] if value is None else value for key, value in scaling.items()
-    }
-    width = check.positive_float("width_coefficient", scaling["width_coefficient"])
-    depth = check.positive_float("depth_coefficient", scaling["depth_coefficient"])
-    resolution = check.positive_int("resolution", scaling["resolution"])
+    width, depth, resolution = _scaling(
+        phi, width_coefficient, depth_coefficient, resolution
+    )
     include_top = check.boolean("include_top", include_top)
     classes = check.positive_int("classes", classes)
     pooling = check.optional(check.one_of, "pooling", pooling, ("avg", "max"))

@@ -190,6 +190,17 @@ def test_keras_applications_weights_give_same_outputs(variant):
         tuple(w.shape) for w in theirs.weights
     ]
     ours.set_weights(theirs.get_weights())
+    # The same stochastic depth ramp (keras.applications' per-sample Dropout).
+    drop_rates = {
+        layer.name.removesuffix("_drop"): layer.rate
+        for layer in theirs.layers
+        if layer.name.endswith("_drop")
+    }
+    assert drop_rates == {
+        layer.name: layer.drop_path_rate
+        for layer in ours.layers
+        if isinstance(layer, MBConvBlock) and layer.drop_path is not None
+    }
     x = pixels((2, 64, 64, 3))
     logits = assert_same_predictions(ours, theirs, x)
     assert logits.std() > 1e-3  # a real comparison, not of constant outputs
