@@ -71,8 +71,10 @@ class MBConvBlock(keras.layers.Layer):
             shapes match (stride 1, as many input channels as `filters`).
         drop_path_rate: float. Stochastic depth rate of the branch, in
             [0, 1); used only when the block has its skip connection.
-        use_bias: bool or None. Whether convolutions have biases; `None` gives
-            them none, since batch normalization follows each of them.
+        use_bias: bool or None. Whether the expansion, depthwise and
+            projection convolutions have biases; `None` gives them none, since
+            batch normalization follows each of them. (The squeeze-and-
+            excitation convolutions always have biases.)
         activation: str, callable or None. Activation after the expansion,
             the depthwise convolution and in the squeeze-and-excitation.
         bn_momentum: float. Momentum of the moving statistics.
