@@ -510,10 +510,14 @@ def EfficientNet(
 
     top = round_filters(top_filters, width, depth_divisor)
     x = ConvBNAct(top, 1, name="top", **units)(x)
-    if include_top:
+    pooling = "avg" if include_top else pooling  # the classifier pools by average
+    if pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(
             data_format=data_format, name="avg_pool"
         )(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
+    if include_top:
         if dropout_rate > 0:
             x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
         x = keras.layers.Dense(
@@ -522,12 +526,6 @@ def EfficientNet(
             kernel_initializer=DENSE_INITIALIZER,
             name="predictions",
         )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(
-            data_format=data_format, name="avg_pool"
-        )(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
     return keras.Model(inputs, x, name=name)
 
 
