@@ -1,0 +1,177 @@
+"""ResNet-18/34/50/101/152 (v1 and v2), SE-ResNet and ResNeXt from one stage table.
+
+A stem (7x7 convolution, 3x3 max pooling, both stride 2), four stages of
+residual blocks whose first (v1) or last (keras.applications' v2) block halves
+the resolution and doubles the width, then global average pooling and a dense
+classifier. Depth picks the block and the repeats; the rest are flags.
+
+References:
+    He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+    He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016 (v2).
+    Hu et al., "Squeeze-and-Excitation Networks", CVPR 2018 (SE-ResNet).
+    Xie et al., "Aggregated Residual Transformations for Deep Neural
+    Networks", CVPR 2017 (ResNeXt).
+
+Two configurations:
+- the paper's (default): bias-free convolutions, each followed by BN, the
+  stride in the 3x3 convolution ("v1.5", as torchvision); the trainable
+  parameters are torchvision's.
+- `keras_applications=True`: the layers, biases, paddings and weight order of
+  `keras.applications.ResNet50/101/152` (v1: biases everywhere, stride in the
+  first 1x1) and `ResNet50V2/101V2/152V2` (v2: stride in a stage's last block,
+  subsampling shortcut, a final BN). Their ImageNet weights load with
+  `set_weights` (see "Load ImageNet weights from keras.applications" below).
+
+    python examples/resnet.py --model resnext50_32x4d --smoke
+
+Load ImageNet weights from keras.applications:
+
+    source = keras.applications.ResNet50(weights="imagenet")   # downloads
+    model = ResNet(50, keras_applications=True)
+    model.set_weights(source.get_weights())
+    # inputs: keras.applications.resnet.preprocess_input (v2: resnet_v2's)
+"""
+
+import functools
+
+import keras
+
+from _common import check_choice, classifier, image_input, model_main
+from keras_blocks import layers
+
+DEFAULT_SIZE = 224
+MIN_SIZE = 32  # total stride 32
+STAGE_FILTERS = (64, 128, 256, 512)  # a bottleneck block outputs 4x as many
+STAGE_STRIDES = (1, 2, 2, 2)
+# depth: (block, blocks per stage)  # trainable parameters, paper configuration
+# (= torchvision); all parameters with keras_applications=True, v1 and v2
+DEPTHS = {
+    18: ("basic", (2, 2, 2, 2)),  # 11,689,512
+    34: ("basic", (3, 4, 6, 3)),  # 21,797,672
+    50: ("bottleneck", (3, 4, 6, 3)),  # 25,557,032; 25,636,712 and 25,613,800
+    101: ("bottleneck", (3, 4, 23, 3)),  # 44,549,160; 44,707,176 and 44,675,560
+    152: ("bottleneck", (3, 8, 36, 3)),  # 60,192,808; 60,419,944 and 60,380,648
+}
+KERAS_BN_EPSILON = 1.001e-5
+
+
+def ResNet(
+    depth=50,
+    *,
+    preact=False,
+    se_ratio=None,
+    groups=1,
+    base_width=64,
+    keras_applications=False,
+    include_top=True,
+    classes=1000,
+    input_shape=None,
+    pooling=None,
+    classifier_activation="softmax",
+    name=None,
+):
+    """A ResNet of `depth` 18, 34, 50, 101 or 152.
+
+    `preact=True` gives ResNet v2 (pre-activation), `se_ratio=1 / 16` SE-ResNet,
+    `groups=32, base_width=4` ResNeXt-50 (32x4d) (bottleneck depths only).
+    """
+    check_choice("depth", depth, DEPTHS)
+    block, repeats = DEPTHS[depth]
+    if block == "basic" and (groups, base_width) != (1, 64):
+        raise ValueError(
+            "Invalid value for argument `groups`. Grouped (ResNeXt) blocks need "
+            f"a bottleneck depth (50, 101, 152). Received: groups={groups}, "
+            f"base_width={base_width}, depth={depth}"
+        )
+    if keras_applications and (block == "basic" or se_ratio or groups != 1):
+        raise ValueError(
+            "Invalid value for argument `keras_applications`. keras.applications "
+            "has plain ResNet50/101/152 and their V2 only. Received: "
+            f"keras_applications=True, depth={depth}, se_ratio={se_ratio}, "
+            f"groups={groups}"
+        )
+    # keras.applications' layers: biased convolutions, its BN epsilon and
+    # momentum; the paper's: bias-free convolutions before BN, PyTorch's BN.
+    options = {
+        "bn_epsilon": KERAS_BN_EPSILON if keras_applications else 1e-5,
+        "bn_momentum": 0.99 if keras_applications else 0.9,
+    }
+    inputs = image_input(input_shape, DEFAULT_SIZE, MIN_SIZE, "ResNet")
+
+    # Stem: 7x7/2 convolution, then 3x3/2 max pooling.  # (h/4, w/4, 64)
+    x = layers.ConvBNAct(
+        64,
+        7,
+        strides=2,
+        padding="symmetric",
+        use_bias=keras_applications,
+        # v2 normalizes at the start of each block instead.
+        batch_norm=not preact,
+        activation=None if preact else "relu",
+        name="conv1",
+        **options,
+    )(inputs)
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+
+    for stage, (filters, stride, count) in enumerate(
+        zip(STAGE_FILTERS, STAGE_STRIDES, repeats, strict=True)
+    ):
+        for index in range(count):
+            strides, shortcut = stride if index == 0 else 1, "auto"
+            if preact and keras_applications:
+                # keras.applications' v2 halves the resolution in the last
+                # block of stages 2-4, with a subsampling shortcut.
+                last = index == count - 1 and stage < len(STAGE_FILTERS) - 1
+                strides = 2 if last else 1
+                shortcut = "zero_pad" if last else "auto"
+            kwargs = {
+                "strides": strides,
+                "preact": preact,
+                "shortcut": shortcut,
+                "se_ratio": se_ratio,
+                "use_bias": True if keras_applications and not preact else None,
+                "name": f"conv{stage + 2}_block{index + 1}",
+                **options,
+            }
+            if block == "basic":
+                x = layers.ResidualBlock(filters, **kwargs)(x)
+            else:
+                x = layers.BottleneckBlock(
+                    filters,
+                    groups=groups,
+                    base_width=base_width,
+                    stride_in_1x1=keras_applications,
+                    **kwargs,
+                )(x)
+    if preact:  # v2 ends with the BN and ReLU its last block left out
+        x = keras.layers.BatchNormalization(
+            axis=1 if keras.config.image_data_format() == "channels_first" else -1,
+            epsilon=options["bn_epsilon"],
+            momentum=options["bn_momentum"],
+            name="post_bn",
+        )(x)
+        x = keras.layers.Activation("relu", name="post_relu")(x)
+    outputs = classifier(x, include_top, classes, pooling, classifier_activation)
+    return keras.Model(inputs, outputs, name=name or _name(depth, preact, se_ratio))
+
+
+def _name(depth, preact, se_ratio):
+    return f"{'se_' if se_ratio else ''}resnet{depth}{'v2' if preact else ''}"
+
+
+MODELS = {
+    **{f"resnet{d}": functools.partial(ResNet, d) for d in DEPTHS},
+    **{f"resnet{d}v2": functools.partial(ResNet, d, preact=True) for d in DEPTHS},
+    **{f"se_resnet{d}": functools.partial(ResNet, d, se_ratio=1 / 16) for d in DEPTHS},
+    "resnext50_32x4d": functools.partial(ResNet, 50, groups=32, base_width=4),
+    "resnext101_32x8d": functools.partial(ResNet, 101, groups=32, base_width=8),
+}
+
+
+def main(argv=None):
+    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv)
+
+
+if __name__ == "__main__":
+    main()
