@@ -37,14 +37,17 @@ def image_input(input_shape, default_size, min_size, model_name):
         )
     input_shape = tuple(input_shape)
     sizes = input_shape[:2] if channels_last else input_shape[1:]
+    layout = (
+        "(height, width, channels)" if channels_last else "(channels, height, width)"
+    )
     if len(input_shape) != 3 or any(
         size is not None and (not isinstance(size, int) or size < min_size)
         for size in sizes
     ):
         raise ValueError(
-            f"Invalid value for argument `input_shape`. {model_name} needs a 3D "
-            f"shape {'(height, width, channels)' if channels_last else '(channels, height, width)'} "
-            f"with sizes of at least {min_size}. Received: input_shape={input_shape}"
+            f"Invalid value for argument `input_shape`. {model_name} needs a "
+            f"shape {layout} with sizes of at least {min_size}. "
+            f"Received: input_shape={input_shape}"
         )
     return keras.Input(input_shape)
 

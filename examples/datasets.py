@@ -26,7 +26,7 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 RESIZE_CHUNK = 256  # images resized at a time, to bound memory at large sizes
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailableError(RuntimeError):
     """The dataset is neither cached nor downloadable; the message says what to do."""
 
 
@@ -80,14 +80,14 @@ def load_cifar10(data_dir=None):
     holding it) when given, else `keras.datasets.cifar10.load_data()`.
 
     Raises:
-        DatasetUnavailable: when the download fails (offline) or `data_dir`
+        DatasetUnavailableError: when the download fails (offline) or `data_dir`
             does not hold the dataset; the message says how to fix it.
     """
     if data_dir is None:
         try:
             (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
         except Exception as error:  # URLError, HTTPError, socket errors...
-            raise DatasetUnavailable(
+            raise DatasetUnavailableError(
                 f"CIFAR-10 could not be downloaded ({type(error).__name__}: "
                 f"{error}). Without internet access, download {CIFAR10_URL} on "
                 "another machine, extract it, and pass --data-dir "
@@ -106,7 +106,7 @@ def _read_cifar10_folder(path):
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     missing = [name for name in names if not (folder / name).is_file()]
     if missing:
-        raise DatasetUnavailable(
+        raise DatasetUnavailableError(
             f"{path} does not hold the CIFAR-10 python version: missing "
             f"{', '.join(missing)}. Extract {CIFAR10_URL} and pass the "
             f"{CIFAR10_FOLDER} folder."

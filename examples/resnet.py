@@ -36,8 +36,9 @@ import functools
 
 import keras
 
-from _common import check_choice, classifier, image_input, model_main
 from keras_blocks import layers
+
+from _common import check_choice, classifier, image_input, model_main
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32  # total stride 32
