@@ -142,7 +142,9 @@ def ResNet(
                     filters,
                     groups=groups,
                     base_width=base_width,
-                    stride_in_1x1=keras_applications,
+                    # keras.applications' v1 strides in the first 1x1, as
+                    # the paper; its v2 and torchvision in the 3x3 ("v1.5").
+                    stride_in_1x1=keras_applications and not preact,
                     **kwargs,
                 )(x)
     if preact:  # v2 ends with the BN and ReLU its last block left out

@@ -1,88 +1,217 @@
-"""Train a small residual CNN built from keras_blocks on scikit-learn's digits.
+"""Train any reference model of examples/ by name, on digits (offline) or CIFAR-10.
 
-The 1,797 8x8 handwritten digits ship with scikit-learn, so this runs offline.
-The network is a stem, two basic residual blocks (the second strided, with
-squeeze-and-excitation) and a bottleneck block, then global average pooling
-and a softmax classifier.
+    python examples/train.py                            # the demo: CIFAR ResNet-20
+    python examples/train.py --model cifar10_cnn --epochs 5
+    python examples/train.py --model resnet18 --dataset cifar10 --data-dir ~/cifar-10-batches-py
+    python examples/train.py --logdir runs/demo --resume --epochs 30   # continue a run
 
-    python examples/train.py                 # the demo: summary, training, accuracy
-    python examples/train.py --epochs 1      # a quick smoke run
+`--dataset digits` (the default) is scikit-learn's bundled 8x8 digits, resized
+to the model's input; `cifar10` downloads through `keras.datasets` or reads a
+local copy (`--data-dir`). Everything the run writes goes under `--logdir`:
+TensorBoard logs (`tensorboard --logdir runs`), the per-epoch metrics
+(`metrics.csv`), the training curves (`curves.png`), the run's settings
+(`run.json`) and a backup that `--resume` continues from, even after a crash.
+Images are inputs in [0, 1]; models are trained with Adam, sparse categorical
+cross-entropy and Keras' learning-rate reduction on plateaus.
 """
 
 import argparse
+import csv
+import json
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
-from keras_blocks import layers
+import alexnet
+import cifar10_cnn
+import cifar_resnet
+import datasets
+import efficientnet
+import googlenet
+import resnet
+import vgg
 
-EPOCHS = 20
+FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
+# name: (builder, smallest input size)
+MODELS = {
+    name: (builder, family.MIN_SIZE)
+    for family in FAMILIES
+    for name, builder in family.MODELS.items()
+}
+MODEL = "cifar_resnet20"
+EPOCHS = 10
 BATCH_SIZE = 64
 LEARNING_RATE = 2e-3
-TEST_FRACTION = 0.2
+VALIDATION_SPLIT = 0.1
+AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as in the paper
 SEED = 0
+# What must match for --resume to continue a run.
+RUN_KEYS = ("model", "dataset", "image_size", "batch_size", "learning_rate", "seed")
 
 
-def load_digits(seed=SEED):
-    """Digits as float32 images in [0, 1], split into train and test sets."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = sklearn_digits()
-    images = (digits.images / 16.0).astype("float32")[..., None]  # (n, 8, 8, 1)
-    return train_test_split(
-        images,
-        digits.target,
-        test_size=TEST_FRACTION,
-        stratify=digits.target,
-        random_state=seed,
+def build(name, image_size, classes):
+    builder, _ = MODELS[name]
+    shape = (
+        (image_size, image_size, 3)
+        if keras.config.image_data_format() == "channels_last"
+        else (3, image_size, image_size)
     )
+    return builder(input_shape=shape, classes=classes)
 
 
-def build_model(input_shape=(8, 8, 1), classes=10):
-    inputs = keras.Input(input_shape)
-    x = layers.ConvBNAct(32, 3, name="stem")(inputs)  # (8, 8, 32)
-    x = layers.ResidualBlock(32, name="res1")(x)  # (8, 8, 32)
-    x = layers.ResidualBlock(64, strides=2, se_ratio=0.25, name="res2")(x)  # (4, 4, 64)
-    x = layers.BottleneckBlock(16, name="bottleneck")(x)  # (4, 4, 64)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs, name="digits_resnet")
+def default_image_size(name, dataset):
+    """16x16 for the 8x8 digits, 32x32 for CIFAR-10, or the model's smallest."""
+    return max(16 if dataset == "digits" else 32, MODELS[name][1])
+
+
+def callbacks(logdir, resume):
+    """Keras' backup, TensorBoard, metrics log and plateau LR reduction."""
+    return [
+        # Keeps the last epoch's weights, optimizer and epoch, for --resume.
+        keras.callbacks.BackupAndRestore(str(logdir / "backup"), delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(logdir / "metrics.csv"), append=resume),
+        keras.callbacks.TensorBoard(str(logdir), histogram_freq=1),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5, verbose=1
+        ),
+    ]
+
+
+def check_logdir(logdir, run, resume):
+    """Never trains over another run; `--resume` continues only the same run."""
+    settings = logdir / "run.json"
+    if not settings.exists():
+        if resume:
+            print(f"Nothing to resume in {logdir}: starting a new run.")
+        return False
+    if not resume:
+        raise SystemExit(
+            f"{logdir} already holds a run. Pass --resume to continue it, or "
+            "choose another --logdir."
+        )
+    previous = json.loads(settings.read_text())
+    different = {
+        key: (previous.get(key), run[key])
+        for key in RUN_KEYS
+        if previous.get(key) != run[key]
+    }
+    if different:
+        details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in different.items())
+        raise SystemExit(
+            f"Cannot resume the run in {logdir} with other settings ({details})."
+        )
+    return True
+
+
+def plot_curves(metrics_csv, path):
+    """Loss and accuracy per epoch, training and validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv, newline="") as file:
+        rows = list(csv.DictReader(file))
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = [float(row[prefix + metric]) for row in rows]
+            axis.plot(epochs, values, marker="o", label=label)
+        axis.set(xlabel="epoch", ylabel=metric, title=metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def compile_model(model, learning_rate):
+    outputs = len(model.outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=["sparse_categorical_crossentropy"] * outputs,
+        # The main output first; auxiliary heads (GoogLeNet) weigh less.
+        loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (outputs - 1),
+        metrics=["accuracy"] + [None] * (outputs - 1),
+    )
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="models: " + ", ".join(MODELS),
+    )
+    parser.add_argument("--model", choices=MODELS, default=MODEL, metavar="NAME")
+    parser.add_argument("--dataset", choices=datasets.DATASETS, default="digits")
+    parser.add_argument("--data-dir", help="local copy of the dataset (cifar10)")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        help="default: 16 (digits) or 32 (cifar10), or the model's smallest input",
+    )
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    parser.add_argument("--logdir", help="default: runs/MODEL-DATASET")
+    parser.add_argument("--resume", action="store_true", help="continue --logdir")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)
 
+    image_size = args.image_size or default_image_size(args.model, args.dataset)
+    logdir = Path(args.logdir or f"runs/{args.model}-{args.dataset}")
+    run = {
+        "model": args.model,
+        "dataset": args.dataset,
+        "image_size": image_size,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+        "backend": keras.config.backend(),
+    }
+    resume = check_logdir(logdir, run, args.resume)
+    try:
+        (x_train, y_train), (x_test, y_test) = datasets.load(
+            args.dataset, image_size, args.data_dir, args.seed
+        )
+    except datasets.DatasetUnavailableError as error:
+        raise SystemExit(str(error)) from None
+    logdir.mkdir(parents=True, exist_ok=True)
+    (logdir / "run.json").write_text(json.dumps(run, indent=2))
+
     keras.utils.set_random_seed(args.seed)
-    x_train, x_test, y_train, y_test = load_digits(args.seed)
-    model = build_model()
-    model.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model = build(args.model, image_size, datasets.CLASSES[args.dataset])
+    compile_model(model, args.learning_rate)
     model.summary()
+    print(
+        f"{args.model} on {args.dataset} at {image_size}x{image_size}: "
+        f"{len(x_train)} training images, {len(x_test)} test images, logs in "
+        f"{logdir}{' (resumed)' if resume else ''}"
+    )
+    targets = y_train if len(model.outputs) == 1 else (y_train,) * len(model.outputs)
     start = time.perf_counter()
     model.fit(
         x_train,
-        y_train,
+        targets,
         batch_size=args.batch_size,
         epochs=args.epochs,
-        validation_split=0.1,
-        verbose=2,
+        validation_split=VALIDATION_SPLIT,
+        callbacks=callbacks(logdir, resume),
     )
     seconds = time.perf_counter() - start
-    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    plot_curves(logdir / "metrics.csv", logdir / "curves.png")
+    classifier = keras.Model(model.inputs, model.outputs[0])  # without aux heads
+    classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    _, accuracy = classifier.evaluate(x_test, y_test, batch_size=256, verbose=0)
     print(
         f"Backend {keras.config.backend()}: test accuracy {accuracy:.4f} on "
-        f"{len(x_test)} held-out digits after {args.epochs} epochs ({seconds:.0f} s)."
+        f"{len(x_test)} held-out images after {args.epochs} epochs "
+        f"({seconds:.0f} s of training); curves in {logdir / 'curves.png'}."
     )
     return accuracy
 
