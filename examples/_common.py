@@ -22,11 +22,13 @@ POOLINGS = (None, "avg", "max")
 SMOKE_BATCH = 2
 
 
-def image_input(input_shape, default_size, min_size, model_name):
+def image_input(input_shape, default_size, min_size, model_name, flattens=None):
     """`keras.Input` for RGB images, checked against the model's smallest size.
 
     `input_shape=None` gives `default_size` square images in the configured
-    `keras.config.image_data_format()`.
+    `keras.config.image_data_format()`. `flattens` names the setting under
+    which the model flattens a feature map into dense layers (such as
+    `"include_top=True"`), which needs a known height and width.
     """
     channels_last = keras.config.image_data_format() == "channels_last"
     if input_shape is None:
@@ -48,6 +50,12 @@ def image_input(input_shape, default_size, min_size, model_name):
             f"Invalid value for argument `input_shape`. {model_name} needs a "
             f"shape {layout} with sizes of at least {min_size}. "
             f"Received: input_shape={input_shape}"
+        )
+    if flattens and None in input_shape:
+        raise ValueError(
+            f"Invalid value for argument `input_shape`. With {flattens}, "
+            f"{model_name} needs a fully known input shape (it flattens a "
+            f"feature map into dense layers). Received: input_shape={input_shape}"
         )
     return keras.Input(input_shape)
 
@@ -106,7 +114,7 @@ def model_main(models, description, min_size, argv=None):
     parser.add_argument(
         "--input-size", type=int, help="image height and width (default: native)"
     )
-    parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--classes", type=int, help="default: the model's")
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -119,7 +127,8 @@ def model_main(models, description, min_size, argv=None):
     size = args.input_size or (min_size if args.smoke else None)
     shape = None if size is None else _shape(size)
     start = time.perf_counter()
-    model = models[args.model](input_shape=shape, classes=args.classes)
+    kwargs = {} if args.classes is None else {"classes": args.classes}
+    model = models[args.model](input_shape=shape, **kwargs)
     seconds = time.perf_counter() - start
     if not args.no_summary:
         model.summary()
@@ -128,12 +137,13 @@ def model_main(models, description, min_size, argv=None):
         f"{trainable_count(model):,} trainable (built in {seconds:.1f} s)"
     )
     if args.smoke:
-        smoke_step(model, args.classes)
+        smoke_step(model)
     return model
 
 
-def smoke_step(model, classes, batch_size=SMOKE_BATCH, seed=0):
+def smoke_step(model, batch_size=SMOKE_BATCH, seed=0):
     """One training step and one prediction on random images; returns the loss."""
+    classes = model.outputs[0].shape[-1]
     rng = np.random.default_rng(seed)
     images = rng.uniform(0, 1, (batch_size, *model.input_shape[1:])).astype("float32")
     labels = rng.integers(0, classes, batch_size)

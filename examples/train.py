@@ -2,7 +2,7 @@
 
     python examples/train.py                            # the demo: CIFAR ResNet-20
     python examples/train.py --model cifar10_cnn --epochs 5
-    python examples/train.py --model resnet18 --dataset cifar10 --data-dir ~/cifar-10-batches-py
+    python examples/train.py --model resnet18 --dataset cifar10 --data-dir ~/cifar10
     python examples/train.py --logdir runs/demo --resume --epochs 30   # continue a run
 
 `--dataset digits` (the default) is scikit-learn's bundled 8x8 digits, resized
@@ -72,7 +72,9 @@ def callbacks(logdir, resume):
     """Keras' backup, TensorBoard, metrics log and plateau LR reduction."""
     return [
         # Keeps the last epoch's weights, optimizer and epoch, for --resume.
-        keras.callbacks.BackupAndRestore(str(logdir / "backup"), delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(
+            str(logdir / "backup"), delete_checkpoint=False
+        ),
         keras.callbacks.CSVLogger(str(logdir / "metrics.csv"), append=resume),
         keras.callbacks.TensorBoard(str(logdir), histogram_freq=1),
         keras.callbacks.ReduceLROnPlateau(
