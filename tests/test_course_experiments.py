@@ -1,0 +1,174 @@
+"""examples/course_experiments.py in smoke mode (its outputs, --only, the offline
+error), and examples/datasets.py reading a local CIFAR-10 copy."""
+
+import json
+import pickle
+import struct
+import urllib.error
+
+import keras
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")  # the examples extra
+pytest.importorskip("matplotlib")
+
+import course_experiments
+import datasets
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMAGES_PER_BATCH = 8  # in the fake CIFAR-10 folder
+
+
+def png_size(path):
+    """(width, height) from a PNG's header, checking its signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_smoke_runs_every_experiment_and_writes_plot_table_and_json(tmp_path):
+    # One test for the whole smoke run: pytest-xdist could split tests sharing
+    # a module-scoped fixture between workers and run it twice.
+    results = course_experiments.main(["--smoke", "--output", str(tmp_path)])
+    assert [r["name"] for r in results] == list(course_experiments.EXPERIMENTS)
+    for result in results:
+        group, setting, overrides = course_experiments.EXPERIMENTS[result["name"]]
+        # Each run is the baseline with its overrides, and nothing else.
+        assert result["config"] == {**course_experiments.BASELINE, **overrides}
+        assert (result["group"], result["setting"]) == (group, setting)
+        assert 0 <= result["test_accuracy"] <= 1
+        assert result["seconds"] > 0
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert len(result["history"][key]) == 1  # one epoch
+    by_name = {r["name"]: r for r in results}
+    assert "learning_rate" in by_name["reduce_lr"]["history"]
+
+    # Six groups (all but the baseline's) in a 3x2 grid of 450x350-pixel panels.
+    assert png_size(tmp_path / "val_accuracy.png") == (1350, 700)
+    assert (tmp_path / "val_accuracy.png").stat().st_size > 20_000
+
+    table = (tmp_path / "results.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| experiment | setting | test accuracy |")
+    assert [row.split(" | ")[0][2:] for row in rows[1:]] == list(
+        course_experiments.EXPERIMENTS
+    )
+
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert (saved["dataset"], saved["epochs"], saved["smoke"]) == ("digits", 1, True)
+    assert saved["backend"] == keras.config.backend()
+    assert saved["results"] == results  # plain JSON types throughout
+
+
+def write_fake_cifar10(folder, seed=0):
+    """The CIFAR-10 python version's layout: pickled dicts of uint8 rows of 3072
+    (1024 red, 1024 green, 1024 blue values, row-major) and their labels."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for index, name in enumerate(names):
+        data = rng.integers(0, 256, (IMAGES_PER_BATCH, 3072), dtype=np.uint8)
+        labels = [(index + i) % 10 for i in range(IMAGES_PER_BATCH)]
+        with open(folder / name, "wb") as file:
+            pickle.dump({b"data": data, b"labels": labels}, file)
+    return folder
+
+
+def put_pixel(path, image, row, col, rgb):
+    with open(path, "rb") as file:
+        batch = pickle.load(file, encoding="bytes")
+    for channel, value in enumerate(rgb):
+        batch[b"data"][image, channel * 1024 + row * 32 + col] = value
+    with open(path, "wb") as file:
+        pickle.dump(batch, file)
+
+
+@pytest.mark.parametrize("subfolder", [False, True])
+def test_datasets_reads_a_local_cifar10_copy(tmp_path, subfolder):
+    folder = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
+    put_pixel(folder / "data_batch_2", 1, 5, 7, (255, 51, 0))
+    put_pixel(folder / "test_batch", 3, 31, 0, (0, 102, 204))
+    # Either the extracted folder or the folder holding it.
+    data_dir = tmp_path if subfolder else folder
+
+    (x_train, y_train), (x_test, y_test) = datasets.load("cifar10", data_dir=data_dir)
+    assert x_train.shape == (5 * IMAGES_PER_BATCH, 32, 32, 3)
+    assert x_test.shape == (IMAGES_PER_BATCH, 32, 32, 3)
+    assert x_train.dtype == x_test.dtype == np.float32
+    assert x_train.min() >= 0 and x_train.max() <= 1
+    # Second image of the second batch: row 5, column 7, channels last.
+    np.testing.assert_allclose(
+        x_train[IMAGES_PER_BATCH + 1, 5, 7], [1.0, 0.2, 0.0], atol=1e-6
+    )
+    np.testing.assert_allclose(x_test[3, 31, 0], [0.0, 0.4, 0.8], atol=1e-6)
+    # Labels in file order: batches 1-5, then the test batch.
+    assert y_train.tolist() == [
+        (b + i) % 10 for b in range(5) for i in range(IMAGES_PER_BATCH)
+    ]
+    assert y_test.tolist() == [(5 + i) % 10 for i in range(IMAGES_PER_BATCH)]
+
+
+def test_missing_cifar10_files_are_named(tmp_path):
+    folder = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(datasets.DatasetUnavailableError, match="missing data_batch_3"):
+        datasets.load("cifar10", data_dir=folder)
+
+
+def test_only_selects_experiments_on_a_local_cifar10(tmp_path):
+    folder = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
+    output = tmp_path / "out"
+    results = course_experiments.main(
+        [
+            "--smoke",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(folder),
+            "--only",
+            "xavier",
+            "--output",
+            str(output),
+        ]
+    )
+    assert [r["name"] for r in results] == ["xavier"]
+    rows = [
+        line
+        for line in (output / "results.md").read_text().splitlines()
+        if line.startswith("| ")
+    ]
+    assert len(rows) == 2 and rows[1].startswith("| xavier | Xavier")
+    assert png_size(output / "val_accuracy.png") == (450, 350)  # one panel
+    saved = json.loads((output / "results.json").read_text())
+    assert saved["dataset"] == "cifar10"
+
+
+def test_offline_cifar10_without_data_dir_explains(tmp_path, monkeypatch):
+    def offline():
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
+    output = tmp_path / "out"
+    with pytest.raises(SystemExit) as raised:
+        course_experiments.main(
+            ["--smoke", "--dataset", "cifar10", "--output", str(output)]
+        )
+    message = str(raised.value.code)
+    assert message.startswith("error: CIFAR-10 could not be downloaded (URLError")
+    assert "--data-dir path/to/cifar-10-batches-py" in message
+    assert not output.exists()
+
+
+def test_bad_flags(capsys):
+    with pytest.raises(SystemExit) as raised:
+        course_experiments.main(["--data-dir", "somewhere"])
+    assert raised.value.code == 2
+    assert "--data-dir is for --dataset cifar10" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        course_experiments.main(["--only", "dropout"])
+    assert "invalid choice: 'dropout'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        course_experiments.main(["--epochs", "0"])
+    assert "--epochs must be at least 1, got 0" in capsys.readouterr().err
