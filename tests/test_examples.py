@@ -37,7 +37,8 @@ def test_train_demo_learns_digits(tmp_path, capsys):
 
 
 def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
-    args = ["--image-size", "8", "--logdir", str(tmp_path)]
+    # The smallest model and images: two runs compile twice (slow on JAX).
+    args = ["--model", "cifar10_cnn", "--image-size", "8", "--logdir", str(tmp_path)]
     train.main([*args, "--epochs", "2"])
     train.main([*args, "--epochs", "3", "--resume"])
     assert "(resumed)" in capsys.readouterr().out
@@ -45,7 +46,8 @@ def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
 
 
 def test_refuses_to_train_over_an_existing_run(tmp_path):
-    args = ["--image-size", "8", "--epochs", "1", "--logdir", str(tmp_path)]
+    args = ["--model", "cifar10_cnn", "--image-size", "8", "--epochs", "1"]
+    args += ["--logdir", str(tmp_path)]
     train.main(args)
     with pytest.raises(SystemExit, match=r"already holds a run\. Pass --resume"):
         train.main(args)
