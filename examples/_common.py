@@ -32,11 +32,7 @@ def image_input(input_shape, default_size, min_size, model_name, flattens=None):
     """
     channels_last = keras.config.image_data_format() == "channels_last"
     if input_shape is None:
-        input_shape = (
-            (default_size, default_size, 3)
-            if channels_last
-            else (3, default_size, default_size)
-        )
+        input_shape = image_shape(default_size)
     input_shape = tuple(input_shape)
     sizes = input_shape[:2] if channels_last else input_shape[1:]
     layout = (
@@ -125,7 +121,7 @@ def model_main(models, description, min_size, argv=None):
     args = parser.parse_args(argv)
 
     size = args.input_size or (min_size if args.smoke else None)
-    shape = None if size is None else _shape(size)
+    shape = None if size is None else image_shape(size)
     start = time.perf_counter()
     kwargs = {} if args.classes is None else {"classes": args.classes}
     model = models[args.model](input_shape=shape, **kwargs)
@@ -159,7 +155,8 @@ def smoke_step(model, batch_size=SMOKE_BATCH, seed=0):
     return loss
 
 
-def _shape(size):
+def image_shape(size):
+    """The shape of one `size` x `size` RGB image in the configured data format."""
     if keras.config.image_data_format() == "channels_last":
         return (size, size, 3)
     return (3, size, size)

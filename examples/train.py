@@ -34,6 +34,7 @@ import efficientnet
 import googlenet
 import resnet
 import vgg
+from _common import image_shape
 
 FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
 # name: (builder, smallest input size)
@@ -55,12 +56,7 @@ RUN_KEYS = ("model", "dataset", "image_size", "batch_size", "learning_rate", "se
 
 def build(name, image_size, classes):
     builder, _ = MODELS[name]
-    shape = (
-        (image_size, image_size, 3)
-        if keras.config.image_data_format() == "channels_last"
-        else (3, image_size, image_size)
-    )
-    return builder(input_shape=shape, classes=classes)
+    return builder(input_shape=image_shape(image_size), classes=classes)
 
 
 def default_image_size(name, dataset):
