@@ -1,7 +1,7 @@
 """keras_blocks: reusable, composable CNN layers and training callbacks for Keras 3."""
 
-from keras_blocks import efficientnet, layers
+from keras_blocks import callbacks, efficientnet, layers
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "efficientnet", "layers"]
+__all__ = ["__version__", "callbacks", "efficientnet", "layers"]

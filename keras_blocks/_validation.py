@@ -71,6 +71,13 @@ def fraction(name, value):
     return float(value)
 
 
+def open_fraction(name, value):
+    """A factor in (0, 1), such as a learning-rate reduction: 1 would change nothing."""
+    if not _is_real(value) or not 0 < value < 1:
+        raise _invalid(name, "a number in the range (0, 1)", value)
+    return float(value)
+
+
 def boolean(name, value):
     if not isinstance(value, bool):
         raise _invalid(name, "a boolean", value)

@@ -1,0 +1,416 @@
+"""Checkpoints that resume training exactly: weights, optimizer, epoch, callbacks."""
+
+import inspect
+import os
+import time
+
+import keras
+
+from keras_blocks import _validation as check
+from keras_blocks.callbacks import _checkpoint_store, _monitor
+
+# The counters of Keras' own stateful callbacks, saved and restored by name.
+_KERAS_CALLBACK_STATE = (
+    (keras.callbacks.EarlyStopping, ("wait", "stopped_epoch", "best", "best_epoch")),
+    (keras.callbacks.ReduceLROnPlateau, ("wait", "cooldown_counter", "best")),
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_blocks")
+class CheckpointManager(keras.callbacks.Callback):
+    """Saves training state as it goes and resumes from it at the next `fit`.
+
+    A checkpoint holds the model's weights, the optimizer's state (slots and
+    iteration count), the random-generator states of layers such as dropout,
+    the number of epochs and batches done, and the state of the other stateful
+    callbacks in the same `fit`: `keras_blocks`' `ReduceLROnPlateau` (through
+    its `get_state`/`set_state`, as any callback with those methods) and the
+    counters and best values of Keras' `EarlyStopping` and
+    `ReduceLROnPlateau`. At the start of training the latest checkpoint is
+    restored and `fit` goes on from the epoch after it: after a crash at the
+    end of epoch 6, `fit(epochs=10)` runs epochs 7 to 10. `epochs` therefore
+    counts from the start of the run, as with Keras' `BackupAndRestore`.
+
+    On the TensorFlow backend the checkpoints are `tf.train.Checkpoint`s kept
+    by a `tf.train.CheckpointManager`. On JAX and PyTorch, whose variables
+    `tf.train.Checkpoint` cannot track, they are Keras weight files
+    (`model.weights.h5`, which holds the optimizer too) in `ckpt-<step>`
+    folders, under the same rules. Either way a checkpoint only counts once
+    the directory's index names it, and the index is replaced atomically: a
+    crash while a checkpoint is written leaves the previous one complete and
+    the latest.
+
+    For a run to resume bit for bit, its random draws must not depend on how
+    many epochs ran in this process: pass `seed`, which re-seeds Python,
+    NumPy and the backend (`keras.utils.set_random_seed(seed + epoch)`) at
+    the start of each epoch, so shuffling and dropout depend on the epoch
+    only. On TensorFlow, also enable op determinism
+    (`tf.config.experimental.enable_op_determinism()`).
+
+    Args:
+        directory: str or path. Where checkpoints go; created if missing.
+            Best-model checkpoints go to its `best` subfolder.
+        max_to_keep: int. How many recent checkpoints to keep.
+        keep_checkpoint_every_n_hours: float or None. Also keep, for good,
+            one checkpoint every this many hours of training.
+        save_freq: `"epoch"` or int. Save at the end of each epoch, or every
+            this many batches. A run resumed from a checkpoint taken during an
+            epoch starts that epoch again from the restored state.
+        monitor: str or None. A logged metric (such as `"val_accuracy"`):
+            when it improves at the end of an epoch, the model is also saved
+            in `directory/best`, apart from the rolling checkpoints.
+        mode: str. `"min"`, `"max"` or `"auto"` for `monitor`.
+        restore: `"latest"`, None or a checkpoint path. What to restore at
+            the start of training. None refuses to train in a directory that
+            already holds another run's checkpoints, rather than mixing runs.
+        seed: int or None. Re-seed all random generators with `seed + epoch`
+            at the start of each epoch (see above).
+        verbose: int. 0 is silent, 1 reports restores, 2 also every save.
+
+    Raises:
+        ValueError: on an invalid argument or an unwritable `directory`; at the
+            start of training, when the directory holds checkpoints that
+            `restore=None` would start over, checkpoints of another backend,
+            or a checkpoint that does not fit the model (another
+            architecture).
+
+    Examples:
+    >>> import tempfile
+    >>> import numpy as np
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> model.compile("sgd", loss="mse")
+    >>> directory = tempfile.mkdtemp()
+    >>> x, y = np.ones((8, 3)), np.zeros((8, 1))
+    >>> _ = model.fit(x, y, epochs=2, verbose=0,
+    ...               callbacks=[CheckpointManager(directory, verbose=0)])
+    >>> history = model.fit(x, y, epochs=3, verbose=0,
+    ...                     callbacks=[CheckpointManager(directory, verbose=0)])
+    >>> history.epoch  # epochs 0 and 1 were restored, not run again
+    [2]
+    """
+
+    def __init__(
+        self,
+        directory,
+        max_to_keep=5,
+        keep_checkpoint_every_n_hours=None,
+        save_freq="epoch",
+        monitor=None,
+        mode="auto",
+        restore="latest",
+        seed=None,
+        verbose=1,
+    ):
+        super().__init__()
+        self.directory = _check_directory(directory)
+        self.max_to_keep = check.positive_int("max_to_keep", max_to_keep)
+        self.keep_checkpoint_every_n_hours = check.optional(
+            check.positive_float,
+            "keep_checkpoint_every_n_hours",
+            keep_checkpoint_every_n_hours,
+        )
+        if save_freq != "epoch":
+            if not check._is_int(save_freq) or save_freq <= 0:
+                raise ValueError(
+                    "Invalid value for argument `save_freq`. Expected 'epoch' or "
+                    f"a strictly positive integer. Received: save_freq={save_freq!r}"
+                )
+            save_freq = int(save_freq)
+        self.save_freq = save_freq
+        self.monitor = None if monitor is None else _monitor.check_monitor(monitor)
+        self.mode = check.one_of("mode", mode, _monitor.MODES)
+        if restore is not None and restore != "latest":
+            if not isinstance(restore, (str, os.PathLike)):
+                raise ValueError(
+                    "Invalid value for argument `restore`. Expected 'latest', "
+                    f"None or a checkpoint path. Received: restore={restore!r}"
+                )
+            restore = os.fspath(restore)
+        self.restore = restore
+        self.seed = check.optional(check.non_negative_int, "seed", seed)
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(
+                "Invalid value for argument `verbose`. Expected 0, 1 or 2. "
+                f"Received: verbose={verbose!r}"
+            )
+        self.verbose = int(verbose)
+        self._mode = _monitor.resolve_mode(self.monitor or "loss", self.mode)
+        self._store = None
+        self._best_store = None
+        self._wrote = False  # whether this manager wrote the latest checkpoint
+        self._pending_states = None
+        self._save_due = False
+        self.epoch = 0  # epochs done
+        self.step = 0  # batches done
+        self.best = None if self.monitor is None else _monitor.initial_best(self._mode)
+
+    def get_config(self):
+        return {
+            "directory": self.directory,
+            "max_to_keep": self.max_to_keep,
+            "keep_checkpoint_every_n_hours": self.keep_checkpoint_every_n_hours,
+            "save_freq": self.save_freq,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "restore": self.restore,
+            "seed": self.seed,
+            "verbose": self.verbose,
+        }
+
+    @property
+    def checkpoints(self):
+        """The rolling checkpoints, oldest first (empty before training)."""
+        return [] if self._store is None else self._store.checkpoints
+
+    @property
+    def latest_checkpoint(self):
+        return None if self._store is None else self._store.latest
+
+    @property
+    def best_checkpoint(self):
+        return None if self._best_store is None else self._best_store.latest
+
+    # Training events.
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if model.optimizer is None:
+            raise ValueError(
+                "CheckpointManager needs a compiled model: call `model.compile()` "
+                "before `fit()`."
+            )
+        if not model.optimizer.built:
+            # Slot variables must exist for a restore to fill them.
+            model.optimizer.build(model.trainable_variables)
+        backend = keras.config.backend()
+        other = _checkpoint_store.index_written_by_other_backend(
+            self.directory, backend
+        )
+        if other:
+            raise ValueError(
+                f"The directory {self.directory} holds checkpoints of another "
+                f"Keras backend ({other}); this backend ({backend}) cannot read "
+                "them. Resume with the backend that wrote them, or choose "
+                "another `directory`."
+            )
+        os.makedirs(self.directory, exist_ok=True)
+        store = _checkpoint_store.store_for(backend)
+        self._store = store(
+            self.directory, model, self.max_to_keep, self.keep_checkpoint_every_n_hours
+        )
+        if self.monitor is not None:
+            self._best_store = store(
+                os.path.join(self.directory, "best"), model, 1, None
+            )
+        self._siblings = _sibling_callbacks(self)
+        self._save_due = False
+        model._initial_epoch = None
+
+        path = self._checkpoint_to_restore()
+        if path is None:
+            return
+        state = self._store.read_state(path)
+        _check_fits(path, state, model)
+        try:
+            self._store.restore(path)
+        except (AssertionError, ValueError) as error:
+            raise ValueError(
+                f"The checkpoint {path} does not fit this model: {error}"
+            ) from error
+        self.epoch, self.step = state["epoch"], state["step"]
+        if self.monitor is not None and state.get("best") is not None:
+            self.best = state["best"]
+        self._pending_states = state["callbacks"]
+        # Keras' `fit` starts from `_initial_epoch` when a callback sets it in
+        # `on_train_begin`; `BackupAndRestore` resumes the same way.
+        model._initial_epoch = self.epoch
+        self._wrote = True
+        if self.verbose:
+            print(
+                f"CheckpointManager: restored {path} ({self.epoch} epochs, "
+                f"{self.step} batches done)."
+            )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._save_if_due()
+        if self._pending_states is not None:
+            # Restored now, after every callback's `on_train_begin` has run
+            # (Keras' callbacks reset their counters there).
+            _set_callback_states(self._siblings, self._pending_states)
+            self._pending_states = None
+        if self.seed is not None:
+            keras.utils.set_random_seed(self.seed + epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.save_freq != "epoch" and self.step % self.save_freq == 0:
+            self._save(self._store)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        if self.monitor is not None:
+            current = _monitor.read(logs, self.monitor, "CheckpointManager")
+            if current is not None and _monitor.improved(
+                current, self.best, self._mode
+            ):
+                self.best = current
+                self._save(self._best_store)
+        # Saved once every callback's `on_epoch_end` has run (at the next
+        # epoch's start or the end of training), so that the checkpoint holds
+        # their decisions for this epoch, such as a learning-rate reduction.
+        self._save_due = self.save_freq == "epoch"
+
+    def on_train_end(self, logs=None):
+        self._save_if_due()
+        self.model._initial_epoch = None
+
+    def _save_if_due(self):
+        if self._save_due:
+            self._save_due = False
+            self._save(self._store)
+
+    # Helpers.
+
+    def _checkpoint_to_restore(self):
+        latest = self._store.latest
+        if self.restore == "latest":
+            return latest
+        if self.restore is None:
+            if latest is not None and not self._wrote:
+                raise ValueError(
+                    f"The directory {self.directory} already holds checkpoints "
+                    f"(latest: {latest}). Pass restore='latest' to continue that "
+                    "run, or choose another `directory`; restore=None never "
+                    "starts over on top of another run."
+                )
+            return None
+        if not (os.path.isdir(self.restore) or os.path.exists(self.restore + ".index")):
+            raise ValueError(
+                "Invalid value for argument `restore`. Expected 'latest', None or "
+                f"an existing checkpoint path. Received: restore={self.restore!r}"
+            )
+        return self.restore
+
+    def _save(self, store):
+        model = self.model  # on JAX, reading `model` syncs the training state
+        state = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "best": self.best,
+            "callbacks": _callback_states(self._siblings),
+            "weights": [list(w.shape) for w in model.weights],
+            "backend": keras.config.backend(),
+            "time": time.time(),
+        }
+        path = store.save(self.step, state)
+        self._wrote = True
+        if self.verbose > 1:
+            print(f"\nCheckpointManager: saved {path}.")
+
+
+def _check_directory(directory):
+    if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
+        raise ValueError(
+            "Invalid value for argument `directory`. Expected a directory path. "
+            f"Received: directory={directory!r}"
+        )
+    path = os.path.abspath(os.fspath(directory))
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            "Invalid value for argument `directory`. Expected a writable "
+            f"directory path ({existing} is not a writable directory). "
+            f"Received: directory={directory!r}"
+        )
+    return os.fspath(directory)
+
+
+def _check_fits(path, state, model):
+    """Compares weight shapes first, for a clear message on another architecture."""
+    saved = [tuple(shape) for shape in state["weights"]]
+    shapes = [tuple(w.shape) for w in model.weights]
+    if saved == shapes:
+        return
+    if len(saved) != len(shapes):
+        detail = f"it has {len(saved)} weights, the model {len(shapes)}"
+    else:
+        i = next(
+            i for i, (a, b) in enumerate(zip(saved, shapes, strict=True)) if a != b
+        )
+        detail = (
+            f"weight {i} ({model.weights[i].path}) has shape {shapes[i]} in the "
+            f"model and {saved[i]} in the checkpoint"
+        )
+    raise ValueError(
+        f"The checkpoint {path} does not fit this model: {detail}. It was written "
+        "by another architecture; restore it into that one, or train this model "
+        "in another `directory`."
+    )
+
+
+def _sibling_callbacks(callback):
+    """The other callbacks of the `fit` that is calling `callback`.
+
+    Keras gives a callback its model, not its siblings: they are found on the
+    `CallbackList` further up the call stack.
+    """
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, keras.callbacks.CallbackList) and any(
+                c is callback for c in owner.callbacks
+            ):
+                return [c for c in owner.callbacks if c is not callback]
+            frame = frame.f_back
+    finally:
+        del frame
+    return []
+
+
+def _keyed(callbacks):
+    """(key, callback) for each callback with a state, keyed by class and rank."""
+    seen = {}
+    for callback in callbacks:
+        if _getter(callback) is None:
+            continue
+        name = type(callback).__name__
+        seen[name] = seen.get(name, -1) + 1
+        yield (name if seen[name] == 0 else f"{name}:{seen[name]}"), callback
+
+
+def _getter(callback):
+    if callable(getattr(callback, "get_state", None)) and callable(
+        getattr(callback, "set_state", None)
+    ):
+        return callback.get_state
+    for kind, names in _KERAS_CALLBACK_STATE:
+        if isinstance(callback, kind):
+            return lambda: {
+                name: _plain(getattr(callback, name, None)) for name in names
+            }
+    return None
+
+
+def _plain(value):
+    """NumPy and backend scalars as Python numbers, for JSON."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return float(keras.ops.convert_to_numpy(value))
+
+
+def _callback_states(callbacks):
+    return {key: _getter(callback)() for key, callback in _keyed(callbacks)}
+
+
+def _set_callback_states(callbacks, states):
+    for key, callback in _keyed(callbacks):
+        if key not in states:
+            continue
+        if callable(getattr(callback, "set_state", None)):
+            callback.set_state(states[key])
+        else:
+            for name, value in states[key].items():
+                setattr(callback, name, value)
