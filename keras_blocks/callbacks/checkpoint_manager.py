@@ -144,6 +144,10 @@ class CheckpointManager(keras.callbacks.Callback):
         self.step = 0  # batches done
         self.best = None if self.monitor is None else _monitor.initial_best(self._mode)
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def get_config(self):
         return {
             "directory": self.directory,

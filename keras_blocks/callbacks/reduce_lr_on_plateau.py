@@ -92,6 +92,10 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         self.wait = 0
         self.cooldown_counter = 0
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
     def get_config(self):
         return {
             "monitor": self.monitor,
