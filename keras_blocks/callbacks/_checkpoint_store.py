@@ -125,7 +125,8 @@ class KerasStore:
     def _read_index(self):
         path = os.path.join(self._directory, KERAS_INDEX)
         if not os.path.exists(path):
-            return {"checkpoints": [], "kept": [], "last_kept_time": None}
+            # As tf.train.CheckpointManager: hours count from the first start.
+            return {"checkpoints": [], "kept": [], "last_kept_time": time.time()}
         with open(path) as file:
             return json.load(file)
 
@@ -161,8 +162,6 @@ class KerasStore:
         entries.append({"name": name, "time": now})
         kept = list(self._index["kept"])
         last_kept = self._index["last_kept_time"]
-        if last_kept is None:
-            last_kept = now
         removed = []
         while len(entries) > self._max_to_keep:
             oldest = entries.pop(0)

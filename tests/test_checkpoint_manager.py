@@ -1,0 +1,245 @@
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from keras_blocks.callbacks import CheckpointManager, ReduceLROnPlateau
+
+RNG = np.random.default_rng(0)
+X = RNG.random((64, 6)).astype("float32")
+Y = (X.sum(axis=1) > 3).astype("int32")
+
+
+def small_model(width=16):
+    """Dropout and batch norm: random draws and non-trainable state to restore."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
+    schedule = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=100)
+    model.compile(
+        keras.optimizers.Adam(schedule),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def fit(model, callbacks, epochs, **kwargs):
+    return model.fit(
+        X,
+        Y,
+        epochs=epochs,
+        batch_size=16,
+        validation_split=0.25,
+        verbose=0,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def run(directory, epochs, **manager_kwargs):
+    """A fresh process's view: new model and callbacks, same directory."""
+    model = small_model()
+    manager = CheckpointManager(directory, seed=3, verbose=0, **manager_kwargs)
+    reducer = ReduceLROnPlateau("val_loss", factor=0.5, patience=1, min_delta=0.02)
+    stopper = keras.callbacks.EarlyStopping("val_accuracy", patience=50)
+    keras_reducer = keras.callbacks.ReduceLROnPlateau("val_accuracy", patience=40)
+    history = fit(model, [manager, reducer, stopper, keras_reducer], epochs)
+    return model, manager, reducer, stopper, keras_reducer, history
+
+
+def assert_same_weights(a, b):
+    for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_resume_is_exact(tmp_path):
+    straight = run(tmp_path / "straight", 4)
+    first = run(tmp_path / "resumed", 2)
+    assert first[-1].epoch == [0, 1]
+    resumed = run(tmp_path / "resumed", 4)
+    assert resumed[-1].epoch == [2, 3]  # only the missing epochs run
+    assert_same_weights(straight[0], resumed[0])
+    optimizer_a, optimizer_b = straight[0].optimizer, resumed[0].optimizer
+    for x, y in zip(optimizer_a.variables, optimizer_b.variables, strict=True):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
+    # The callbacks' state went through the checkpoint.
+    assert straight[2].get_state() == resumed[2].get_state()
+    assert straight[2].get_state()["multiplier"] < 1  # a reduction happened
+    for name in ("wait", "best"):
+        assert getattr(straight[3], name) == getattr(resumed[3], name)
+        assert getattr(straight[4], name) == getattr(resumed[4], name)
+    assert straight[3].wait > 0 and straight[4].wait > 0
+    assert (resumed[1].epoch, resumed[1].step) == (4, 12)
+
+
+def test_resume_after_the_end_runs_nothing_and_extends(tmp_path):
+    run(tmp_path, 2)
+    _, manager, *_, history = run(tmp_path, 2)
+    assert history.epoch == []
+    assert manager.epoch == 2
+    assert run(tmp_path, 3)[-1].epoch == [2]
+
+
+def test_rotation_keeps_the_newest(tmp_path):
+    _, manager, *_ = run(tmp_path, 4, max_to_keep=2)
+    # 48 training samples in batches of 16: 3 batches an epoch.
+    assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-9", "ckpt-12"]
+    names = {n.split(".")[0] for n in os.listdir(tmp_path) if n.startswith("ckpt-")}
+    assert names == {"ckpt-9", "ckpt-12"}
+
+
+def test_keep_every_n_hours_keeps_rotated_ones(tmp_path):
+    _, manager, *_ = run(tmp_path, 3, max_to_keep=1, keep_checkpoint_every_n_hours=1e-9)
+    assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-9"]
+    names = {n.split(".")[0] for n in os.listdir(tmp_path) if n.startswith("ckpt-")}
+    assert names == {"ckpt-3", "ckpt-6", "ckpt-9"}
+
+
+def test_save_every_n_batches_and_resume_mid_epoch(tmp_path):
+    _, manager, *_ = run(tmp_path, 2, save_freq=2, max_to_keep=10)
+    steps = [int(os.path.basename(p).split("-")[1]) for p in manager.checkpoints]
+    assert steps == [2, 4, 6]
+    # ckpt-6 was taken at epoch 1's last batch, before the epoch ended: that
+    # epoch runs again from it.
+    *_, history = run(tmp_path, 3, save_freq=2)
+    assert history.epoch == [1, 2]
+
+
+def test_best_checkpoint_is_kept_apart(tmp_path):
+    _, manager, *_ = run(tmp_path, 3, monitor="val_loss", max_to_keep=1)
+    assert manager.best_checkpoint is not None
+    assert os.path.dirname(manager.best_checkpoint) == str(tmp_path / "best")
+    assert np.isfinite(manager.best)
+    # The best checkpoint restores into a fresh model, by path.
+    model = small_model()
+    restorer = CheckpointManager(
+        tmp_path / "other", restore=manager.best_checkpoint, verbose=0
+    )
+    history = fit(model, [restorer], epochs=0)
+    assert history.epoch == []
+
+
+def test_restore_none_never_starts_over_another_run(tmp_path):
+    run(tmp_path, 1)
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        run(tmp_path, 2, restore=None)
+    # In a new directory it trains from scratch.
+    assert run(tmp_path / "new", 1, restore=None)[-1].epoch == [0]
+
+
+def test_another_architecture_is_refused(tmp_path):
+    run(tmp_path, 1)
+    model = small_model(width=8)
+    with pytest.raises(ValueError, match="does not fit this model: weight 0"):
+        fit(model, [CheckpointManager(tmp_path, verbose=0)], 1)
+
+
+def test_checkpoints_of_another_backend_are_refused(tmp_path):
+    other = (
+        "checkpoint.json" if keras.config.backend() == "tensorflow" else "checkpoint"
+    )
+    (tmp_path / other).write_text("{}")
+    with pytest.raises(ValueError, match="checkpoints of another Keras backend"):
+        run(tmp_path, 1)
+
+
+def test_missing_restore_path(tmp_path):
+    with pytest.raises(ValueError, match="an existing checkpoint path"):
+        run(tmp_path, 1, restore=str(tmp_path / "ckpt-7"))
+
+
+def test_uncompiled_model(tmp_path):
+    manager = CheckpointManager(tmp_path, verbose=0)
+    model = small_model()
+    model.optimizer = None
+    manager.set_model(model)
+    with pytest.raises(ValueError, match="needs a compiled model"):
+        manager.on_train_begin()
+
+
+def test_missing_monitor_warns_with_the_logged_ones(tmp_path):
+    with pytest.warns(UserWarning, match=r"`val_f1`.*Available metrics are: accuracy"):
+        run(tmp_path, 1, monitor="val_f1")
+
+
+def test_not_a_writable_directory(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"Invalid value for argument `directory`. Expected a writable directory "
+            f"path ({blocker} is not a writable directory). "
+            f"Received: directory={str(blocker / 'ckpts')!r}"
+        ),
+    ):
+        CheckpointManager(str(blocker / "ckpts"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(max_to_keep=0),
+            "Invalid value for argument `max_to_keep`. Expected a strictly positive integer. Received: max_to_keep=0",
+        ),
+        (
+            dict(keep_checkpoint_every_n_hours=-1),
+            "Invalid value for argument `keep_checkpoint_every_n_hours`. Expected a strictly positive finite number. Received: keep_checkpoint_every_n_hours=-1",
+        ),
+        (
+            dict(save_freq="batch"),
+            "Invalid value for argument `save_freq`. Expected 'epoch' or a strictly positive integer. Received: save_freq='batch'",
+        ),
+        (
+            dict(save_freq=0),
+            "Invalid value for argument `save_freq`. Expected 'epoch' or a strictly positive integer. Received: save_freq=0",
+        ),
+        (
+            dict(mode="best"),
+            "Invalid value for argument `mode`. Expected one of ('auto', 'min', 'max'). Received: mode='best'",
+        ),
+        (
+            dict(restore=3),
+            "Invalid value for argument `restore`. Expected 'latest', None or a checkpoint path. Received: restore=3",
+        ),
+        (
+            dict(seed=-1),
+            "Invalid value for argument `seed`. Expected a non-negative integer. Received: seed=-1",
+        ),
+        (
+            dict(verbose=3),
+            "Invalid value for argument `verbose`. Expected 0, 1 or 2. Received: verbose=3",
+        ),
+        (
+            dict(monitor=""),
+            "Invalid value for argument `monitor`. Expected the name of a logged metric, such as 'val_loss'. Received: monitor=''",
+        ),
+    ],
+)
+def test_bad_args(kwargs, message, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CheckpointManager(tmp_path, **kwargs)
+
+
+def test_bad_directory():
+    with pytest.raises(ValueError, match=re.escape("Received: directory=''")):
+        CheckpointManager("")
+
+
+def test_config_round_trip(tmp_path):
+    manager = CheckpointManager(
+        str(tmp_path), max_to_keep=3, save_freq=10, monitor="val_loss", seed=1
+    )
+    config = manager.get_config()
+    assert CheckpointManager.from_config(config).get_config() == config
