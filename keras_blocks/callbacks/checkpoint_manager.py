@@ -237,11 +237,7 @@ class CheckpointManager(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._save_if_due()
-        if self._pending_states is not None:
-            # Restored now, after every callback's `on_train_begin` has run
-            # (Keras' callbacks reset their counters there).
-            _set_callback_states(self._siblings, self._pending_states)
-            self._pending_states = None
+        self._restore_callback_states()
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed + epoch)
 
@@ -266,7 +262,16 @@ class CheckpointManager(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._save_if_due()
+        # When the run was already complete no epoch began: restore them now.
+        self._restore_callback_states()
         self.model._initial_epoch = None
+
+    def _restore_callback_states(self):
+        # Done after every callback's `on_train_begin` has run: Keras'
+        # callbacks reset their counters there.
+        if self._pending_states is not None:
+            _set_callback_states(self._siblings, self._pending_states)
+            self._pending_states = None
 
     def _save_if_due(self):
         if self._save_due:
