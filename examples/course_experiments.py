@@ -29,6 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
+from keras_blocks.callbacks import ReduceLROnPlateau
+
 import datasets
 from cifar10_cnn import CIFAR10CNN, MIN_SIZE
 
@@ -93,10 +95,8 @@ def run_experiment(name, data, classes, epochs, seed, eager=False, verbose=0):
     )
     callbacks = []
     if config["reduce_lr"]:
-        # TODO: keras_blocks' own reducer replaces this once
-        # keras_blocks.callbacks lands.
         callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(
+            ReduceLROnPlateau(
                 monitor=LR_MONITOR,
                 factor=LR_FACTOR,
                 patience=LR_PATIENCE,

@@ -33,12 +33,12 @@ def small_model(width=16):
     return model
 
 
-def fit(model, callbacks, epochs, **kwargs):
+def fit(model, callbacks, epochs, batch_size=16, **kwargs):
     return model.fit(
         X,
         Y,
         epochs=epochs,
-        batch_size=16,
+        batch_size=batch_size,
         validation_split=0.25,
         verbose=0,
         callbacks=callbacks,
@@ -243,3 +243,17 @@ def test_config_round_trip(tmp_path):
     )
     config = manager.get_config()
     assert CheckpointManager.from_config(config).get_config() == config
+
+
+@pytest.mark.skipif(
+    keras.config.backend() == "torch", reason="torch runs one step per execution"
+)
+def test_steps_per_execution_counts_every_batch(tmp_path):
+    model = small_model()
+    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=2)
+    manager = CheckpointManager(tmp_path, save_freq=3, max_to_keep=10, verbose=0)
+    # 4 batches of 12 an epoch, called back every 2: at steps 2, 4, 6, 8.
+    fit(model, [manager], epochs=2, batch_size=12)
+    assert manager.step == 8
+    steps = [int(os.path.basename(p).split("-")[1]) for p in manager.checkpoints]
+    assert steps == [4, 6]  # the first callbacks after crossing 3 and 6

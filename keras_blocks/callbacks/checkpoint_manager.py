@@ -137,9 +137,12 @@ class CheckpointManager(keras.callbacks.Callback):
         self._mode = _monitor.resolve_mode(self.monitor or "loss", self.mode)
         self._store = None
         self._best_store = None
-        self._wrote = False  # whether this manager wrote the latest checkpoint
+        self._owns_directory = (
+            False  # whether it wrote or restored the latest checkpoint
+        )
         self._pending_states = None
         self._save_due = False
+        self._epoch_start_step = 0
         self.epoch = 0  # epochs done
         self.step = 0  # batches done
         self.best = None if self.monitor is None else _monitor.initial_best(self._mode)
@@ -228,7 +231,7 @@ class CheckpointManager(keras.callbacks.Callback):
         # Keras' `fit` starts from `_initial_epoch` when a callback sets it in
         # `on_train_begin`; `BackupAndRestore` resumes the same way.
         model._initial_epoch = self.epoch
-        self._wrote = True
+        self._owns_directory = True
         if self.verbose:
             print(
                 f"CheckpointManager: restored {path} ({self.epoch} epochs, "
@@ -238,12 +241,17 @@ class CheckpointManager(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._save_if_due()
         self._restore_callback_states()
+        self._epoch_start_step = self.step
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed + epoch)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        if self.save_freq != "epoch" and self.step % self.save_freq == 0:
+        # `batch` is the last batch done in this epoch: with
+        # `steps_per_execution` > 1, Keras calls back every few batches.
+        previous, self.step = self.step, self._epoch_start_step + batch + 1
+        if self.save_freq != "epoch" and (
+            self.step // self.save_freq > previous // self.save_freq
+        ):
             self._save(self._store)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -285,7 +293,7 @@ class CheckpointManager(keras.callbacks.Callback):
         if self.restore == "latest":
             return latest
         if self.restore is None:
-            if latest is not None and not self._wrote:
+            if latest is not None and not self._owns_directory:
                 raise ValueError(
                     f"The directory {self.directory} already holds checkpoints "
                     f"(latest: {latest}). Pass restore='latest' to continue that "
@@ -312,7 +320,7 @@ class CheckpointManager(keras.callbacks.Callback):
             "time": time.time(),
         }
         path = store.save(self.step, state)
-        self._wrote = True
+        self._owns_directory = True
         if self.verbose > 1:
             print(f"\nCheckpointManager: saved {path}.")
 
