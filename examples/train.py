@@ -8,11 +8,15 @@
 `--dataset digits` (the default) is scikit-learn's bundled 8x8 digits, resized
 to the model's input; `cifar10` downloads through `keras.datasets` or reads a
 local copy (`--data-dir`). Everything the run writes goes under `--logdir`:
-TensorBoard logs (`tensorboard --logdir runs`), the per-epoch metrics
-(`metrics.csv`), the training curves (`curves.png`), the run's settings
-(`run.json`) and a backup that `--resume` continues from, even after a crash.
-Images are inputs in [0, 1]; models are trained with Adam, sparse categorical
-cross-entropy and Keras' learning-rate reduction on plateaus.
+TensorBoard logs (`tensorboard --logdir runs`: metrics, and from
+`keras_blocks.callbacks.TensorBoardImageLogger` predictions on validation
+images, a confusion matrix, weight histograms and the learning rate), the
+per-epoch metrics (`metrics.csv`), the training curves (`curves.png`), the
+run's settings (`run.json`) and the checkpoints of
+`keras_blocks.callbacks.CheckpointManager`, which `--resume` continues from
+exactly, even after a crash. Images are inputs in [0, 1]; models are trained
+with Adam, sparse categorical cross-entropy and `keras_blocks`' learning-rate
+reduction on plateaus.
 """
 
 import argparse
@@ -25,6 +29,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+
+from keras_blocks.callbacks import (
+    CheckpointManager,
+    ReduceLROnPlateau,
+    TensorBoardImageLogger,
+)
 
 import alexnet
 import cifar10_cnn
@@ -64,16 +74,21 @@ def default_image_size(name, dataset):
     return max(16 if dataset == "digits" else 32, MODELS[name][1])
 
 
-def callbacks(logdir, resume):
-    """Keras' backup, TensorBoard, metrics log and plateau LR reduction."""
+def callbacks(logdir, resume, validation_data, seed):
+    """Checkpoints, TensorBoard logs, the metrics file and plateau LR reduction."""
     return [
-        # Keeps the last epoch's weights, optimizer and epoch, for --resume.
-        keras.callbacks.BackupAndRestore(
-            str(logdir / "backup"), delete_checkpoint=False
+        # Weights, optimizer, epoch and the reducer's state, for --resume; the
+        # per-epoch seed makes a resumed run draw what an uninterrupted would.
+        CheckpointManager(
+            logdir / "checkpoints",
+            monitor="val_accuracy",
+            restore="latest" if resume else None,
+            seed=seed,
         ),
         keras.callbacks.CSVLogger(str(logdir / "metrics.csv"), append=resume),
-        keras.callbacks.TensorBoard(str(logdir), histogram_freq=1),
-        keras.callbacks.ReduceLROnPlateau(
+        keras.callbacks.TensorBoard(str(logdir)),  # the metrics
+        TensorBoardImageLogger(logdir / "images", validation_data),
+        ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5, verbose=1
         ),
     ]
@@ -191,15 +206,23 @@ def main(argv=None):
         f"{len(x_train)} training images, {len(x_test)} test images, logs in "
         f"{logdir}{' (resumed)' if resume else ''}"
     )
-    targets = y_train if len(model.outputs) == 1 else (y_train,) * len(model.outputs)
+    # The last tenth of the training images validates, as `validation_split`.
+    split = int(len(x_train) * (1 - VALIDATION_SPLIT))
+    (x_train, x_val), (y_train, y_val) = (
+        (a[:split], a[split:]) for a in (x_train, y_train)
+    )
+
+    def per_output(y):  # GoogLeNet's auxiliary heads learn the same labels
+        return y if len(model.outputs) == 1 else (y,) * len(model.outputs)
+
     start = time.perf_counter()
     model.fit(
         x_train,
-        targets,
+        per_output(y_train),
         batch_size=args.batch_size,
         epochs=args.epochs,
-        validation_split=VALIDATION_SPLIT,
-        callbacks=callbacks(logdir, resume),
+        validation_data=(x_val, per_output(y_val)),
+        callbacks=callbacks(logdir, resume, (x_val, y_val), args.seed),
     )
     seconds = time.perf_counter() - start
     plot_curves(logdir / "metrics.csv", logdir / "curves.png")

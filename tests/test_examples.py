@@ -27,13 +27,21 @@ def test_train_demo_learns_digits(tmp_path, capsys):
     assert epochs_logged(tmp_path) == [0, 1]
     curves = (tmp_path / "curves.png").read_bytes()
     assert curves.startswith(b"\x89PNG") and len(curves) > 10_000
-    # TensorBoard's own reader finds the epoch metrics and weight histograms.
+    # TensorBoard's own reader finds the epoch metrics, and the library's
+    # logger's predictions, confusion matrix, histograms and learning rate.
     events = EventAccumulator(str(tmp_path / "train"), size_guidance={"tensors": 0})
     events.Reload()
     tags = events.Tags()["tensors"]
     assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= set(tags)
     assert [event.step for event in events.Tensors("epoch_loss")] == [0, 1]
-    assert any(tag.endswith("kernel/histogram") for tag in tags)
+    images = EventAccumulator(str(tmp_path / "images"), size_guidance={"tensors": 0})
+    images.Reload()
+    tags = images.Tags()["tensors"]
+    assert {"images/predictions", "confusion_matrix", "learning_rate"} <= set(tags)
+    assert [event.step for event in images.Tensors("images/predictions")] == [0, 1]
+    assert any(tag.startswith("weights/") and "kernel" in tag for tag in tags)
+    # The checkpoints: one each epoch, and the best validation accuracy.
+    assert (tmp_path / "checkpoints" / "best").is_dir()
 
 
 def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
@@ -41,7 +49,9 @@ def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
     args = ["--model", "cifar10_cnn", "--image-size", "8", "--logdir", str(tmp_path)]
     train.main([*args, "--epochs", "2"])
     train.main([*args, "--epochs", "3", "--resume"])
-    assert "(resumed)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(resumed)" in out
+    assert "CheckpointManager: restored" in out and "(2 epochs" in out
     assert epochs_logged(tmp_path) == [0, 1, 2]  # only the third epoch ran again
 
 

@@ -183,7 +183,9 @@ def test_schedule_config_round_trip():
 
 def test_missing_metric_warns_with_the_logged_ones():
     model = linear_model(0.1)
-    with pytest.warns(UserWarning, match=r"`val_auc`.*Available metrics are: loss"):
+    with pytest.warns(
+        UserWarning, match=r"`val_auc`.*Available metrics are: learning_rate, loss\."
+    ):
         fit(model, [ReduceLROnPlateau("val_auc")], epochs=1)
 
 
@@ -277,3 +279,12 @@ def test_callable_learning_rate_is_refused():
         ValueError, match="float, a variable or a `LearningRateSchedule`"
     ):
         fit(model, [ReduceLROnPlateau("loss")], epochs=1)
+
+
+def test_learning_rate_goes_to_history_as_with_keras():
+    """The rate each epoch ended with, before that epoch's reduction."""
+    cosine = keras.optimizers.schedules.CosineDecay(0.05, 50)
+    model = linear_model(cosine)
+    fit(model, [never_improves(factor=0.5, patience=1)], epochs=3)
+    expected = [m * float(cosine(step)) for step, m in ((1, 1), (2, 1), (3, 0.5))]
+    np.testing.assert_allclose(model.history.history["learning_rate"], expected, 1e-6)

@@ -171,6 +171,11 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
             self._unwrap_at_end = False
 
     def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            # As Keras' reducer: the rate in use this epoch, for History.
+            logs["learning_rate"] = float(
+                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+            )
         current = _monitor.read(logs, self.monitor, "ReduceLROnPlateau")
         if current is None:
             return
