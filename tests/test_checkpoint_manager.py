@@ -257,3 +257,17 @@ def test_steps_per_execution_counts_every_batch(tmp_path):
     assert manager.step == 8
     steps = [int(os.path.basename(p).split("-")[1]) for p in manager.checkpoints]
     assert steps == [4, 6]  # the first callbacks after crossing 3 and 6
+
+
+def test_mixed_precision_resumes_exactly(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")  # with a LossScaleOptimizer
+    straight = run(tmp_path / "straight", 3)
+    run(tmp_path / "resumed", 2)
+    resumed = run(tmp_path / "resumed", 3)
+    assert resumed[-1].epoch == [2]
+    assert_same_weights(straight[0], resumed[0])
+    # The loss scale (a LossScaleOptimizer's variables) went through too.
+    optimizer_a, optimizer_b = straight[0].optimizer, resumed[0].optimizer
+    assert type(optimizer_b).__name__ == "LossScaleOptimizer"
+    for x, y in zip(optimizer_a.variables, optimizer_b.variables, strict=True):
+        np.testing.assert_array_equal(x.numpy(), y.numpy())
