@@ -1,12 +1,13 @@
 """The learning-rate schedule that `ReduceLROnPlateau` installs on an optimizer."""
 
 import keras
+from keras.optimizers.schedules import LearningRateSchedule
 
 from keras_blocks import _validation as check
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
-class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+class ScaledSchedule(LearningRateSchedule):
     """A learning rate times a multiplier, after an optional linear warmup.
 
     `ReduceLROnPlateau` wraps an optimizer's learning rate in this schedule, so
@@ -32,14 +33,19 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
     True
     """
 
-    def __init__(self, base, multiplier=1.0, warmup_steps=0):
+    def __init__(
+        self,
+        base: float | keras.Variable | LearningRateSchedule,
+        multiplier: float = 1.0,
+        warmup_steps: int = 0,
+    ) -> None:
         if not isinstance(
             base,
             (
                 float,
                 int,
                 keras.Variable,
-                keras.optimizers.schedules.LearningRateSchedule,
+                LearningRateSchedule,
             ),
         ) or isinstance(base, bool):
             raise ValueError(
@@ -57,7 +63,7 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def base_rate(self, step):
         """The wrapped learning rate at `step`, before warmup and multiplier."""
-        if isinstance(self.base, keras.optimizers.schedules.LearningRateSchedule):
+        if isinstance(self.base, LearningRateSchedule):
             return keras.ops.cast(self.base(step), "float32")
         return keras.ops.cast(self.base, "float32")
 

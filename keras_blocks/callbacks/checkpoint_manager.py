@@ -91,16 +91,16 @@ class CheckpointManager(keras.callbacks.Callback):
 
     def __init__(
         self,
-        directory,
-        max_to_keep=5,
-        keep_checkpoint_every_n_hours=None,
-        save_freq="epoch",
-        monitor=None,
-        mode="auto",
-        restore="latest",
-        seed=None,
-        verbose=1,
-    ):
+        directory: str | os.PathLike,
+        max_to_keep: int = 5,
+        keep_checkpoint_every_n_hours: float | None = None,
+        save_freq: str | int = "epoch",
+        monitor: str | None = None,
+        mode: str = "auto",
+        restore: str | os.PathLike | None = "latest",
+        seed: int | None = None,
+        verbose: int = 1,
+    ) -> None:
         super().__init__()
         self.directory = _check_directory(directory)
         self.max_to_keep = check.positive_int("max_to_keep", max_to_keep)

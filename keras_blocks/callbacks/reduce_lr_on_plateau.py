@@ -61,16 +61,16 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
 
     def __init__(
         self,
-        monitor="val_loss",
-        factor=0.1,
-        patience=10,
-        verbose=0,
-        mode="auto",
-        min_delta=1e-4,
-        cooldown=0,
-        min_lr=0.0,
-        warmup_steps=0,
-    ):
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+        warmup_steps: int = 0,
+    ) -> None:
         super().__init__()
         self.monitor = _monitor.check_monitor(monitor)
         self.factor = check.open_fraction("factor", factor)

@@ -102,7 +102,7 @@ class ConvBNAct(keras.layers.Layer):
         kernel_initializer: Any = "he_normal",
         kernel_regularizer: Any = None,
         data_format: str | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)

@@ -1,5 +1,7 @@
 """Stochastic depth: drop a whole residual branch per sample."""
 
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -50,7 +52,7 @@ class DropPath(keras.layers.Layer):
         [0.0, 2.0]
     """
 
-    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.rate = check.rate("rate", rate)
         self.seed = check.optional(check.non_negative_int, "seed", seed)

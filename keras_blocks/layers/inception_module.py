@@ -108,7 +108,7 @@ class InceptionModule(keras.layers.Layer):
         kernel_initializer: Any = "he_normal",
         kernel_regularizer: Any = None,
         data_format: str | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.naive = check.boolean("naive", naive)

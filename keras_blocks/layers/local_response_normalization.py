@@ -1,5 +1,7 @@
 """AlexNet's cross-channel Local Response Normalization."""
 
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -72,7 +74,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         alpha: float = 1e-4,
         beta: float = 0.75,
         data_format: str | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.depth_radius = check.non_negative_int("depth_radius", depth_radius)

@@ -133,7 +133,7 @@ class MBConvBlock(keras.layers.Layer):
         kernel_initializer: Any = CONV_INITIALIZER,
         kernel_regularizer: Any = None,
         data_format: str | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)

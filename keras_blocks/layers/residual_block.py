@@ -114,7 +114,7 @@ class ResidualBlock(ResidualBase):
         kernel_initializer: Any = "he_normal",
         kernel_regularizer: Any = None,
         data_format: str | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(
             filters=filters,

@@ -74,7 +74,7 @@ class SqueezeExcite(keras.layers.Layer):
         kernel_initializer: Any = "he_normal",
         kernel_regularizer: Any = None,
         data_format: str | None = None,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.ratio = check.fraction("ratio", ratio)
