@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 BLOCK_KINDS = ("mbconv", "fused_mbconv")
+"""The values of `Stage.block`: MBConv, or EfficientNetV2's Fused-MBConv."""
 BASE_RESOLUTION = 224
 # The classifier's initializer in the reference implementation.
 DENSE_INITIALIZER = {
@@ -81,6 +82,18 @@ class Stage:
 
     Raises:
         ValueError: when a field is invalid.
+
+    Examples:
+        >>> from keras_blocks.efficientnet import B0_BLOCKS, Stage
+        >>> B0_BLOCKS[1]  # doctest: +NORMALIZE_WHITESPACE
+        Stage(block='mbconv', repeats=2, kernel_size=3, strides=2,
+              expand_ratio=6, filters_in=16, filters_out=24, se_ratio=0.25)
+        >>> Stage("fused_mbconv", 2, 3, 2, 4, 24, 48, None).block
+        'fused_mbconv'
+        >>> Stage("mbconv", 0, 3, 1, 6, 16, 24, 0.25)
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid value for argument `repeats`. ... Received: repeats=0
     """
 
     block: str
@@ -122,10 +135,20 @@ B0_BLOCKS = (
     Stage("mbconv", 4, 5, 2, 6, 112, 192, 0.25),  # 7x7
     Stage("mbconv", 1, 3, 1, 6, 192, 320, 0.25),  # 7x7
 )
+"""EfficientNet-B0's seven MBConv stages (the paper's Table 1), between the stem
+and the head, as `Stage` rows; every variant scales this table."""
 
 
 class Scaling(NamedTuple):
-    """Width and depth multipliers and the input resolution of a network."""
+    """Width and depth multipliers and the input resolution of a network.
+
+    Examples:
+        >>> from keras_blocks.efficientnet import Scaling, compound_scaling
+        >>> compound_scaling(1).resolution
+        258
+        >>> Scaling(1.0, 1.0, 224)._asdict()
+        {'width_coefficient': 1.0, 'depth_coefficient': 1.0, 'resolution': 224}
+    """
 
     width_coefficient: float
     depth_coefficient: float
@@ -133,7 +156,14 @@ class Scaling(NamedTuple):
 
 
 class Preset(NamedTuple):
-    """An official variant: its scaling and its classifier's dropout rate."""
+    """An official variant: its scaling and its classifier's dropout rate.
+
+    Examples:
+        >>> from keras_blocks.efficientnet import PRESETS
+        >>> PRESETS["b3"]  # doctest: +NORMALIZE_WHITESPACE
+        Preset(width_coefficient=1.2, depth_coefficient=1.4, resolution=300,
+               dropout_rate=0.3)
+    """
 
     width_coefficient: float
     depth_coefficient: float
@@ -154,6 +184,8 @@ PRESETS = {
     "b6": Preset(1.8, 2.6, 528, 0.5),  # 43,265,143
     "b7": Preset(2.0, 3.1, 600, 0.5),  # 66,658,687
 }
+"""The official B0-B7 (`"b0"` ... `"b7"`), as `EfficientNetB0` ... `B7` build
+them. The paper rounded these away from the pure compound rule."""
 
 
 def round_filters(filters: int, width_coefficient: float, divisor: int = 8) -> int:
@@ -613,6 +645,21 @@ def load_keras_applications_weights(model: keras.Model, source: keras.Model) -> 
     Raises:
         ValueError: when the weights do not fit `model` (another variant,
             `include_top` or number of classes).
+
+    Examples:
+        >>> import keras
+        >>> from keras_blocks.efficientnet import (
+        ...     EfficientNetB0, load_keras_applications_weights)
+        >>> source = keras.applications.EfficientNetB0(  # weights="imagenet"
+        ...     weights=None, include_top=False, input_shape=(32, 32, 3))
+        >>> model = EfficientNetB0(include_top=False, input_shape=(32, 32, 3))
+        >>> load_keras_applications_weights(model, source)
+        >>> bool((model.weights[-1].numpy() == source.weights[-1].numpy()).all())
+        True
+        >>> load_keras_applications_weights(EfficientNetB0(), source)
+        Traceback (most recent call last):
+        ...
+        ValueError: The weights of 'efficientnetb0' do not fit 'efficientnetb0': ...
     """
     weights = source.get_weights()
     layers = source.layers

@@ -1,6 +1,6 @@
-"""Lint, then the whole test suite under each Keras backend: what `.ci/run` runs.
+"""Lint, the docs site, then the test suite under each backend: what `.ci/run` runs.
 
-python tests/run_all.py                        # ruff, then TF, JAX and PyTorch
+python tests/run_all.py                        # ruff, site, then TF, JAX and PyTorch
 python tests/run_all.py --backends jax -- -k DropPath
 """
 
@@ -41,6 +41,11 @@ def main(argv=None):
     parser.add_argument("--backends", nargs="+", default=BACKENDS, choices=BACKENDS)
     parser.add_argument("--workers", default="2", help="pytest-xdist workers")
     parser.add_argument("--no-lint", action="store_true")
+    parser.add_argument(
+        "--no-site",
+        action="store_true",
+        help="skip the docs site's build and browser check (tests/check_site.py)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     args = parser.parse_args(argv)
 
@@ -50,6 +55,12 @@ def main(argv=None):
             returncode, _ = run([sys.executable, "-m", *command])
             if returncode:
                 failed.append(" ".join(command))
+    if not args.no_site:
+        # mkdocs build --strict, the API reference's coverage, every page in
+        # headless Chromium.
+        returncode, _ = run([sys.executable, "tests/check_site.py"])
+        if returncode:
+            failed.append("tests/check_site.py")
 
     # Each pytest-xdist worker gets its share of the cores: oversubscribed math
     # libraries thrash (one torch training step took 25x longer with two

@@ -1,0 +1,104 @@
+"""The documentation's code runs: every Python block of every page under docs/.
+
+Every public class and function also carries an `Examples:` section, which
+`pytest --doctest-modules keras_blocks` (in `tests/run_all.py`) runs.
+
+The blocks of a page run in order in one namespace, as a reader would paste
+them, in a temporary working directory, under the backend of the run. A block
+that cannot run here (it downloads) says why on the line before its fence:
+
+    <!-- skip: downloads ImageNet weights -->
+"""
+
+import inspect
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from keras_blocks import callbacks, efficientnet, layers
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+FENCE = re.compile(
+    r"^(?P<skip>[ \t]*<!-- skip: (?P<reason>[^>]*?) -->\n)?"
+    r"(?P<indent>[ \t]*)```(?P<lang>\w+)[^\n]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
+    re.M | re.S,
+)
+
+
+def python_blocks(text):
+    """Yields (line number, code, skip reason or None) for each Python block."""
+    for match in FENCE.finditer(text):
+        if match["lang"] not in ("python", "py"):
+            continue
+        if match["skip"] and not match["reason"].strip():
+            raise ValueError("A skipped block must say why: <!-- skip: reason -->")
+        line = text.count("\n", 0, match.start("code")) + 1
+        yield line, textwrap.dedent(match["code"]), match["reason"]
+
+
+PAGES = sorted(
+    page for page in DOCS.rglob("*.md") if any(python_blocks(page.read_text()))
+)
+
+
+def test_pages_with_code_are_found():
+    assert len(PAGES) >= 1
+
+
+@pytest.mark.parametrize(
+    "page", PAGES, ids=lambda page: page.relative_to(DOCS).as_posix()
+)
+def test_code_blocks_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__docs__"}
+    ran = 0
+    for line, code, skip in python_blocks(page.read_text()):
+        if skip:
+            continue
+        # Padding with blank lines makes tracebacks point at the page's lines.
+        exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
+        ran += 1
+    assert ran, f"{page} has only skipped blocks"
+
+
+def test_fence_parser():
+    text = (
+        "# t\n\n```python\nx = 1\n```\n\n<!-- skip: downloads -->\n```python\n"
+        'y = 2\n```\n\n```bash\nls\n```\n\n=== "Tab"\n\n    ```python\n'
+        "    z = 3\n    ```\n"
+    )
+    blocks = list(python_blocks(text))
+    assert blocks == [
+        (4, "x = 1\n", None),
+        (9, "y = 2\n", "downloads"),
+        (19, "z = 3\n", None),
+    ]
+    with pytest.raises(ValueError, match="must say why"):
+        list(python_blocks("<!-- skip:  -->\n```python\nx\n```\n"))
+
+
+# Presets of EfficientNetB0, whose example they share: building B1-B7 in
+# doctests would take most of a minute per backend.
+NO_EXAMPLE = {f"EfficientNetB{i}" for i in range(1, 8)}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"{module.__name__}.{name}"
+        for module in (layers, callbacks, efficientnet)
+        for name in module.__all__
+        if name not in NO_EXAMPLE
+        and (inspect.isclass(getattr(module, name)) or callable(getattr(module, name)))
+    ],
+)
+def test_public_names_have_examples(name):
+    module_name, _, attribute = name.rpartition(".")
+    docstring = inspect.getdoc(
+        getattr(__import__(module_name, fromlist=["_"]), attribute)
+    )
+    assert docstring and "\nExamples:\n" in docstring, f"{name} has no Examples section"
+    examples = docstring.split("\nExamples:\n", 1)[1]
+    assert ">>> " in examples, f"{name}'s Examples have no doctest lines"
