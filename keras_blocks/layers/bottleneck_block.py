@@ -46,7 +46,8 @@ class BottleneckBlock(ResidualBase):
           as many channels in as out it is plain subsampling, the shortcut of
           `keras.applications`' ResNet v2 at the end of a stage.
         - `"avg_pool"`: ResNet-D: `strides` x `strides` average pooling, then
-          a 1x1 convolution + BN.
+          a 1x1 convolution + BN; as with `"projection"`, no BN in a
+          pre-activation block.
 
     Weights, in this order (each present only when the configuration has it):
     `preact_bn`, `conv1` (kernel, BN), `conv2` (kernel, BN), `shortcut_conv`,

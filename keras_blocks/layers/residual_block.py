@@ -34,7 +34,8 @@ class ResidualBlock(ResidualBase):
         - `"zero_pad"`: option A of the ResNet paper: strided subsampling, then
           zero channels appended; no parameters. Cannot remove channels.
         - `"avg_pool"`: ResNet-D: `strides` x `strides` average pooling, then
-          a 1x1 convolution + BN.
+          a 1x1 convolution + BN; as with `"projection"`, no BN in a
+          pre-activation block.
 
     Weights, in this order (each present only when the configuration has it):
     `preact_bn`, `conv1` (kernel, BN), `shortcut_conv`, `conv2`, `shortcut_bn`,
