@@ -292,8 +292,9 @@ NOTES = {
         "3.6 G.",
         "The ResNet paper gives no parameter counts for its ImageNet models "
         "(the ResNeXt paper's 25.5 M for ResNet-50 is {ResNet-50:trainable} "
-        "rounded). The trainable parameters of the paper's configuration are "
-        "torchvision's; `keras_applications=True` has keras.applications' "
+        "cut to one decimal). The trainable parameters of the paper's "
+        "configuration are torchvision's; `keras_applications=True` has "
+        "keras.applications' "
         "biases in every convolution and exactly its parameters.",
         "The pre-activation paper gives no FLOPs or parameters for its "
         "ImageNet models. Our v2 halves the resolution in the 3x3 "
@@ -309,8 +310,9 @@ NOTES = {
         "{SE-ResNet-50:trainable} trainable against {ResNet-50:trainable}.",
         "ResNeXt: the paper's 4.2 G for ResNeXt-50 (32x4d) strides in the 3x3 "
         "convolution, as ours ({ResNeXt-50 (32x4d)}). ResNeXt-101 (32x8d) "
-        "is torchvision's `resnext101_32x8d`; the ResNeXt paper has 32x4d and "
-        "64x4d ResNeXt-101s only.",
+        "is torchvision's `resnext101_32x8d`; the ResNeXt paper has no 32x8d "
+        "model (its ResNeXt-101s are 2x40d, 4x24d, 8x14d and 32x4d in its "
+        "Table 3, 2x64d and 64x4d in its Table 4).",
     ],
     "vgg": [
         "The VGG paper gives parameters in millions (Table 2) and no FLOPs; "
@@ -358,17 +360,21 @@ NOTES = {
         "layer's input (4 x 4 x 128 features instead of 128).",
     ],
     "efficientnet": [
-        "The paper's FLOPs (Table 2) are multiply-adds at each model's own "
-        "resolution, as counted here, rounded; so are its parameters. "
+        "The paper's FLOPS (Table 2) are close to the multiply-adds counted "
+        "here at each model's own resolution (the paper does not define "
+        "them). Its parameters are ours rounded to two digits, except for "
+        "B1, B5 and B7, where it has 7.8 M, 30 M and 66 M and ours round to "
+        "7.9 M, 31 M and 67 M. "
         "keras.applications' models are the same networks, layer for layer: "
         "the same parameters and MACs. The examples' models "
         "(`examples/efficientnet.py`) leave out the input normalization: 7 "
         "parameters fewer, the same MACs.",
-        "Up to B3 and for B6 and B7 our counts round to the paper's; B4 and "
-        "B5 count {EfficientNet-B4} and {EfficientNet-B5} against the "
-        "paper's 4.2 G and 9.9 G, and keras.applications' models count the "
-        "same as ours. The paper does not say how it counted, so that gap "
-        "is not explained here.",
+        "B0, B2, B3 and B6 round to the paper's MACs; B1 and B7 count "
+        "{EfficientNet-B1} and {EfficientNet-B7} against its 0.70 G and "
+        "37 G (2% apart), B4 and B5 {EfficientNet-B4} and {EfficientNet-B5} "
+        "against its 4.2 G and 9.9 G (5% and 4% more), and keras.applications' "
+        "models count the same as ours. The paper does not say how it "
+        "counted, so these gaps are not explained here.",
         "The squeeze-and-excitation 1x1 convolutions are counted; a "
         "depthwise convolution counts kernel height x kernel width MACs per "
         "output element.",
