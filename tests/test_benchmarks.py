@@ -2,7 +2,12 @@
 
 import json
 
+import keras
+import numpy as np
+import pytest
 from scripts import load_script
+
+from keras_blocks.layers import LocalResponseNormalization
 
 
 def test_efficientnet_build_benchmark_smoke(tmp_path):
@@ -16,3 +21,44 @@ def test_efficientnet_build_benchmark_smoke(tmp_path):
         "keras.applications": 5_330_571,
     }
     assert result["ratio_of_medians"] > 0
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the whole smoke run once; test_lrn_functions covers each backend",
+)
+def test_run_smoke(tmp_path):
+    output, table = tmp_path / "results.json", tmp_path / "table.md"
+    results = load_script("benchmarks", "run").main(
+        ["--smoke", "--output", str(output), "--markdown", str(table)]
+    )
+    assert json.loads(output.read_text())["settings"] == results["settings"]
+    comparisons = [
+        row for name in ("models", "build", "lrn", "callbacks") for row in results[name]
+    ]
+    assert len(comparisons) == 4 + 2 + 8 + 4
+    for row in comparisons:
+        assert row["ours_s"] > 0 and row["reference_s"] > 0
+        assert row["ratio"] == row["ours_s"] / row["reference_s"]
+        assert row["pair_ratio_min"] <= row["pair_ratio_max"]
+        assert f"| {row['case']} |" in table.read_text()
+    assert [row["parameters"] for row in results["growth"]] == [5_330_571, 9_177_569]
+    assert results["growth"][0]["macs"] == 385_814_752
+
+
+def test_lrn_functions_match_tensorflow():
+    """Our compiled LRN, forward and backward, on this backend, against
+    TensorFlow's kernel: what the `lrn` benchmark times."""
+    tf = pytest.importorskip("tensorflow")
+    run = load_script("benchmarks", "run")
+    layer = LocalResponseNormalization(**run.LRN_ARGS)
+    forward, backward, to_tensor = run._lrn_functions(layer)
+    x = np.random.default_rng(0).normal(size=(2, 5, 5, 12)).astype("float32")
+    x_tf = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tf)
+        y = tf.nn.local_response_normalization(x_tf, **run.LRN_ARGS)
+        loss = tf.reduce_sum(y)
+    gradient = tape.gradient(loss, x_tf)
+    np.testing.assert_allclose(forward(to_tensor(x)), y.numpy(), atol=1e-5)
+    np.testing.assert_allclose(backward(to_tensor(x)), gradient.numpy(), atol=1e-5)

@@ -6,6 +6,7 @@ import pytest
 from layer_checks import check_layer, random_inputs, to_numpy
 
 from keras_blocks.layers import LocalResponseNormalization
+from keras_blocks.layers.local_response_normalization import BAND_MATMUL_MAX_CHANNELS
 
 tf = pytest.importorskip("tensorflow")  # The reference op.
 
@@ -40,11 +41,14 @@ def test_layer(data_format, tmp_path):
         (dict(depth_radius=20, bias=1.0, alpha=1e-3, beta=0.75), 3.0),  # r > channels
         (dict(depth_radius=2, bias=2.0, alpha=1e-2, beta=0.75), 10.0),
         (dict(depth_radius=3, bias=0.5, alpha=1.0, beta=1.0), 1.0),
+        (dict(depth_radius=2, bias=1.0, alpha=0.1, beta=0.6), 1.0),  # power
     ],
 )
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_matches_tensorflow_op(kwargs, scale, data_format):
-    x = random_inputs((2, 6, 5, 12), scale=scale)
+# Few channels sum windows with a band matrix, many with shifted slices.
+@pytest.mark.parametrize("channels", [12, BAND_MATMUL_MAX_CHANNELS + 1])
+def test_matches_tensorflow_op(kwargs, scale, data_format, channels):
+    x = random_inputs((2, 6, 5, channels), scale=scale)
     if data_format == "channels_first":
         x = x.transpose(0, 3, 1, 2)
     layer = LocalResponseNormalization(**kwargs, data_format=data_format)

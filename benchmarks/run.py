@@ -1,0 +1,505 @@
+"""keras_blocks against the Keras equivalents, side by side: the one command.
+
+    KERAS_BACKEND=tensorflow python benchmarks/run.py           # everything
+    KERAS_BACKEND=jax python benchmarks/run.py --only models lrn
+    python benchmarks/run.py --smoke                            # CI: tiny, 1 repeat
+
+Every figure is a ratio, ours / reference (below 1.0 is faster), measured in
+this process with `_harness.compare`: warm-up excluded, the two sides
+interleaved, the median of `--repeats`, and the spread of the per-pair ratios.
+
+- `models`: inference (`predict_on_batch`) and training-step
+  (`train_on_batch`) time of ResNet50 and EfficientNetB0 against
+  `keras.applications`' (the same layers, batch, input and dtype).
+- `build`: construction time of EfficientNetB7 and ResNet152.
+- `lrn`: `LocalResponseNormalization` (keras.ops) against TensorFlow's fused
+  `tf.nn.local_response_normalization`, forward and backward, at AlexNet's
+  shapes and as the channels grow.
+- `callbacks`: epoch time of a CIFAR ResNet-20 with each of the library's
+  callbacks at its defaults, and all three, against none.
+- `growth`: parameters, MACs (TensorFlow) and build time of EfficientNet as
+  `phi` goes from 0 to 9, beside the paper's B0-B7 FLOPs.
+
+Writes `benchmarks/results/benchmarks_<backend>.json` (everything, raw times
+included) and `docs/snippets/benchmarks_<backend>.md` (the tables the
+Benchmarks page includes).
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from keras_blocks import callbacks, efficientnet, layers
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "examples")]
+
+import _harness  # noqa: E402
+
+import cifar_resnet  # noqa: E402
+import resnet  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+SNIPPETS = ROOT / "docs" / "snippets"
+# The paper's FLOPs of B0-B7 (Tan & Le 2019, Table 2), in billions.
+PAPER_FLOPS = (0.39, 0.70, 1.0, 1.8, 4.2, 9.9, 19, 37)
+LRN_ARGS = {"depth_radius": 2, "bias": 2.0, "alpha": 1e-4, "beta": 0.75}
+
+
+def models(args):
+    """Inference and training step of ResNet50 and EfficientNetB0."""
+    size = args.image_size
+    shape = (size, size, 3)
+    pairs = {
+        "ResNet50": (
+            lambda: resnet.ResNet(50, keras_applications=True, input_shape=shape),
+            lambda: keras.applications.ResNet50(weights=None, input_shape=shape),
+        ),
+        "EfficientNetB0": (
+            lambda: efficientnet.EfficientNetB0(input_shape=shape),
+            lambda: keras.applications.EfficientNetB0(weights=None, input_shape=shape),
+        ),
+    }
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (args.batch_size, *shape)).astype("float32")
+    y = rng.integers(0, 1000, args.batch_size)
+    rows = []
+    for name, (build_ours, build_reference) in pairs.items():
+        keras.backend.clear_session()
+        built = []
+        for build in (build_ours, build_reference):
+            keras.utils.set_random_seed(0)
+            model = build()
+            model.compile(
+                keras.optimizers.SGD(0.01, momentum=0.9),
+                "sparse_categorical_crossentropy",
+            )
+            built.append(model)
+        ours, reference = built
+        assert ours.count_params() == reference.count_params(), name
+        for task, run in (
+            ("inference", lambda model: model.predict_on_batch(x)),
+            ("training step", lambda model: model.train_on_batch(x, y)),
+        ):
+            result = _harness.compare(
+                lambda run=run, model=ours: run(model),
+                lambda run=run, model=reference: run(model),
+                repeats=args.repeats,
+                warmup=2,
+            )
+            rows.append(
+                {
+                    "case": f"{name} {task}",
+                    "input": f"{args.batch_size}x{size}x{size}x3, float32",
+                    "goal": 1.0,
+                    **result,
+                }
+            )
+            _report(rows[-1])
+    return rows
+
+
+def build(args):
+    """Construction time of the largest models."""
+    pairs = {
+        "EfficientNetB7": (
+            efficientnet.EfficientNetB7,
+            lambda: keras.applications.EfficientNetB7(weights=None),
+        ),
+        "ResNet152": (
+            lambda: resnet.ResNet(152, keras_applications=True),
+            lambda: keras.applications.ResNet152(weights=None),
+        ),
+    }
+    if args.smoke:  # the same code paths, smaller models
+        pairs = {
+            "EfficientNetB0": (
+                efficientnet.EfficientNetB0,
+                lambda: keras.applications.EfficientNetB0(weights=None),
+            ),
+            "ResNet50": (
+                lambda: resnet.ResNet(50, keras_applications=True),
+                lambda: keras.applications.ResNet50(weights=None),
+            ),
+        }
+    rows = []
+    for name, (ours, reference) in pairs.items():
+        result = _harness.compare(
+            ours,
+            reference,
+            repeats=args.repeats,
+            warmup=1,
+            setup=keras.backend.clear_session,
+        )
+        rows.append({"case": f"build {name}", "input": "", "goal": 1.0, **result})
+        _report(rows[-1])
+    return rows
+
+
+def lrn(args):
+    """Our keras.ops LRN against TensorFlow's fused kernel, both directions."""
+    import tensorflow as tf
+
+    batch = 2 if args.smoke else 16
+    shapes = {  # (height, width, channels) after AlexNet's conv1 and conv2
+        "AlexNet conv1 (55x55x96)": (55, 55, 96),
+        "AlexNet conv2 (27x27x256)": (27, 27, 256),
+    }
+    for channels in (8, 160) if args.smoke else (64, 128, 192, 512, 1024, 2048):
+        shapes[f"27x27x{channels}"] = (27, 27, channels)
+
+    @tf.function
+    def reference_forward(x):
+        return tf.nn.local_response_normalization(x, **LRN_ARGS)
+
+    @tf.function
+    def reference_backward(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(tf.nn.local_response_normalization(x, **LRN_ARGS))
+        return tape.gradient(loss, x)
+
+    rows = []
+    for name, shape in shapes.items():
+        layer = layers.LocalResponseNormalization(**LRN_ARGS)
+        ours_forward, ours_backward, to_tensor = _lrn_functions(layer)
+        x = np.random.default_rng(0).normal(size=(batch, *shape)).astype("float32")
+        x_tf, x_ours = tf.constant(x), to_tensor(x)
+        np.testing.assert_allclose(
+            ours_forward(x_ours), reference_forward(x_tf).numpy(), rtol=1e-4, atol=1e-5
+        )
+        for direction, ours, reference in (
+            ("forward", ours_forward, reference_forward),
+            ("backward", ours_backward, reference_backward),
+        ):
+            result = _harness.compare(
+                lambda ours=ours, x=x_ours: ours(x),
+                lambda reference=reference, x=x_tf: reference(x).numpy(),
+                repeats=args.repeats * 4,
+                warmup=2,
+            )
+            rows.append(
+                {
+                    "case": f"LRN {direction}, {name}",
+                    "input": f"batch {batch}",
+                    "goal": 1.5 if keras.config.backend() == "tensorflow" else None,
+                    **result,
+                }
+            )
+            _report(rows[-1])
+    return rows
+
+
+def _lrn_functions(layer):
+    """(forward, backward, to_tensor) of our layer, compiled for the backend;
+    the functions return NumPy arrays, so a call ends when the work does."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def forward(x):
+            return layer(x)
+
+        @tf.function
+        def backward(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(layer(x))
+            return tape.gradient(loss, x)
+
+        return (
+            (lambda x: forward(x).numpy()),
+            (lambda x: backward(x).numpy()),
+            tf.constant,
+        )
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        forward = jax.jit(layer.__call__)
+        backward = jax.jit(jax.grad(lambda x: jnp.sum(layer(x))))
+        return (
+            lambda x: np.asarray(forward(x)),
+            lambda x: np.asarray(backward(x)),
+            jnp.asarray,
+        )
+    import torch
+
+    def forward(x):
+        with torch.no_grad():
+            return layer(x).numpy()
+
+    def backward(x):
+        x = x.detach().requires_grad_(True)
+        layer(x).sum().backward()
+        return x.grad.numpy()
+
+    return forward, backward, torch.from_numpy
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Seconds between consecutive epoch starts: an epoch with every other
+    callback's epoch hooks (it runs last in the list)."""
+
+    def on_train_begin(self, logs=None):
+        self.starts = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.starts.append(time.perf_counter())
+
+    def on_train_end(self, logs=None):
+        self.starts.append(time.perf_counter())
+
+    @property
+    def epochs(self):
+        return np.diff(self.starts).tolist()
+
+
+def callbacks_overhead(args):
+    """Epoch time with each callback at its defaults, against none."""
+    n_train, n_val, epochs = (64, 32, 3) if args.smoke else (1024, 256, 7)
+    rng = np.random.default_rng(0)
+    x = rng.random((n_train + n_val, 32, 32, 3), dtype="float32")
+    y = rng.integers(0, 10, n_train + n_val)
+    train, val = (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+    def configurations(directory):
+        return {
+            "none": [],
+            "CheckpointManager": [callbacks.CheckpointManager(f"{directory}/ckpt")],
+            "TensorBoardImageLogger": [
+                callbacks.TensorBoardImageLogger(f"{directory}/tb", val)
+            ],
+            "ReduceLROnPlateau": [callbacks.ReduceLROnPlateau()],
+            "all three": [
+                callbacks.CheckpointManager(f"{directory}/ckpt", verbose=0),
+                callbacks.TensorBoardImageLogger(f"{directory}/tb", val),
+                callbacks.ReduceLROnPlateau(),
+            ],
+        }
+
+    names = list(configurations("unused"))
+    times = {name: [] for name in names}
+    for repeat in range(args.repeats):
+        order = names if repeat % 2 == 0 else names[::-1]
+        for name in order:
+            with tempfile.TemporaryDirectory() as directory:
+                keras.backend.clear_session()
+                keras.utils.set_random_seed(0)
+                model = cifar_resnet.CIFARResNet(20, input_shape=(32, 32, 3))
+                model.compile(
+                    "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
+                )
+                timer = EpochTimer()
+                model.fit(
+                    *train,
+                    batch_size=64,
+                    epochs=epochs,
+                    validation_data=val,
+                    callbacks=[*configurations(directory)[name], timer],
+                    verbose=0,
+                )
+                # The first epoch compiles; the last has no next start.
+                times[name].append(timer.epochs[1:-1])
+                print(f"  {name:<24} epochs {np.round(timer.epochs, 2)}", flush=True)
+    rows = []
+    for name in names[1:]:
+        pairs = [
+            statistics.median(a) / statistics.median(b)
+            for a, b in zip(times[name], times["none"], strict=True)
+        ]
+        ours = statistics.median([t for run in times[name] for t in run])
+        base = statistics.median([t for run in times["none"] for t in run])
+        rows.append(
+            {
+                "case": f"epoch with {name}",
+                "input": f"CIFAR ResNet-20, {n_train} + {n_val} images, batch 64",
+                "goal": 1.03,
+                "ours_s": ours,
+                "reference_s": base,
+                "ratio": ours / base,
+                "pair_ratio_min": min(pairs),
+                "pair_ratio_max": max(pairs),
+                "repeats": args.repeats,
+                "warmup": 1,
+                "times_s": {"ours": times[name], "reference": times["none"]},
+            }
+        )
+        _report(rows[-1])
+    return rows
+
+
+def growth(args):
+    """EfficientNet as phi grows: parameters, MACs and build time."""
+    phis = range(2) if args.smoke else range(10)
+    count_macs = None
+    if keras.config.backend() == "tensorflow":
+        import flops
+
+        count_macs = flops.count_macs
+    rows = []
+    for phi in phis:
+        scaling = efficientnet.compound_scaling(phi)
+        times = []
+        for _ in range(1 if args.smoke else 3):
+            keras.backend.clear_session()
+            start = time.perf_counter()
+            model = efficientnet.EfficientNet(phi=phi)
+            times.append(time.perf_counter() - start)
+        rows.append(
+            {
+                "phi": phi,
+                "resolution": scaling.resolution,
+                "width_coefficient": scaling.width_coefficient,
+                "depth_coefficient": scaling.depth_coefficient,
+                "parameters": model.count_params(),
+                "macs": count_macs(model) if count_macs else None,
+                "paper_flops_of_b": PAPER_FLOPS[phi]
+                if phi < len(PAPER_FLOPS)
+                else None,
+                "build_s": statistics.median(times),
+                "build_times_s": times,
+            }
+        )
+        row = rows[-1]
+        macs = f"{row['macs'] / 1e9:.2f} G MACs" if row["macs"] else ""
+        print(
+            f"  phi={phi} {row['resolution']}px {row['parameters']:,} params "
+            f"{macs} build {row['build_s']:.2f} s",
+            flush=True,
+        )
+    return rows
+
+
+BENCHMARKS = {
+    "models": models,
+    "build": build,
+    "lrn": lrn,
+    "callbacks": callbacks_overhead,
+    "growth": growth,
+}
+
+
+def _report(row):
+    print(
+        f"  {row['case']:<48} ours {row['ours_s'] * 1e3:9.2f} ms  reference "
+        f"{row['reference_s'] * 1e3:9.2f} ms  ratio {_harness.spread(row)}",
+        flush=True,
+    )
+
+
+def markdown(results):
+    """The Benchmarks page's tables for one backend."""
+    env = results["environment"]
+    versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    lines = [
+        f"<!-- Generated by benchmarks/run.py; do not edit. {env['date']} -->",
+        "",
+        f"Backend **{env['backend']}** ({versions}), {env['machine']}, "
+        f"devices {', '.join(env['devices'])}; {results['settings']}.",
+        "",
+    ]
+    comparisons = [
+        row
+        for name in ("models", "build", "lrn", "callbacks")
+        for row in results.get(name, [])
+    ]
+    if comparisons:
+        lines += [
+            "| Case | Input | Ours | Reference | Ratio (pairs min-max) | Goal |",
+            "| --- | --- | ---: | ---: | --- | --- |",
+        ]
+        for row in comparisons:
+            goal = "" if row["goal"] is None else f"<= {row['goal']:.2f}"
+            met = (
+                ""
+                if row["goal"] is None
+                else (" ✓" if row["ratio"] <= row["goal"] else " ✗")
+            )
+            lines.append(
+                f"| {row['case']} | {row['input']} | {_seconds(row['ours_s'])} | "
+                f"{_seconds(row['reference_s'])} | {_harness.spread(row)} | "
+                f"{goal}{met} |"
+            )
+        lines.append("")
+    if results.get("growth"):
+        lines += [
+            "| phi | Resolution | Width | Depth | Parameters | MACs "
+            "| Paper B{phi} FLOPs | Build |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in results["growth"]:
+            macs = f"{row['macs'] / 1e9:.2f} G" if row["macs"] else ""
+            paper = f"{row['paper_flops_of_b']} G" if row["paper_flops_of_b"] else ""
+            lines.append(
+                f"| {row['phi']} | {row['resolution']} | "
+                f"{row['width_coefficient']:.3f} | "
+                f"{row['depth_coefficient']:.3f} | {row['parameters']:,} | {macs} | "
+                f"{paper} | {row['build_s']:.2f} s |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _seconds(value):
+    return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS)
+    )
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat")
+    parser.add_argument("--output", type=Path, help="JSON file (default: results/)")
+    parser.add_argument("--markdown", type=Path, help="table (default: docs/snippets/)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.repeats, args.batch_size, args.image_size = 1, 2, 32
+    backend = keras.config.backend()
+    results = {
+        "environment": _harness.environment(),
+        "settings": (
+            f"batch {args.batch_size}, {args.image_size}x{args.image_size} images, "
+            f"{args.repeats} repeats" + (" (smoke)" if args.smoke else "")
+        ),
+    }
+    for name in args.only:
+        print(f"{name}:", flush=True)
+        start = time.perf_counter()
+        results[name] = BENCHMARKS[name](args)
+        print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
+    output = args.output or RESULTS / f"benchmarks_{backend}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, default=_plain) + "\n")
+    table = args.markdown or SNIPPETS / f"benchmarks_{backend}.md"
+    table.write_text(markdown(results) + "\n")
+    print(f"wrote {output} and {table}")
+    return results
+
+
+def _plain(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"{type(value)} is not JSON serializable")
+
+
+if __name__ == "__main__":
+    main()
