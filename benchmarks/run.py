@@ -112,27 +112,19 @@ def models(args):
 
 def build(args):
     """Construction time of the largest models."""
+    # The smoke run builds smaller models through the same code paths.
+    variant, depth = ("B0", 50) if args.smoke else ("B7", 152)
+    efficientnet_name, resnet_name = f"EfficientNet{variant}", f"ResNet{depth}"
     pairs = {
-        "EfficientNetB7": (
-            efficientnet.EfficientNetB7,
-            lambda: keras.applications.EfficientNetB7(weights=None),
+        efficientnet_name: (
+            getattr(efficientnet, efficientnet_name),
+            lambda: getattr(keras.applications, efficientnet_name)(weights=None),
         ),
-        "ResNet152": (
-            lambda: resnet.ResNet(152, keras_applications=True),
-            lambda: keras.applications.ResNet152(weights=None),
+        resnet_name: (
+            lambda: resnet.ResNet(depth, keras_applications=True),
+            lambda: getattr(keras.applications, resnet_name)(weights=None),
         ),
     }
-    if args.smoke:  # the same code paths, smaller models
-        pairs = {
-            "EfficientNetB0": (
-                efficientnet.EfficientNetB0,
-                lambda: keras.applications.EfficientNetB0(weights=None),
-            ),
-            "ResNet50": (
-                lambda: resnet.ResNet(50, keras_applications=True),
-                lambda: keras.applications.ResNet50(weights=None),
-            ),
-        }
     rows = []
     for name, (ours, reference) in pairs.items():
         result = _harness.compare(
@@ -275,22 +267,20 @@ def callbacks_overhead(args):
     y = rng.integers(0, 10, n_train + n_val)
     train, val = (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
 
-    def configurations(directory):
-        return {
-            "none": [],
-            "CheckpointManager": [callbacks.CheckpointManager(f"{directory}/ckpt")],
-            "TensorBoardImageLogger": [
-                callbacks.TensorBoardImageLogger(f"{directory}/tb", val)
-            ],
-            "ReduceLROnPlateau": [callbacks.ReduceLROnPlateau()],
-            "all three": [
-                callbacks.CheckpointManager(f"{directory}/ckpt", verbose=0),
-                callbacks.TensorBoardImageLogger(f"{directory}/tb", val),
-                callbacks.ReduceLROnPlateau(),
-            ],
-        }
-
-    names = list(configurations("unused"))
+    # Each callback at its defaults, made for a run's directory.
+    single = {
+        "CheckpointManager": lambda d: callbacks.CheckpointManager(f"{d}/ckpt"),
+        "TensorBoardImageLogger": lambda d: callbacks.TensorBoardImageLogger(
+            f"{d}/tb", val
+        ),
+        "ReduceLROnPlateau": lambda d: callbacks.ReduceLROnPlateau(),
+    }
+    configurations = {
+        "none": lambda d: [],
+        **{name: lambda d, make=make: [make(d)] for name, make in single.items()},
+        "all three": lambda d: [make(d) for make in single.values()],
+    }
+    names = list(configurations)
     times = {name: [] for name in names}
     for repeat in range(args.repeats):
         order = names if repeat % 2 == 0 else names[::-1]
@@ -308,7 +298,7 @@ def callbacks_overhead(args):
                     batch_size=64,
                     epochs=epochs,
                     validation_data=val,
-                    callbacks=[*configurations(directory)[name], timer],
+                    callbacks=[*configurations[name](directory), timer],
                     verbose=0,
                 )
                 # The first epoch compiles; the last has no next start.

@@ -47,8 +47,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "tests")]
 
+import check_site  # noqa: E402  (tests/check_site.py: the same browser)
 import keras  # noqa: E402
 
 from keras_blocks.callbacks import (  # noqa: E402
@@ -58,15 +59,6 @@ from keras_blocks.callbacks import (  # noqa: E402
 )
 
 OUTPUT = ROOT / "docs" / "images" / "tensorboard"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 
 # The run: examples/train.py's model, data and batch size.
@@ -212,9 +204,7 @@ def screenshots(url, output):
     output.mkdir(parents=True, exist_ok=True)
     paths = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        browser = check_site.launch_chromium(playwright)
         try:
             page = browser.new_page(viewport=VIEWPORT)
             page.goto(f"{url}/#timeseries")

@@ -149,22 +149,27 @@ PAGE_STATE = f"""() => ({{
 }})"""
 
 
-def check_pages(site, screenshots):
-    from playwright.sync_api import sync_playwright
-
+def launch_chromium(playwright):
+    """Debian's Chromium, headless and offline, driven by Playwright."""
     if not Path(CHROMIUM).exists():
         raise SystemExit(
             f"{CHROMIUM} not found: install Debian's package "
-            "(apt-get install chromium) to check the site in a browser."
+            "(apt-get install chromium)."
         )
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    )
+
+
+def check_pages(site, screenshots):
+    from playwright.sync_api import sync_playwright
+
     if screenshots.exists():
         shutil.rmtree(screenshots)
     screenshots.mkdir(parents=True)
     failures = {}
     with serve(site) as base, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
+        browser = launch_chromium(playwright)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         for path in pages(site):
             problems = []
