@@ -6,7 +6,7 @@ import pytest
 from layer_checks import check_layer, random_inputs, to_numpy
 
 from keras_blocks.layers import LocalResponseNormalization
-from keras_blocks.layers.local_response_normalization import BAND_MATMUL_MAX_CHANNELS
+from keras_blocks.layers import local_response_normalization
 
 tf = pytest.importorskip("tensorflow")  # The reference op.
 
@@ -45,9 +45,17 @@ def test_layer(data_format, tmp_path):
     ],
 )
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-# Few channels sum windows with a band matrix, many with shifted slices.
-@pytest.mark.parametrize("channels", [12, BAND_MATMUL_MAX_CHANNELS + 1])
-def test_matches_tensorflow_op(kwargs, scale, data_format, channels):
+@pytest.mark.parametrize("channels", [12, 129])
+# The window sums of channels_last: a band-matrix product or shifted slices.
+@pytest.mark.parametrize("band_max", [0, 4096])
+def test_matches_tensorflow_op(
+    kwargs, scale, data_format, channels, band_max, monkeypatch
+):
+    monkeypatch.setitem(
+        local_response_normalization.BAND_MATMUL_MAX_CHANNELS,
+        keras.config.backend(),
+        band_max,
+    )
     x = random_inputs((2, 6, 5, channels), scale=scale)
     if data_format == "channels_first":
         x = x.transpose(0, 3, 1, 2)
@@ -67,9 +75,13 @@ def test_float16_accumulates_in_float32():
     np.testing.assert_allclose(y, expected, rtol=2e-3, atol=1e-2)
 
 
-def test_gradient_matches_tensorflow_op():
+@pytest.mark.parametrize("band_max", [0, 4096])
+def test_gradient_matches_tensorflow_op(band_max, monkeypatch):
     if keras.config.backend() != "tensorflow":
         pytest.skip("the reference gradient needs tf.GradientTape")
+    monkeypatch.setitem(
+        local_response_normalization.BAND_MATMUL_MAX_CHANNELS, "tensorflow", band_max
+    )
     x = tf.constant(random_inputs((2, 4, 4, 9), scale=5.0))
     kwargs = dict(depth_radius=2, bias=1.0, alpha=1e-2, beta=0.75)
     layer = LocalResponseNormalization(**kwargs)

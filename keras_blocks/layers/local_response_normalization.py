@@ -9,10 +9,16 @@ from keras import ops
 from keras_blocks import _validation as check
 
 # Up to this many channels (channels_last), the window sums are one matrix
-# product with a band matrix; above, shifted sums, whose cost grows linearly.
-# TensorFlow on 2 CPU cores (benchmarks/run.py --only lrn): at 96 channels the
-# product is 2x faster than the sums, at 256 about 20% slower.
-BAND_MATMUL_MAX_CHANNELS = 128
+# product with a band matrix; above, shifted sums. The product does c times
+# the work but is one pass; which is faster depends on the backend. Measured
+# on 2 CPU cores, forward + backward, batch 16 at 27x27 (benchmarks/run.py):
+# - TensorFlow: the gradient of the shifted sums (pads of slices) is slow, so
+#   the product wins up to 1024 channels (backward 0.61x the sums at 1024) and
+#   loses at 2048 (forward 2.3x);
+# - JAX: XLA fuses the shifted sums forward (2-9x faster), but their gradient
+#   is 2-3x slower up to 192 channels; about even at 256;
+# - PyTorch: the sums are as fast or faster at every size from 96 up.
+BAND_MATMUL_MAX_CHANNELS = {"tensorflow": 1024, "jax": 192, "torch": 0}
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -101,10 +107,11 @@ class LocalResponseNormalization(keras.layers.Layer):
             x = ops.cast(x, "float32")
         squared = ops.square(x)
         r = self.depth_radius
-        if r and axis == 3 and channels <= BAND_MATMUL_MAX_CHANNELS:
+        band_max = BAND_MATMUL_MAX_CHANNELS.get(keras.config.backend(), 0)
+        if r and axis == 3 and channels <= band_max:
             # One matrix product with a band of ones (c, c): one pass, where
             # the shifted sums below take 2r + 1 (TensorFlow's kernel does it
-            # this way); its cost grows with c ** 2, so only for few channels.
+            # this way); its cost grows with c ** 2.
             index = np.arange(channels)
             band = (np.abs(index[:, None] - index[None, :]) <= r).astype("float32")
             window_sum = ops.matmul(squared, band)
