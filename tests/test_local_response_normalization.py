@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from layer_checks import check_layer, random_inputs, to_numpy
 
-from keras_blocks.layers import LocalResponseNormalization
-from keras_blocks.layers import local_response_normalization
+from keras_blocks.layers import LocalResponseNormalization, local_response_normalization
 
 tf = pytest.importorskip("tensorflow")  # The reference op.
 
