@@ -16,10 +16,10 @@ Two configurations:
 - the paper's (default): bias-free convolutions, each followed by BN, the
   stride in the 3x3 convolution ("v1.5", as torchvision); the trainable
   parameters are torchvision's.
-- `keras_applications=True`: the layers, biases, paddings and weight order of
-  `keras.applications.ResNet50/101/152` (v1: biases everywhere, stride in the
-  first 1x1) and `ResNet50V2/101V2/152V2` (v2: stride in a stage's last block,
-  subsampling shortcut, a final BN). Their ImageNet weights load with
+- `keras_applications=True`: the layers, biases, paddings, initializers and
+  weight order of `keras.applications.ResNet50/101/152` (v1: biases
+  everywhere, stride in the first 1x1) and `ResNet50V2/101V2/152V2` (v2:
+  stride in a stage's last block, subsampling shortcut, a final BN). Their ImageNet weights load with
   `set_weights` (see "Load ImageNet weights from keras.applications" below).
 
     python examples/resnet.py --model resnext50_32x4d --smoke
@@ -92,10 +92,12 @@ def ResNet(
             f"groups={groups}"
         )
     # keras.applications' layers: biased convolutions, its BN epsilon and
-    # momentum; the paper's: bias-free convolutions before BN, PyTorch's BN.
+    # momentum, Keras' default initializer; the paper's: bias-free
+    # convolutions before BN, PyTorch's BN, He initialization.
     options = {
         "bn_epsilon": KERAS_BN_EPSILON if keras_applications else 1e-5,
         "bn_momentum": 0.99 if keras_applications else 0.9,
+        "kernel_initializer": "glorot_uniform" if keras_applications else "he_normal",
     }
     inputs = image_input(input_shape, DEFAULT_SIZE, MIN_SIZE, "ResNet")
 
