@@ -241,27 +241,69 @@ def _lrn_functions(layer):
     return forward, backward, torch.from_numpy
 
 
+class HookClock:
+    """Seconds spent inside the hooks of some callbacks.
+
+    Every hook a callback's class overrides is replaced, on the instance, by
+    a timed call of itself: the callbacks' own cost, without the noise of
+    the training around it.
+    """
+
+    def __init__(self, callbacks):
+        self.seconds = 0.0
+        for callback in callbacks:
+            for name in dir(keras.callbacks.Callback):
+                if name.startswith("on_") and getattr(type(callback), name) is not (
+                    getattr(keras.callbacks.Callback, name)
+                ):
+                    setattr(callback, name, self._timed(getattr(callback, name)))
+
+    def _timed(self, hook):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return hook(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
 class EpochTimer(keras.callbacks.Callback):
-    """Seconds between consecutive epoch starts: an epoch with every other
-    callback's epoch hooks (it runs last in the list)."""
+    """Seconds between consecutive epoch starts (it runs last in the list, so
+    an epoch holds every other callback's epoch hooks), and the seconds a
+    `HookClock` counted in each."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock
 
     def on_train_begin(self, logs=None):
-        self.starts = []
+        self.starts, self.hooks = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.starts.append(time.perf_counter())
+        self.hooks.append(self.clock.seconds)
 
     def on_train_end(self, logs=None):
-        self.starts.append(time.perf_counter())
+        self.on_epoch_begin(None)
 
     @property
     def epochs(self):
         return np.diff(self.starts).tolist()
 
+    @property
+    def hook_seconds(self):
+        return np.diff(self.hooks).tolist()
+
 
 def callbacks_overhead(args):
-    """Epoch time with each callback at its defaults, against none."""
-    n_train, n_val, epochs = (64, 32, 3) if args.smoke else (1024, 256, 7)
+    """Epoch time with each callback at its defaults, against none, and the
+    share of it spent in the callbacks' hooks."""
+    n_train, n_val, epochs = (64, 32, 3) if args.smoke else (1024, 256, 9)
+    # Not counted: the first epochs (compilation, warm-up), the last (its end
+    # runs the train-end hooks).
+    measured = slice(1, -1) if args.smoke else slice(2, -1)
     rng = np.random.default_rng(0)
     x = rng.random((n_train + n_val, 32, 32, 3), dtype="float32")
     y = rng.integers(0, 10, n_train + n_val)
@@ -282,6 +324,7 @@ def callbacks_overhead(args):
     }
     names = list(configurations)
     times = {name: [] for name in names}
+    hooks = {name: [] for name in names}
     for repeat in range(args.repeats):
         order = names if repeat % 2 == 0 else names[::-1]
         for name in order:
@@ -292,18 +335,23 @@ def callbacks_overhead(args):
                 model.compile(
                     "adam", "sparse_categorical_crossentropy", metrics=["accuracy"]
                 )
-                timer = EpochTimer()
+                timed = configurations[name](directory)
+                timer = EpochTimer(HookClock(timed))
                 model.fit(
                     *train,
                     batch_size=64,
                     epochs=epochs,
                     validation_data=val,
-                    callbacks=[*configurations[name](directory), timer],
+                    callbacks=[*timed, timer],
                     verbose=0,
                 )
-                # The first epoch compiles; the last has no next start.
-                times[name].append(timer.epochs[1:-1])
-                print(f"  {name:<24} epochs {np.round(timer.epochs, 2)}", flush=True)
+                times[name].append(timer.epochs[measured])
+                hooks[name].append(timer.hook_seconds[measured])
+                print(
+                    f"  {name:<24} epochs {np.round(timer.epochs, 2)} "
+                    f"hooks {np.round(timer.hook_seconds, 3)}",
+                    flush=True,
+                )
     rows = []
     for name in names[1:]:
         pairs = [
@@ -312,6 +360,9 @@ def callbacks_overhead(args):
         ]
         ours = statistics.median([t for run in times[name] for t in run])
         base = statistics.median([t for run in times["none"] for t in run])
+        hook_share = [
+            sum(h) / sum(t) for h, t in zip(hooks[name], times[name], strict=True)
+        ]
         rows.append(
             {
                 "case": f"epoch with {name}",
@@ -322,12 +373,18 @@ def callbacks_overhead(args):
                 "ratio": ours / base,
                 "pair_ratio_min": min(pairs),
                 "pair_ratio_max": max(pairs),
+                # The share of the measured epochs spent in the hooks.
+                "hook_share": statistics.median(hook_share),
+                "hook_share_min": min(hook_share),
+                "hook_share_max": max(hook_share),
                 "repeats": args.repeats,
-                "warmup": 1,
+                "warmup": measured.start,
                 "times_s": {"ours": times[name], "reference": times["none"]},
+                "hook_times_s": hooks[name],
             }
         )
         _report(rows[-1])
+        print(f"  {'':<48} hooks {_share(rows[-1])} of the epoch", flush=True)
     return rows
 
 
@@ -394,17 +451,19 @@ def markdown(results):
     """The Benchmarks page's tables for one backend."""
     env = results["environment"]
     versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+    measured = "; ".join(
+        f"{name} on {run['date'][:10]} ({run['settings']})"
+        for name, run in results["measured"].items()
+    )
     lines = [
-        f"<!-- Generated by benchmarks/run.py; do not edit. {env['date']} -->",
+        "<!-- Generated by benchmarks/run.py; do not edit. -->",
         "",
         f"Backend **{env['backend']}** ({versions}), {env['machine']}, "
-        f"devices {', '.join(env['devices'])}; {results['settings']}.",
+        f"devices {', '.join(env['devices'])}. Measured: {measured}.",
         "",
     ]
     comparisons = [
-        row
-        for name in ("models", "build", "lrn", "callbacks")
-        for row in results.get(name, [])
+        row for name in ("models", "build", "lrn") for row in results.get(name, [])
     ]
     if comparisons:
         lines += [
@@ -422,6 +481,21 @@ def markdown(results):
                 f"| {row['case']} | {row['input']} | {_seconds(row['ours_s'])} | "
                 f"{_seconds(row['reference_s'])} | {_harness.spread(row)} | "
                 f"{goal}{met} |"
+            )
+        lines.append("")
+    if results.get("callbacks"):
+        lines += [
+            "| Callbacks, at their defaults | Epoch | Without | Ratio (pairs min-max) "
+            "| In the hooks (runs min-max) | Goal |",
+            "| --- | ---: | ---: | --- | --- | --- |",
+        ]
+        for row in results["callbacks"]:
+            met = " ✓" if row["ratio"] <= row["goal"] else " ✗"
+            lines.append(
+                f"| {row['case'].removeprefix('epoch with ')} | "
+                f"{_seconds(row['ours_s'])} | {_seconds(row['reference_s'])} | "
+                f"{_harness.spread(row)} | {_share(row)} | "
+                f"<= {row['goal']:.2f}{met} |"
             )
         lines.append("")
     if results.get("growth"):
@@ -443,6 +517,13 @@ def markdown(results):
     return "\n".join(lines)
 
 
+def _share(row):
+    return (
+        f"{row['hook_share']:.1%} ({row['hook_share_min']:.1%}-"
+        f"{row['hook_share_max']:.1%})"
+    )
+
+
 def _seconds(value):
     return f"{value * 1e3:.1f} ms" if value < 1 else f"{value:.2f} s"
 
@@ -462,25 +543,56 @@ def main(argv=None):
     if args.smoke:
         args.repeats, args.batch_size, args.image_size = 1, 2, 32
     backend = keras.config.backend()
-    results = {
-        "environment": _harness.environment(),
-        "settings": (
-            f"batch {args.batch_size}, {args.image_size}x{args.image_size} images, "
-            f"{args.repeats} repeats" + (" (smoke)" if args.smoke else "")
-        ),
-    }
+    output = args.output or RESULTS / f"benchmarks_{backend}.json"
+    environment = _harness.environment()
+    results = _earlier_results(output, environment, args)
+    settings = (
+        f"batch {args.batch_size}, {args.image_size}x{args.image_size} images, "
+        f"{args.repeats} repeats" + (" (smoke)" if args.smoke else "")
+    )
     for name in args.only:
         print(f"{name}:", flush=True)
         start = time.perf_counter()
         results[name] = BENCHMARKS[name](args)
+        results["measured"][name] = {"date": environment["date"], "settings": settings}
         print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
-    output = args.output or RESULTS / f"benchmarks_{backend}.json"
+    results["environment"] = environment
+    # The sections in the order of BENCHMARKS, whichever were measured first.
+    results["measured"] = {
+        name: results["measured"][name]
+        for name in BENCHMARKS
+        if name in results["measured"]
+    }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, default=_plain) + "\n")
     table = args.markdown or SNIPPETS / f"benchmarks_{backend}.md"
     table.write_text(markdown(results) + "\n")
     print(f"wrote {output} and {table}")
     return results
+
+
+def _earlier_results(output, environment, args):
+    """The sections of `output` that this run does not measure, kept when
+    they were measured with the same backend and versions on the same kind
+    of machine, so that `--only` updates a file section by section."""
+    fresh = {"environment": environment, "measured": {}}
+    if args.smoke or not output.exists():
+        return fresh
+    earlier = json.loads(output.read_text())
+    same = ("backend", "versions", "devices", "machine")
+    if "measured" not in earlier or any(
+        earlier["environment"].get(key) != environment[key] for key in same
+    ):
+        print(f"{output} is from another environment: starting a new file")
+        return fresh
+    kept = [name for name in earlier["measured"] if name not in args.only]
+    if kept:
+        print(f"keeping {', '.join(kept)} from {output}")
+    return {
+        "environment": environment,
+        "measured": {name: earlier["measured"][name] for name in kept},
+        **{name: earlier[name] for name in kept},
+    }
 
 
 def _plain(value):
