@@ -56,31 +56,46 @@ def compare(ours, reference, repeats=5, warmup=1, setup=None):
 
 
 def environment():
-    """What the figures were measured on."""
+    """What the figures were measured on: backend, versions, devices, and
+    the accelerator's name (None on a CPU)."""
     backend = keras.config.backend()
     versions = {"keras": keras.__version__}
+    accelerator = None
     if backend == "jax":
         import jax
 
         versions["jax"] = jax.__version__
         devices = [str(device) for device in jax.devices()]
+        if jax.devices()[0].platform != "cpu":
+            accelerator = jax.devices()[0].device_kind
     elif backend == "torch":
         import torch
 
         versions["torch"] = torch.__version__
-        devices = ["cuda" if torch.cuda.is_available() else "cpu"]
+        devices = ["cpu"]
+        if torch.cuda.is_available():
+            accelerator = torch.cuda.get_device_name(0)
+            devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     else:
         import tensorflow as tf
 
         versions["tensorflow"] = tf.__version__
         devices = [device.name for device in tf.config.list_logical_devices()]
-    import tensorflow as tf
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            accelerator = details.get("device_name", "GPU")
+    try:  # the MAC counts and the LRN reference need it; a GPU run may not
+        import tensorflow as tf
 
-    versions.setdefault("tensorflow", tf.__version__)
+        versions.setdefault("tensorflow", tf.__version__)
+    except ImportError:
+        pass
     return {
         "backend": backend,
         "versions": versions,
         "devices": devices,
+        "accelerator": accelerator,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(

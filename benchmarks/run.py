@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -57,11 +58,11 @@ PAPER_FLOPS = (0.39, 0.70, 1.0, 1.8, 4.2, 9.9, 19, 37)
 LRN_ARGS = {"depth_radius": 2, "bias": 2.0, "alpha": 1e-4, "beta": 0.75}
 
 
-def models(args):
-    """Inference and training step of ResNet50 and EfficientNetB0."""
-    size = args.image_size
-    shape = (size, size, 3)
-    pairs = {
+def _model_pairs(args):
+    """(name, ours, reference) of the compared models, built and compiled
+    alike: the same seed, optimizer, loss, dtype policy and `jit_compile`."""
+    shape = (args.image_size, args.image_size, 3)
+    builders = {
         "ResNet50": (
             lambda: resnet.ResNet(50, keras_applications=True, input_shape=shape),
             lambda: keras.applications.ResNet50(weights=None, input_shape=shape),
@@ -71,11 +72,7 @@ def models(args):
             lambda: keras.applications.EfficientNetB0(weights=None, input_shape=shape),
         ),
     }
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, (args.batch_size, *shape)).astype("float32")
-    y = rng.integers(0, 1000, args.batch_size)
-    rows = []
-    for name, (build_ours, build_reference) in pairs.items():
+    for name, (build_ours, build_reference) in builders.items():
         keras.backend.clear_session()
         built = []
         for build in (build_ours, build_reference):
@@ -84,10 +81,36 @@ def models(args):
             model.compile(
                 keras.optimizers.SGD(0.01, momentum=0.9),
                 "sparse_categorical_crossentropy",
+                jit_compile=args.jit_compile,
             )
             built.append(model)
         ours, reference = built
         assert ours.count_params() == reference.count_params(), name
+        yield name, ours, reference
+
+
+def _batch(args, batch_size):
+    """A random batch of images and labels, as tensors of the backend (on
+    its default device: the GPU when there is one)."""
+    rng = np.random.default_rng(0)
+    shape = (batch_size, args.image_size, args.image_size, 3)
+    x = rng.uniform(0, 255, shape).astype("float32")
+    y = rng.integers(0, 1000, batch_size)
+    return keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
+
+
+def _input(args, batch_size):
+    return (
+        f"{batch_size}x{args.image_size}x{args.image_size}x3, "
+        f"{keras.config.dtype_policy().name}"
+    )
+
+
+def models(args):
+    """Inference and training step of ResNet50 and EfficientNetB0."""
+    x, y = _batch(args, args.batch_size)
+    rows = []
+    for name, ours, reference in _model_pairs(args):
         for task, run in (
             ("inference", lambda model: model.predict_on_batch(x)),
             ("training step", lambda model: model.train_on_batch(x, y)),
@@ -101,12 +124,52 @@ def models(args):
             rows.append(
                 {
                     "case": f"{name} {task}",
-                    "input": f"{args.batch_size}x{size}x{size}x3, float32",
+                    "input": _input(args, args.batch_size),
                     "goal": 1.0,
                     **result,
                 }
             )
             _report(rows[-1])
+    return rows
+
+
+def throughput(args):
+    """Training throughput in images/second: `--throughput-steps` training
+    steps on one synthetic batch that stays on the device, per timed call."""
+    x, y = _batch(args, args.throughput_batch_size)
+    steps = args.throughput_steps
+    images = steps * args.throughput_batch_size
+
+    def train(model):
+        for _ in range(steps):
+            loss = model.train_on_batch(x, y)
+        return float(loss)  # waits for the last step
+
+    rows = []
+    for name, ours, reference in _model_pairs(args):
+        result = _harness.compare(
+            lambda ours=ours: train(ours),
+            lambda reference=reference: train(reference),
+            args.repeats,
+            warmup=1,
+        )
+        rows.append(
+            {
+                "case": f"{name} training throughput",
+                "input": f"{_input(args, args.throughput_batch_size)}, "
+                f"{steps} steps a call",
+                "goal": 1.0,
+                "ours_images_per_s": images / result["ours_s"],
+                "reference_images_per_s": images / result["reference_s"],
+                **result,
+            }
+        )
+        _report(rows[-1])
+        print(
+            f"  {'':<48} {rows[-1]['ours_images_per_s']:.1f} images/s against "
+            f"{rows[-1]['reference_images_per_s']:.1f}",
+            flush=True,
+        )
     return rows
 
 
@@ -389,7 +452,9 @@ def callbacks_overhead(args):
 
 
 def growth(args):
-    """EfficientNet as phi grows: parameters, MACs and build time."""
+    """EfficientNet as phi grows: parameters, MACs and build time; beside
+    them, the official preset Bk of the same index (its rounded coefficients)
+    and the paper's FLOPs for it."""
     phis = range(2) if args.smoke else range(10)
     count_macs = None
     if keras.config.backend() == "tensorflow":
@@ -405,26 +470,33 @@ def growth(args):
             start = time.perf_counter()
             model = efficientnet.EfficientNet(phi=phi)
             times.append(time.perf_counter() - start)
-        rows.append(
-            {
-                "phi": phi,
-                "resolution": scaling.resolution,
-                "width_coefficient": scaling.width_coefficient,
-                "depth_coefficient": scaling.depth_coefficient,
-                "parameters": model.count_params(),
-                "macs": count_macs(model) if count_macs else None,
-                "paper_flops_of_b": PAPER_FLOPS[phi]
-                if phi < len(PAPER_FLOPS)
-                else None,
-                "build_s": statistics.median(times),
-                "build_times_s": times,
-            }
-        )
-        row = rows[-1]
+        row = {
+            "phi": phi,
+            "resolution": scaling.resolution,
+            "width_coefficient": scaling.width_coefficient,
+            "depth_coefficient": scaling.depth_coefficient,
+            "blocks": sum(
+                isinstance(layer, layers.MBConvBlock) for layer in model.layers
+            ),
+            "parameters": model.count_params(),
+            "macs": count_macs(model) if count_macs else None,
+            "build_s": statistics.median(times),
+            "build_times_s": times,
+            "preset_macs": None,
+            "paper_flops_of_b": None,
+        }
+        if phi < len(PAPER_FLOPS):
+            row["paper_flops_of_b"] = PAPER_FLOPS[phi]
+            if count_macs:
+                keras.backend.clear_session()
+                row["preset_macs"] = count_macs(
+                    getattr(efficientnet, f"EfficientNetB{phi}")()
+                )
+        rows.append(row)
         macs = f"{row['macs'] / 1e9:.2f} G MACs" if row["macs"] else ""
         print(
-            f"  phi={phi} {row['resolution']}px {row['parameters']:,} params "
-            f"{macs} build {row['build_s']:.2f} s",
+            f"  phi={phi} {row['resolution']}px {row['blocks']} blocks "
+            f"{row['parameters']:,} params {macs} build {row['build_s']:.2f} s",
             flush=True,
         )
     return rows
@@ -432,6 +504,7 @@ def growth(args):
 
 BENCHMARKS = {
     "models": models,
+    "throughput": throughput,
     "build": build,
     "lrn": lrn,
     "callbacks": callbacks_overhead,
@@ -483,6 +556,20 @@ def markdown(results):
                 f"{goal}{met} |"
             )
         lines.append("")
+    if results.get("throughput"):
+        lines += [
+            "| Training throughput | Input | Ours | Reference | "
+            "Ratio of times (pairs min-max) |",
+            "| --- | --- | ---: | ---: | --- |",
+        ]
+        for row in results["throughput"]:
+            lines.append(
+                f"| {row['case'].removesuffix(' training throughput')} | "
+                f"{row['input']} | {row['ours_images_per_s']:,.1f} images/s | "
+                f"{row['reference_images_per_s']:,.1f} images/s | "
+                f"{_harness.spread(row)} |"
+            )
+        lines.append("")
     if results.get("callbacks"):
         lines += [
             "| Callbacks, at their defaults | Epoch | Without | Ratio (pairs min-max) "
@@ -500,21 +587,26 @@ def markdown(results):
         lines.append("")
     if results.get("growth"):
         lines += [
-            "| phi | Resolution | Width | Depth | Parameters | MACs "
-            "| Paper B{phi} FLOPs | Build |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| phi | Resolution | Width | Depth | Blocks | Parameters | MACs "
+            "| Build | Preset B{phi} MACs | Paper B{phi} FLOPs |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for row in results["growth"]:
-            macs = f"{row['macs'] / 1e9:.2f} G" if row["macs"] else ""
-            paper = f"{row['paper_flops_of_b']} G" if row["paper_flops_of_b"] else ""
+            paper = row["paper_flops_of_b"]
             lines.append(
                 f"| {row['phi']} | {row['resolution']} | "
                 f"{row['width_coefficient']:.3f} | "
-                f"{row['depth_coefficient']:.3f} | {row['parameters']:,} | {macs} | "
-                f"{paper} | {row['build_s']:.2f} s |"
+                f"{row['depth_coefficient']:.3f} | {row['blocks']} | "
+                f"{row['parameters']:,} | {_giga(row['macs'])} | "
+                f"{row['build_s']:.2f} s | {_giga(row['preset_macs'])} | "
+                f"{f'{paper} G' if paper else ''} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _giga(value):
+    return "" if value is None else f"{value / 1e9:.2f} G"
 
 
 def _share(row):
@@ -536,19 +628,44 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--throughput-batch-size", type=int, default=32)
+    parser.add_argument("--throughput-steps", type=int, default=10)
+    parser.add_argument(
+        "--dtype-policy",
+        default="float32",
+        help="e.g. mixed_bfloat16: the models and throughput sections",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help="compile(jit_compile=...) of the models: auto is XLA on a GPU "
+        "with TensorFlow, always on JAX, never on PyTorch",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat")
     parser.add_argument("--output", type=Path, help="JSON file (default: results/)")
     parser.add_argument("--markdown", type=Path, help="table (default: docs/snippets/)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.repeats, args.batch_size, args.image_size = 1, 2, 32
+        args.throughput_batch_size, args.throughput_steps = 2, 2
+    args.jit_compile = {"true": True, "false": False}.get(
+        args.jit_compile, args.jit_compile
+    )
+    keras.config.set_dtype_policy(args.dtype_policy)
     backend = keras.config.backend()
-    output = args.output or RESULTS / f"benchmarks_{backend}.json"
     environment = _harness.environment()
+    # Results of an accelerator go to their own files, named after it.
+    accelerator = environment["accelerator"]
+    stem = f"benchmarks_{backend}" + (
+        f"_{re.sub('[^a-z0-9]+', '-', accelerator.lower())}" if accelerator else ""
+    )
+    output = args.output or RESULTS / f"{stem}.json"
     results = _earlier_results(output, environment, args)
     settings = (
         f"batch {args.batch_size}, {args.image_size}x{args.image_size} images, "
-        f"{args.repeats} repeats" + (" (smoke)" if args.smoke else "")
+        f"{args.repeats} repeats, {args.dtype_policy}, "
+        f"jit_compile={args.jit_compile}" + (" (smoke)" if args.smoke else "")
     )
     for name in args.only:
         print(f"{name}:", flush=True)
@@ -565,7 +682,7 @@ def main(argv=None):
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, default=_plain) + "\n")
-    table = args.markdown or SNIPPETS / f"benchmarks_{backend}.md"
+    table = args.markdown or SNIPPETS / f"{stem}.md"
     table.write_text(markdown(results) + "\n")
     print(f"wrote {output} and {table}")
     return results

@@ -48,7 +48,10 @@ def test_run_smoke(tmp_path):
         assert row["ours_s"] > 0 and row["reference_s"] > 0
         assert row["ratio"] == row["ours_s"] / row["reference_s"]
         assert row["pair_ratio_min"] <= row["pair_ratio_max"]
-        assert row["case"].removeprefix("epoch with ") in table.read_text()
+        case = row["case"].removeprefix("epoch with ")
+        assert case.removesuffix(" training throughput") in table.read_text()
+    for row in results["throughput"]:  # 2 steps of batch 2 a call
+        assert row["ours_images_per_s"] == 4 / row["ours_s"]
     # The callbacks' hook time: the TensorBoard logger's is most of it.
     shares = {row["case"]: row["hook_share"] for row in results["callbacks"]}
     assert all(0 < share < 1 for share in shares.values()), shares
@@ -59,6 +62,12 @@ def test_run_smoke(tmp_path):
     ), shares
     assert [row["parameters"] for row in results["growth"]] == [5_330_571, 9_177_569]
     assert results["growth"][0]["macs"] == 385_814_752
+    assert [row["blocks"] for row in results["growth"]] == [16, 23]
+    # phi = 1 is not B1: B1 rounds the coefficients (depth 1.1, 240 pixels).
+    assert [row["preset_macs"] for row in results["growth"]] == [
+        385_814_752,
+        686_802_832,
+    ]
 
 
 def test_lrn_functions_match_tensorflow():
