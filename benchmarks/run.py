@@ -173,6 +173,56 @@ def throughput(args):
     return rows
 
 
+def graphs(args):
+    """The operations of the traced inference and training graphs, ours
+    against the reference, by type (TensorFlow): where a block would add work
+    over keras.applications' plain functional graph, it shows here, without
+    the noise of a timing."""
+    if keras.config.backend() != "tensorflow":
+        print("  (TensorFlow only)")
+        return []
+    import collections
+
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((args.batch_size, args.image_size, args.image_size, 3))
+    rows = []
+    for name, ours, reference in _model_pairs(args):
+        for training in (False, True):
+            counts = []
+            for model in (ours, reference):
+                function = tf.function(
+                    lambda x, model=model, training=training: model(
+                        x, training=training
+                    )
+                )
+                graph = function.get_concrete_function(spec).graph
+                counts.append(
+                    collections.Counter(op.type for op in graph.get_operations())
+                )
+            types = sorted(set(counts[0]) | set(counts[1]))
+            rows.append(
+                {
+                    "case": f"{name} {'training' if training else 'inference'}",
+                    "ours_ops": sum(counts[0].values()),
+                    "reference_ops": sum(counts[1].values()),
+                    # Op type: (ours, reference), where the counts differ.
+                    "differences": {
+                        op: (counts[0][op], counts[1][op])
+                        for op in types
+                        if counts[0][op] != counts[1][op]
+                    },
+                }
+            )
+            row = rows[-1]
+            print(
+                f"  {row['case']:<48} ops {row['ours_ops']} against "
+                f"{row['reference_ops']}; differ: {row['differences']}",
+                flush=True,
+            )
+    return rows
+
+
 def build(args):
     """Construction time of the largest models."""
     # The smoke run builds smaller models through the same code paths.
@@ -505,6 +555,7 @@ def growth(args):
 BENCHMARKS = {
     "models": models,
     "throughput": throughput,
+    "graphs": graphs,
     "build": build,
     "lrn": lrn,
     "callbacks": callbacks_overhead,
@@ -556,6 +607,21 @@ def markdown(results):
                 f"{goal}{met} |"
             )
         lines.append("")
+    if results.get("graphs"):
+        lines += [
+            "| Traced graph (TensorFlow) | Operations, ours | Reference "
+            "| Op types whose counts differ (ours, reference) |",
+            "| --- | ---: | ---: | --- |",
+        ]
+        for row in results["graphs"]:
+            differences = ", ".join(
+                f"{op} ({a}, {b})" for op, (a, b) in row["differences"].items()
+            )
+            lines.append(
+                f"| {row['case']} | {row['ours_ops']:,} | {row['reference_ops']:,} "
+                f"| {differences or 'none'} |"
+            )
+        lines.append("")
     if results.get("throughput"):
         lines += [
             "| Training throughput | Input | Ours | Reference | "
@@ -577,12 +643,15 @@ def markdown(results):
             "| --- | ---: | ---: | --- | --- | --- |",
         ]
         for row in results["callbacks"]:
-            met = " ✓" if row["ratio"] <= row["goal"] else " ✗"
+            # Judged on the hook time: the epoch-time ratio is the same
+            # question, but its run-to-run spread is wider than the goal.
+            overhead = row["goal"] - 1
+            met = " ✓" if row["hook_share"] <= overhead else " ✗"
             lines.append(
                 f"| {row['case'].removeprefix('epoch with ')} | "
                 f"{_seconds(row['ours_s'])} | {_seconds(row['reference_s'])} | "
                 f"{_harness.spread(row)} | {_share(row)} | "
-                f"<= {row['goal']:.2f}{met} |"
+                f"<= {overhead:.0%}{met} |"
             )
         lines.append("")
     if results.get("growth"):
@@ -643,6 +712,11 @@ def main(argv=None):
         "with TensorFlow, always on JAX, never on PyTorch",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="measure nothing: write the table again from the JSON file",
+    )
     parser.add_argument("--output", type=Path, help="JSON file (default: results/)")
     parser.add_argument("--markdown", type=Path, help="table (default: docs/snippets/)")
     args = parser.parse_args(argv)
@@ -661,6 +735,12 @@ def main(argv=None):
         f"_{re.sub('[^a-z0-9]+', '-', accelerator.lower())}" if accelerator else ""
     )
     output = args.output or RESULTS / f"{stem}.json"
+    table = args.markdown or SNIPPETS / f"{stem}.md"
+    if args.render:
+        results = json.loads(output.read_text())
+        table.write_text(markdown(results) + "\n")
+        print(f"wrote {table}")
+        return results
     results = _earlier_results(output, environment, args)
     settings = (
         f"batch {args.batch_size}, {args.image_size}x{args.image_size} images, "
@@ -682,7 +762,6 @@ def main(argv=None):
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, default=_plain) + "\n")
-    table = args.markdown or SNIPPETS / f"{stem}.md"
     table.write_text(markdown(results) + "\n")
     print(f"wrote {output} and {table}")
     return results

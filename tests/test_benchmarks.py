@@ -50,6 +50,12 @@ def test_run_smoke(tmp_path):
         assert row["pair_ratio_min"] <= row["pair_ratio_max"]
         case = row["case"].removeprefix("epoch with ")
         assert case.removesuffix(" training throughput") in table.read_text()
+    # The same convolutions, batch norms and matrix products as
+    # keras.applications: no block adds work to the traced graphs.
+    assert len(results["graphs"]) == 4
+    for row in results["graphs"]:
+        for op in ("Conv2D", "DepthwiseConv2dNative", "FusedBatchNormV3", "MatMul"):
+            assert op not in row["differences"], row
     for row in results["throughput"]:  # 2 steps of batch 2 a call
         assert row["ours_images_per_s"] == 4 / row["ours_s"]
     # The callbacks' hook time: the TensorBoard logger's is most of it.
