@@ -259,6 +259,23 @@ def test_steps_per_execution_counts_every_batch(tmp_path):
     assert steps == [4, 6]  # the first callbacks after crossing 3 and 6
 
 
+def test_epoch_saves_count_batches_asynchronously(tmp_path):
+    """With epoch saves the batch hook runs off the loop's thread where the
+    backend allows it (JAX, PyTorch), and still counts every batch."""
+    assert CheckpointManager(tmp_path / "a").async_safe
+    assert not CheckpointManager(tmp_path / "b", save_freq=3).async_safe
+    model = small_model()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    manager = CheckpointManager(tmp_path / "c", verbose=0)
+    callbacks = keras.callbacks.CallbackList([manager], model=model)
+    assert callbacks._async_train == keras.src.backend.IS_THREAD_SAFE
+    fit(model, [manager], epochs=2, batch_size=12)  # 4 batches an epoch
+    assert manager.step == 8
+    # Out of order, as a thread pool may finish them: the count never drops.
+    manager.on_train_batch_end(1)
+    assert manager.step == 8
+
+
 def test_mixed_precision_resumes_exactly(tmp_path):
     keras.config.set_dtype_policy("mixed_float16")  # with a LossScaleOptimizer
     straight = run(tmp_path / "straight", 3)

@@ -245,10 +245,23 @@ class CheckpointManager(keras.callbacks.Callback):
         if self.seed is not None:
             keras.utils.set_random_seed(self.seed + epoch)
 
+    @property
+    def async_safe(self):
+        """Whether Keras may run the batch hook off the training loop's thread.
+
+        With `save_freq="epoch"` the hook only counts batches, and Keras
+        waits for every batch hook before `on_epoch_end`; running it
+        asynchronously spares the JAX and PyTorch loops from waiting for each
+        batch's logs before starting the next.
+        """
+        return self.save_freq == "epoch"
+
     def on_train_batch_end(self, batch, logs=None):
         # `batch` is the last batch done in this epoch: with
-        # `steps_per_execution` > 1, Keras calls back every few batches.
-        previous, self.step = self.step, self._epoch_start_step + batch + 1
+        # `steps_per_execution` > 1, Keras calls back every few batches. Run
+        # asynchronously (async_safe), the calls may finish out of order.
+        previous = self.step
+        self.step = max(previous, self._epoch_start_step + batch + 1)
         if self.save_freq != "epoch" and (
             self.step // self.save_freq > previous // self.save_freq
         ):
