@@ -19,8 +19,9 @@ Two configurations:
 - `keras_applications=True`: the layers, biases, paddings, initializers and
   weight order of `keras.applications.ResNet50/101/152` (v1: biases
   everywhere, stride in the first 1x1) and `ResNet50V2/101V2/152V2` (v2:
-  stride in a stage's last block, subsampling shortcut, a final BN). Their ImageNet weights load with
-  `set_weights` (see "Load ImageNet weights from keras.applications" below).
+  stride in a stage's last block, subsampling shortcut, a final BN). Their
+  ImageNet weights load with `set_weights` (see "Load ImageNet weights from
+  keras.applications" below).
 
     python examples/resnet.py --model resnext50_32x4d --smoke
 
