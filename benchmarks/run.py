@@ -10,19 +10,28 @@ interleaved, the median of `--repeats`, and the spread of the per-pair ratios.
 
 - `models`: inference (`predict_on_batch`) and training-step
   (`train_on_batch`) time of ResNet50 and EfficientNetB0 against
-  `keras.applications`' (the same layers, batch, input and dtype).
+  `keras.applications`' (the same layers, initializers, batch, input, dtype).
+- `throughput`: training images/second of the same pairs on a batch that
+  stays on the device (for a GPU: `--dtype-policy mixed_bfloat16
+  --jit-compile true`).
+- `graphs` (TensorFlow): the operations of the traced graphs of the same
+  pairs, by type: what a block adds, without a timing's noise.
 - `build`: construction time of EfficientNetB7 and ResNet152.
 - `lrn`: `LocalResponseNormalization` (keras.ops) against TensorFlow's fused
   `tf.nn.local_response_normalization`, forward and backward, at AlexNet's
   shapes and as the channels grow.
 - `callbacks`: epoch time of a CIFAR ResNet-20 with each of the library's
-  callbacks at its defaults, and all three, against none.
-- `growth`: parameters, MACs (TensorFlow) and build time of EfficientNet as
-  `phi` goes from 0 to 9, beside the paper's B0-B7 FLOPs.
+  callbacks at its defaults, and all three, against none, and the time
+  spent in their hooks (`HookClock`).
+- `growth`: blocks, parameters, MACs (TensorFlow) and build time of
+  EfficientNet as `phi` goes from 0 to 9, beside the presets' MACs and the
+  paper's B0-B7 FLOPs.
 
 Writes `benchmarks/results/benchmarks_<backend>.json` (everything, raw times
-included) and `docs/snippets/benchmarks_<backend>.md` (the tables the
-Benchmarks page includes).
+included; `_<accelerator>` added on a GPU) and
+`docs/snippets/benchmarks_<backend>.md` (the tables the Benchmarks page
+includes). `--only` replaces those sections and keeps the others; `--render`
+writes the table again from the JSON.
 """
 
 import argparse
