@@ -729,7 +729,8 @@ def main(argv=None):
     parser.add_argument(
         "--dtype-policy",
         default="float32",
-        help="e.g. mixed_bfloat16: the models and throughput sections",
+        help="e.g. mixed_bfloat16, for the whole run: meant for models, "
+        "throughput, graphs and build (lrn compares with float32 TensorFlow)",
     )
     parser.add_argument(
         "--jit-compile",
