@@ -616,89 +616,135 @@ def markdown(results):
     comparisons = [
         row for name in ("models", "build", "lrn") for row in results.get(name, [])
     ]
-    if comparisons:
-        lines += [
-            "| Case | Input | Ours | Reference | Ratio (pairs min-max) | Goal |",
-            "| --- | --- | ---: | ---: | --- | --- |",
-        ]
-        for row in comparisons:
-            goal = "" if row["goal"] is None else f"<= {row['goal']:.2f}"
-            met = (
+    lines += _table(
+        ["Case", "Input", "Ours:", "Reference:", "Ratio (pairs min-max)", "Goal"],
+        [
+            [
+                row["case"],
+                row["input"],
+                _seconds(row["ours_s"]),
+                _seconds(row["reference_s"]),
+                _harness.spread(row),
                 ""
                 if row["goal"] is None
-                else (" ✓" if row["ratio"] <= row["goal"] else " ✗")
-            )
-            lines.append(
-                f"| {row['case']} | {row['input']} | {_seconds(row['ours_s'])} | "
-                f"{_seconds(row['reference_s'])} | {_harness.spread(row)} | "
-                f"{goal}{met} |"
-            )
-        lines.append("")
-    if results.get("graphs"):
-        lines += [
-            "| Traced graph (TensorFlow) | Operations, ours | Reference "
-            "| Op types whose counts differ (ours, reference) |",
-            "| --- | ---: | ---: | --- |",
-        ]
-        for row in results["graphs"]:
-            differences = ", ".join(
-                f"{op} ({a}, {b})" for op, (a, b) in row["differences"].items()
-            )
-            lines.append(
-                f"| {row['case']} | {row['ours_ops']:,} | {row['reference_ops']:,} "
-                f"| {differences or 'none'} |"
-            )
-        lines.append("")
-    if results.get("throughput"):
-        lines += [
-            "| Training throughput | Input | Ours | Reference | "
-            "Ratio of times (pairs min-max) |",
-            "| --- | --- | ---: | ---: | --- |",
-        ]
-        for row in results["throughput"]:
-            lines.append(
-                f"| {row['case'].removesuffix(' training throughput')} | "
-                f"{row['input']} | {row['ours_images_per_s']:,.1f} images/s | "
-                f"{row['reference_images_per_s']:,.1f} images/s | "
-                f"{_harness.spread(row)} |"
-            )
-        lines.append("")
-    if results.get("callbacks"):
-        lines += [
-            "| Callbacks, at their defaults | Epoch | Without | Ratio (pairs min-max) "
-            "| Hook time per epoch, over the epoch without (runs min-max) | Goal |",
-            "| --- | ---: | ---: | --- | --- | --- |",
-        ]
-        for row in results["callbacks"]:
-            # Judged on the hook time: the epoch-time ratio is the same
-            # question, but its run-to-run spread is wider than the goal.
-            overhead = row["goal"] - 1
-            met = " ✓" if row["hook_share"] <= overhead else " ✗"
-            lines.append(
-                f"| {row['case'].removeprefix('epoch with ')} | "
-                f"{_seconds(row['ours_s'])} | {_seconds(row['reference_s'])} | "
-                f"{_harness.spread(row)} | {_share(row)} | "
-                f"<= {overhead:.0%}{met} |"
-            )
-        lines.append("")
-    if results.get("growth"):
-        lines += [
-            "| phi | Resolution | Width | Depth | Blocks | Parameters | MACs "
-            "| Build | Preset B{phi} MACs | Paper B{phi} FLOPs |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for row in results["growth"]:
-            paper = row["paper_flops_of_b"]
-            lines.append(
-                f"| {row['phi']} | {row['resolution']} | "
-                f"{row['width_coefficient']:.3f} | "
-                f"{row['depth_coefficient']:.3f} | {row['blocks']} | "
-                f"{row['parameters']:,} | {_giga(row['macs'])} | "
-                f"{row['build_s']:.2f} s | {_giga(row['preset_macs'])} | "
-                f"{f'{paper} G' if paper else ''} |"
-            )
-        lines.append("")
+                else f"<= {row['goal']:.2f}"
+                + (" ✓" if row["ratio"] <= row["goal"] else " ✗"),
+            ]
+            for row in comparisons
+        ],
+    )
+    lines += _table(
+        [
+            "Traced graph (TensorFlow)",
+            "Operations, ours:",
+            "Reference:",
+            "Op types whose counts differ (ours, reference)",
+        ],
+        [
+            [
+                row["case"],
+                f"{row['ours_ops']:,}",
+                f"{row['reference_ops']:,}",
+                ", ".join(
+                    f"{op} ({a}, {b})" for op, (a, b) in row["differences"].items()
+                )
+                or "none",
+            ]
+            for row in results.get("graphs", [])
+        ],
+    )
+    lines += _table(
+        [
+            "Training throughput",
+            "Input",
+            "Ours:",
+            "Reference:",
+            "Ratio of times (pairs min-max)",
+        ],
+        [
+            [
+                row["case"].removesuffix(" training throughput"),
+                row["input"],
+                f"{row['ours_images_per_s']:,.1f} images/s",
+                f"{row['reference_images_per_s']:,.1f} images/s",
+                _harness.spread(row),
+            ]
+            for row in results.get("throughput", [])
+        ],
+    )
+    # Callbacks are judged on the hook time: the epoch-time ratio is the same
+    # question, but its run-to-run spread is wider than the goal.
+    lines += _table(
+        [
+            "Callbacks, at their defaults",
+            "Epoch:",
+            "Without:",
+            "Ratio (pairs min-max)",
+            "Hook time per epoch, over the epoch without (runs min-max)",
+            "Goal",
+        ],
+        [
+            [
+                row["case"].removeprefix("epoch with "),
+                _seconds(row["ours_s"]),
+                _seconds(row["reference_s"]),
+                _harness.spread(row),
+                _share(row),
+                f"<= {row['goal'] - 1:.0%}"
+                + (" ✓" if row["hook_share"] <= row["goal"] - 1 else " ✗"),
+            ]
+            for row in results.get("callbacks", [])
+        ],
+    )
+    lines += _table(
+        [
+            "phi:",
+            "Resolution:",
+            "Width:",
+            "Depth:",
+            "Blocks:",
+            "Parameters:",
+            "MACs:",
+            "Build:",
+            "Preset B{phi} MACs:",
+            "Paper B{phi} FLOPs:",
+        ],
+        [
+            [
+                row["phi"],
+                row["resolution"],
+                f"{row['width_coefficient']:.3f}",
+                f"{row['depth_coefficient']:.3f}",
+                row["blocks"],
+                f"{row['parameters']:,}",
+                _giga(row["macs"]),
+                f"{row['build_s']:.2f} s",
+                _giga(row["preset_macs"]),
+                f"{row['paper_flops_of_b']} G" if row["paper_flops_of_b"] else "",
+            ]
+            for row in results.get("growth", [])
+        ],
+    )
     return "\n".join(lines)
+
+
+def _table(columns, rows):
+    """A Markdown table and the blank line after it, or nothing without rows.
+    A column whose heading ends with ":" is right-aligned (the ":" dropped)."""
+    if not rows:
+        return []
+    headings = [column.removesuffix(":") for column in columns]
+    rules = ["---:" if column.endswith(":") else "---" for column in columns]
+    return [
+        _row(headings),
+        _row(rules),
+        *(_row(row) for row in rows),
+        "",
+    ]
+
+
+def _row(cells):
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 def _giga(value):
