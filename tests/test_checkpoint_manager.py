@@ -1,5 +1,6 @@
 import os
 import re
+import threading
 
 import keras
 import numpy as np
@@ -267,10 +268,20 @@ def test_epoch_saves_count_batches_asynchronously(tmp_path):
     model = small_model()
     model.compile("adam", "sparse_categorical_crossentropy")
     manager = CheckpointManager(tmp_path / "c", verbose=0)
-    callbacks = keras.callbacks.CallbackList([manager], model=model)
-    assert callbacks._async_train == keras.src.backend.IS_THREAD_SAFE
+    threads = []
+    on_batch_end = manager.on_train_batch_end
+
+    def spy(batch, logs=None):
+        threads.append(threading.current_thread())
+        on_batch_end(batch, logs)
+
+    manager.on_train_batch_end = spy  # called on the instance by CallbackList
     fit(model, [manager], epochs=2, batch_size=12)  # 4 batches an epoch
     assert manager.step == 8
+    assert len(threads) == 8
+    off_loop = [thread is not threading.current_thread() for thread in threads]
+    assert all(off_loop) == (keras.backend.backend() in ("jax", "torch"))
+    assert any(off_loop) == all(off_loop)
     # Out of order, as a thread pool may finish them: the count never drops.
     manager.on_train_batch_end(1)
     assert manager.step == 8
