@@ -8,6 +8,12 @@ being written leaves the previous one intact and the latest.
 
 - `TFStore` (TensorFlow backend) wraps `tf.train.Checkpoint` and
   `tf.train.CheckpointManager`, whose `checkpoint` state file is that index.
+  What it saves is Keras' own variable lists (`model.weights`, the RNG
+  states, `optimizer.variables`), in their order, as Keras' weight files do,
+  not the object graph that `tf.train.Checkpoint(model=model)` would follow:
+  that graph does not reach sublayers a layer keeps in a Python list, and
+  their variables (batch normalization's moving statistics among them) would
+  go unsaved without a word.
 - `KerasStore` (JAX and PyTorch, whose variables `tf.train.Checkpoint` cannot
   track) writes Keras' own `.weights.h5` files (model and optimizer) into
   `ckpt-<step>.partial`, renames it to `ckpt-<step>` when complete, then
@@ -61,7 +67,7 @@ def rng_variables(model):
 
 
 class TFStore:
-    """`tf.train.CheckpointManager` over model, optimizer, RNG and a state string."""
+    """`tf.train.CheckpointManager` over Keras' variable lists and a state string."""
 
     def __init__(self, directory, model, max_to_keep, keep_checkpoint_every_n_hours):
         tf = _tf()
@@ -69,8 +75,8 @@ class TFStore:
         self._state = tf.Variable("", dtype=tf.string, trainable=False)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._checkpoint = tf.train.Checkpoint(
-            model=model,
-            optimizer=model.optimizer,
+            weights=list(model.weights),
+            optimizer=list(model.optimizer.variables),
             rng=rng_variables(model),
             state=self._state,
             step=self._step,
@@ -102,6 +108,17 @@ class TFStore:
         return json.loads(value.decode() if isinstance(value, bytes) else value)
 
     def restore(self, path):
+        names = [name for name, _ in self._tf.train.list_variables(path)]
+        if not any(name.startswith("weights/") for name in names):
+            raise ValueError(
+                f"The checkpoint {path} was written by an earlier keras_blocks, whose "
+                "TensorFlow checkpoints missed the variables of sublayers kept "
+                "in lists (the branch of every ResidualBlock and "
+                "BottleneckBlock, batch normalization statistics included), so "
+                "it cannot resume training exactly. Train into a new "
+                "`directory`, or load its weights for fine-tuning with "
+                "`tf.train.Checkpoint(model=model).restore(path)`."
+            )
         status = self._checkpoint.restore(path)
         # Every variable of the model and the optimizer must get a value, and
         # every value must find its variable: another architecture fails here.

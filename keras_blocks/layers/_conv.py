@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_blocks import _validation as check
+from keras_blocks._initializers import for_sublayer
 
 
 @functools.cache
@@ -114,8 +115,18 @@ def batch_normalization(layer, name, gamma_initializer="ones"):
     )
 
 
-def unit_options(layer):
-    """The stored unit options, as keyword arguments for `ConvBNAct`."""
+def unit_options(layer, name):
+    """The stored unit options, as keyword arguments for the `ConvBNAct` `name`.
+
+    The unit gets an initializer of its own (see `for_sublayer`).
+    """
+    return {
+        **_stored_unit_options(layer),
+        "kernel_initializer": for_sublayer(layer.kernel_initializer, name),
+    }
+
+
+def _stored_unit_options(layer):
     return {
         "use_bias": layer.use_bias,
         "activation": layer.activation,
@@ -130,7 +141,7 @@ def unit_options(layer):
 def unit_options_config(layer):
     """The stored unit options, serialized for `get_config()`."""
     return {
-        **unit_options(layer),
+        **_stored_unit_options(layer),
         "activation": check.serialize_activation(layer.activation),
         "kernel_initializer": keras.initializers.serialize(layer.kernel_initializer),
         "kernel_regularizer": keras.regularizers.serialize(layer.kernel_regularizer),

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from keras_blocks import _validation as check
+from keras_blocks._initializers import for_sublayer
 from keras_blocks.layers._conv import (
     Conv2D,
     batch_normalization,
@@ -93,7 +94,7 @@ class ResidualBase(keras.layers.Layer):
             strides=strides,
             padding="symmetric",
             groups=groups,
-            **unit_options(self),
+            **unit_options(self, name),
             dtype=self.dtype_policy,
             name=name,
         )
@@ -106,7 +107,8 @@ class ResidualBase(keras.layers.Layer):
             padding="same",
             # A bias only where no normalization follows, unless told otherwise.
             use_bias=not followed_by_bn if self.use_bias is None else self.use_bias,
-            kernel_initializer=initializer or self.kernel_initializer,
+            kernel_initializer=initializer
+            or for_sublayer(self.kernel_initializer, name),
             kernel_regularizer=self.kernel_regularizer,
             data_format=self.data_format,
             dtype=self.dtype_policy,
@@ -147,7 +149,12 @@ class ResidualBase(keras.layers.Layer):
         # pre-activation BN, branch units, shortcut conv, last conv, shortcut
         # BN, last BN, then squeeze-and-excitation.
         self.preact_bn = batch_normalization(self, "preact_bn") if self.preact else None
-        self.branch = units
+        # Each unit is an attribute of its own (conv1, conv2): TensorFlow's
+        # object graph, which `tf.train.Checkpoint` and SavedModel follow,
+        # does not reach layers kept in a Python list.
+        for unit in units:
+            setattr(self, unit.name, unit)
+        self._branch_names = tuple(unit.name for unit in units)
         self.shortcut_pool = (
             keras.layers.AveragePooling2D(
                 self.strides,
@@ -195,7 +202,7 @@ class ResidualBase(keras.layers.Layer):
             SqueezeExcite(
                 self.se_ratio,
                 activation=self.activation,
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=for_sublayer(self.kernel_initializer, "se"),
                 kernel_regularizer=self.kernel_regularizer,
                 data_format=self.data_format,
                 dtype=self.dtype_policy,
@@ -226,6 +233,11 @@ class ResidualBase(keras.layers.Layer):
             if self.shortcut_pool is not None:
                 pooled = self.shortcut_pool.compute_output_shape(input_shape)
             self.shortcut_conv.build(pooled)
+
+    @property
+    def branch(self):
+        """The branch's convolution units before the last convolution."""
+        return tuple(getattr(self, name) for name in self._branch_names)
 
     # Computation.
 

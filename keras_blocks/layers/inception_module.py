@@ -141,7 +141,7 @@ class InceptionModule(keras.layers.Layer):
                 filters,
                 kernel_size,
                 batch_norm=self.batch_norm,
-                **unit_options(self),
+                **unit_options(self, name),
                 dtype=self.dtype_policy,
                 name=name,
             )

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from keras_blocks import _validation as check
+from keras_blocks._initializers import for_sublayer
 from keras_blocks.layers._conv import (
     batch_normalization,
     set_unit_options,
@@ -156,7 +157,7 @@ class MBConvBlock(keras.layers.Layer):
         )
 
     def _unit(self, filters, kernel_size, strides, name, activation=True):
-        options = unit_options(self)
+        options = unit_options(self, name)
         if not activation:
             options["activation"] = None
         return ConvBNAct(
@@ -189,7 +190,9 @@ class MBConvBlock(keras.layers.Layer):
                 strides=self.strides,
                 padding="same",
                 use_bias=bool(self.use_bias),
-                depthwise_initializer=self.kernel_initializer,
+                depthwise_initializer=for_sublayer(
+                    self.kernel_initializer, "depthwise"
+                ),
                 depthwise_regularizer=self.kernel_regularizer,
                 data_format=self.data_format,
                 dtype=self.dtype_policy,
@@ -201,7 +204,7 @@ class MBConvBlock(keras.layers.Layer):
                 self.se_ratio,
                 squeeze_channels=max(1, int(channels * self.se_ratio)),
                 activation=self.activation,
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=for_sublayer(self.kernel_initializer, "se"),
                 kernel_regularizer=self.kernel_regularizer,
                 data_format=self.data_format,
                 dtype=self.dtype_policy,

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from keras_blocks import _validation as check
+from keras_blocks._initializers import for_sublayer
 from keras_blocks.layers._conv import Conv2D
 
 
@@ -109,7 +110,7 @@ class SqueezeExcite(keras.layers.Layer):
             filters,
             1,
             activation=activation,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=for_sublayer(self.kernel_initializer, name),
             kernel_regularizer=self.kernel_regularizer,
             data_format=self.data_format,
             dtype=self.dtype_policy,
