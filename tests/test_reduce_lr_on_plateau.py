@@ -18,6 +18,13 @@ def linear_model(learning_rate):
     return model
 
 
+def installed_schedule(optimizer):
+    """The `ScaledSchedule` an optimizer holds, read from its public config."""
+    config = optimizer.get_config()["learning_rate"]
+    assert config["registered_name"] == "keras_blocks>ScaledSchedule"
+    return keras.optimizers.schedules.deserialize(config)
+
+
 def simulate(model, rates):
     """NumPy SGD from the model's current weights, one full-batch step per rate."""
     w, b = (v.astype("float64") for v in model.get_weights())
@@ -103,8 +110,9 @@ def test_linear_warmup_on_a_float_rate():
     rates = [0.08 * min(1.0, (step + 1) / 4) for step in range(6)]
     w, _ = simulate(start, rates)
     np.testing.assert_allclose(model.get_weights()[0], w, rtol=1e-5, atol=1e-6)
-    # The warmup belongs to that `fit`: the optimizer gets its variable back.
-    assert isinstance(model.optimizer._learning_rate, keras.Variable)
+    # The warmup belongs to that `fit`: the optimizer gets its variable back
+    # (under a schedule, `learning_rate` is the schedule's current value).
+    assert isinstance(model.optimizer.learning_rate, keras.Variable)
     assert len(model.optimizer.variables) == 2  # iterations, learning rate
 
 
@@ -138,8 +146,8 @@ def test_state_round_trip_and_reset():
     other.on_train_begin()
     other.set_state({**state, "multiplier": 0.125})
     assert other.get_state()["multiplier"] == 0.125
-    multiplier = model.optimizer._learning_rate.multiplier
-    assert float(keras.ops.convert_to_numpy(multiplier)) == 0.125
+    schedule = installed_schedule(model.optimizer)
+    assert float(keras.ops.convert_to_numpy(schedule.multiplier)) == 0.125
 
 
 def test_saved_model_keeps_the_reduction(tmp_path):
@@ -152,7 +160,7 @@ def test_saved_model_keeps_the_reduction(tmp_path):
         log = sup.record(UserWarning)
         loaded = keras.models.load_model(path, safe_mode=True)
     assert not [w for w in log if "optimizer" in str(w.message)]
-    assert isinstance(loaded.optimizer._learning_rate, ScaledSchedule)
+    assert isinstance(installed_schedule(loaded.optimizer), ScaledSchedule)
     assert math.isclose(
         float(keras.ops.convert_to_numpy(loaded.optimizer.learning_rate)),
         float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
@@ -273,8 +281,7 @@ def test_bad_schedule_args():
 
 
 def test_callable_learning_rate_is_refused():
-    model = linear_model(0.1)
-    model.optimizer._learning_rate = lambda: 0.1  # what Keras allows, unusual
+    model = linear_model(lambda: 0.1)  # what Keras allows, unusual
     with pytest.raises(
         ValueError, match="float, a variable or a `LearningRateSchedule`"
     ):
