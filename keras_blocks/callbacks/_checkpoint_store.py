@@ -109,7 +109,8 @@ class TFStore:
 
     def restore(self, path):
         names = [name for name, _ in self._tf.train.list_variables(path)]
-        if not any(name.startswith("weights/") for name in names):
+        # Earlier checkpoints held the object graph under "model/".
+        if any(name.startswith("model/") for name in names):
             raise ValueError(
                 f"The checkpoint {path} was written by an earlier keras_blocks, whose "
                 "TensorFlow checkpoints missed the variables of sublayers kept "
