@@ -1,7 +1,5 @@
 """TensorBoardImageLogger: what a classifier sees and predicts, in TensorBoard."""
 
-import contextlib
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -10,24 +8,20 @@ import keras
 import numpy as np
 
 from keras_blocks import _validation as check
-
-_GRADIENT_BACKENDS = ("tensorflow", "jax", "torch")
-
-# Prediction grid layout, in pixels.
-_MIN_SIZE = 64  # images are enlarged (nearest neighbour) to at least this size
-_BORDER = 3  # green when the prediction is right, red when it is wrong
-_LINE = 12  # one line of the default font (10 px)
-_GAP = 2  # white space between cells
-_RIGHT = (0, 160, 0)
-_WRONG = (220, 0, 0)
-
-# Confusion matrix layout, in pixels.
-_CM_MAX_CELL = 32
-_CM_SIZE = 640  # the matrix shrinks its cells to about this size
-_CM_LEFT = 100  # row labels
-_CM_TOP = 2 * _LINE + 4  # title and column labels
-_CM_PAD = 4
-_CM_DARK = np.array((8, 48, 107))  # the shade of a cell holding a whole row
+from keras_blocks.callbacks._gradients import (
+    GRADIENT_BACKENDS,
+    loss_gradient_function,
+)
+from keras_blocks.callbacks._rendering import (
+    confusion_image,
+    display_images,
+    prediction_grid,
+)
+from keras_blocks.callbacks._summaries import (
+    histogram_table,
+    histogram_writer,
+    import_summary,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -201,11 +195,11 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
                     f"Received: {name}={value!r} with histogram_freq=0"
                 )
         if self.gradient_histograms and keras.backend.backend() not in (
-            _GRADIENT_BACKENDS
+            GRADIENT_BACKENDS
         ):
             raise ValueError(
                 "Invalid value for argument `gradient_histograms`. Loss "
-                f"gradients need one of the backends {_GRADIENT_BACKENDS}. "
+                f"gradients need one of the backends {GRADIENT_BACKENDS}. "
                 f"Received: gradient_histograms=True with the "
                 f"{keras.backend.backend()!r} backend"
             )
@@ -217,7 +211,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         self._sample = np.sort(
             np.random.default_rng(self.seed).choice(len(x), count, replace=False)
         )
-        self._display = _display_images(x[self._sample], self.data_format)
+        self._display = display_images(x[self._sample], self.data_format)
         self._writer = None
         self._table_writers = {}
         self._summary = None
@@ -236,7 +230,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             or self.learning_rate
         ):
             return
-        self._summary = _import_summary()
+        self._summary = import_summary()
         model = self.model
         outputs = getattr(model, "outputs", None)  # None for a subclassed model
         if (self.image_freq or self.confusion_matrix_freq) and outputs:
@@ -246,7 +240,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         if self.histogram_freq and self.activation_layers:
             self._activation_model = self._build_activation_model(model)
         if self.histogram_freq and self.gradient_histograms:
-            self._gradients = _loss_gradient_function(model)
+            self._gradients = loss_gradient_function(model)
 
     def on_epoch_end(self, epoch, logs=None):
         grid = _due(self.image_freq, epoch)
@@ -287,13 +281,13 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             counts = np.bincount(
                 self._labels * classes + predicted, minlength=classes * classes
             ).reshape(classes, classes)  # (true, predicted)
-            image = _confusion_image(counts, self.class_names)
+            image = confusion_image(counts, self.class_names)
             self._summary.image("confusion_matrix", image[None], step=epoch)
             predicted = predicted[self._sample]
         elif grid:
             predicted = self._predict(model, x[self._sample])
         if grid:
-            image = _prediction_grid(
+            image = prediction_grid(
                 self._display, self._labels[self._sample], predicted, self.class_names
             )
             self._summary.image("images/predictions", image[None], step=epoch)
@@ -302,7 +296,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         tables = {}  # tag: (buckets, 3) table, written together below
         for variable in model.weights:
             if "float" in str(variable.dtype):  # not counters
-                tables[f"weights/{variable.path}"] = _histogram_table(variable)
+                tables[f"weights/{variable.path}"] = histogram_table(variable)
         x, y = self.validation_data
         sample = x[self._sample]
         if self._activation_model is not None:
@@ -310,40 +304,25 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             if len(self.activation_layers) == 1:
                 outputs = [outputs]
             for name, output in zip(self.activation_layers, outputs, strict=True):
-                tables[f"activations/{name}"] = _histogram_table(output)
+                tables[f"activations/{name}"] = histogram_table(output)
         if self._gradients is not None:
             gradients = self._gradients(sample, y[self._sample])
             for variable, gradient in zip(
                 model.trainable_variables, gradients, strict=True
             ):
                 if gradient is not None:  # None: the loss does not use it
-                    tables[f"gradients/{variable.path}"] = _histogram_table(gradient)
+                    tables[f"gradients/{variable.path}"] = histogram_table(gradient)
         self._write_tables(tables, epoch)
 
     def _write_tables(self, tables, step):
-        """Writes histogram tables as `tf.summary.histogram` does, all in one
-        call of a TensorFlow function traced once per writer and set of tags:
-        written one by one, eagerly, each costs about 1 ms of Python and op
-        dispatch, a tenth of a second an epoch for a ResNet-20's weights."""
+        """Writes histogram tables in one call of a TensorFlow function, traced
+        once per writer and set of tags."""
         import tensorflow as tf
 
         tags = tuple(tables)
         write = self._table_writers.get(tags)
         if write is None:
-            from tensorboard.plugins.histogram import metadata
-
-            summary_metadata = metadata.create_summary_metadata(
-                display_name=None, description=None
-            )
-
-            @tf.function
-            def write(tables, step):
-                for tag, table in zip(tags, tables, strict=True):
-                    self._summary.write(
-                        tag, table, step=step, metadata=summary_metadata
-                    )
-
-            self._table_writers[tags] = write
+            write = self._table_writers[tags] = histogram_writer(self._summary, tags)
         write(
             [tf.constant(table) for table in tables.values()],
             tf.constant(step, tf.int64),
@@ -518,27 +497,6 @@ def _integer_labels(y):
     return y.reshape(-1).astype("int64")
 
 
-def _histogram_table(values, buckets=30):
-    """The `(buckets, 3)` table of `tf.summary.histogram` (left edge, right
-    edge, count), with NumPy counting the buckets.
-
-    `tf.summary.histogram` runs about 15 ms of eager TensorFlow ops a call,
-    seconds an epoch over a ResNet's variables; this takes about 0.5 ms, half
-    of it copying the values out of the backend.
-    """
-    values = keras.ops.convert_to_numpy(values).astype("float64").ravel()
-    values = values[np.isfinite(values)]  # np.histogram rejects inf and nan
-    if not values.size:
-        return np.zeros((buckets, 3))
-    if values.min() == values.max():  # as TensorBoard: all in the last one
-        table = np.full((buckets, 3), values[0])
-        table[:, 2] = 0
-        table[-1, 2] = values.size
-        return table
-    counts, edges = np.histogram(values, bins=buckets)
-    return np.stack([edges[:-1], edges[1:], counts], axis=1)
-
-
 def _due(freq, epoch):
     return freq > 0 and epoch % freq == 0
 
@@ -551,230 +509,3 @@ def _predict(model, x, batch_size):
         for start in range(0, len(x), batch_size)
     ]
     return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
-
-
-def _import_summary():
-    """`tf.summary`, imported on first use: TensorFlow is needed for it alone."""
-    try:
-        import tensorboard  # noqa: F401  (tf.summary.image needs it)
-        import tensorflow as tf
-    except ImportError as error:
-        raise ImportError(
-            "TensorBoardImageLogger writes its summaries with `tf.summary`, "
-            "which needs TensorFlow and TensorBoard: "
-            "`pip install tensorflow tensorboard`."
-        ) from error
-    if keras.backend.backend() != "tensorflow":
-        # TensorFlow only writes files here; initializing its GPU devices would
-        # take the GPU memory the JAX or PyTorch backend trains with.
-        # RuntimeError: TensorFlow was initialized before; leave it be.
-        with contextlib.suppress(RuntimeError):
-            tf.config.set_visible_devices([], "GPU")
-    return tf.summary
-
-
-# -- Gradients -----------------------------------------------------------------
-
-
-def _loss_gradient_function(model):
-    """A function `(x, y) -> gradients` of the model's compiled loss.
-
-    Gradients for `model.trainable_variables`, as NumPy arrays (None where the
-    loss does not depend on a variable), with the model in inference mode so
-    that nothing is updated (batch statistics, seed generators). Built once
-    per training, so that JAX compiles it once.
-    """
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        def loss(trainable, non_trainable, metrics, x, y):
-            value, _ = model.compute_loss_and_updates(
-                trainable, non_trainable, metrics, x, y, None, training=False
-            )
-            return value
-
-        gradient = jax.jit(jax.grad(loss))
-
-        def gradients(x, y):
-            states = (
-                model.trainable_variables,
-                model.non_trainable_variables,
-                model.metrics_variables,
-            )
-            return gradient(*([v.value for v in state] for state in states), x, y)
-
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        def gradients(x, y):
-            with tf.GradientTape() as tape:
-                y_pred = model(x, training=False)
-                value = model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-            return tape.gradient(value, model.trainable_variables)
-
-    else:  # torch
-        import torch
-
-        def gradients(x, y):
-            x, y = keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y)
-            with torch.enable_grad():
-                y_pred = model(x, training=False)
-                value = model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-                variables = [v.value for v in model.trainable_variables]
-                return torch.autograd.grad(value, variables, allow_unused=True)
-
-    return lambda x, y: [
-        None if g is None else keras.ops.convert_to_numpy(g) for g in gradients(x, y)
-    ]
-
-
-# -- Rendering -----------------------------------------------------------------
-
-
-def _display_images(x, data_format):
-    """Model inputs as RGB uint8 images for display, shape (n, h, w, 3)."""
-    x = np.asarray(x, dtype="float32")
-    if data_format == "channels_first":
-        x = np.transpose(x, (0, 2, 3, 1))  # (n, h, w, c)
-    x = x[..., :3] if x.shape[-1] in (3, 4) else x[..., :1]
-    x = np.nan_to_num(x)
-    low, high = x.min(), x.max()
-    if low >= 0 and high <= 1:
-        x = x * 255
-    elif low < 0 or high > 255:  # e.g. standardized: each image to its range
-        low = x.min(axis=(1, 2, 3), keepdims=True)
-        high = x.max(axis=(1, 2, 3), keepdims=True)
-        x = (x - low) / np.maximum(high - low, 1e-12) * 255
-    x = np.clip(np.round(x), 0, 255).astype("uint8")
-    if x.shape[-1] == 1:
-        x = np.repeat(x, 3, axis=-1)
-    return x
-
-
-def _fit(draw, text, font, width):
-    """`text`, shortened with '..' until it fits in `width` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "..", font=font) > width:
-        text = text[:-1]
-    return text + ".."
-
-
-def _label(index, class_names):
-    return str(index) if class_names is None else class_names[index]
-
-
-def _prediction_grid(images, labels, predicted, class_names):
-    """A grid of the images with borders and labels, (height, width, 3) uint8.
-
-    Each cell is the image enlarged to at least `_MIN_SIZE` pixels, framed by a
-    `_BORDER`-pixel border and followed by two lines of text; the grid has
-    `ceil(sqrt(n))` columns.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    count, height, width, _ = images.shape
-    scale = max(1, math.ceil(_MIN_SIZE / max(height, width)))
-    images = images.repeat(scale, axis=1).repeat(scale, axis=2)  # (n, hs, ws, 3)
-    height, width = height * scale, width * scale
-    cell_width = width + 2 * _BORDER
-    cell_height = height + 2 * _BORDER + 2 * _LINE
-    columns = math.ceil(math.sqrt(count))
-    rows = math.ceil(count / columns)
-    canvas = np.full(
-        (
-            rows * (cell_height + _GAP) + _GAP,
-            columns * (cell_width + _GAP) + _GAP,
-            3,
-        ),
-        255,
-        dtype="uint8",
-    )
-    corners = []
-    for index in range(count):
-        row, column = divmod(index, columns)
-        top = _GAP + row * (cell_height + _GAP)
-        left = _GAP + column * (cell_width + _GAP)
-        color = _RIGHT if labels[index] == predicted[index] else _WRONG
-        canvas[top : top + height + 2 * _BORDER, left : left + cell_width] = color
-        canvas[
-            top + _BORDER : top + _BORDER + height,
-            left + _BORDER : left + _BORDER + width,
-        ] = images[index]
-        corners.append((left, top + height + 2 * _BORDER, color))
-    image = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(image)
-    for index, (left, top, color) in enumerate(corners):
-        true = _label(labels[index], class_names)
-        guess = _label(predicted[index], class_names)
-        draw.text(
-            (left, top),
-            _fit(draw, f"true: {true}", font, cell_width),
-            fill=(0, 0, 0),
-            font=font,
-        )
-        draw.text(
-            (left, top + _LINE),
-            _fit(draw, f"pred: {guess}", font, cell_width),
-            fill=color,
-            font=font,
-        )
-    return np.asarray(image)
-
-
-def _confusion_image(matrix, class_names):
-    """A heat map of a (true, predicted) count matrix, (height, width, 3) uint8.
-
-    Shade: each count's fraction of its row (white for none); text: the counts,
-    where they fit. Rows are labelled `index: name`, columns by index.
-    """
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    classes = len(matrix)
-    cell = max(1, min(_CM_MAX_CELL, _CM_SIZE // classes))
-    fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    shades = 255 + fractions[..., None] * (_CM_DARK - 255)  # (classes, classes, 3)
-    size = classes * cell
-    canvas = np.full(
-        (_CM_TOP + size + _CM_PAD, _CM_LEFT + size + _CM_PAD, 3), 255, dtype="uint8"
-    )
-    canvas[_CM_TOP : _CM_TOP + size, _CM_LEFT : _CM_LEFT + size] = (
-        np.round(shades).astype("uint8").repeat(cell, axis=0).repeat(cell, axis=1)
-    )
-    image = Image.fromarray(canvas)
-    draw = ImageDraw.Draw(image)
-    draw.text((2, 1), "rows: true, columns: predicted", fill=(0, 0, 0), font=font)
-    if cell >= _LINE:
-        for index in range(classes):
-            middle = index * cell + cell // 2
-            name = "" if class_names is None else f": {class_names[index]}"
-            draw.text(
-                (2, _CM_TOP + middle - _LINE // 2),
-                _fit(draw, f"{index}{name}", font, _CM_LEFT - 4),
-                fill=(0, 0, 0),
-                font=font,
-            )
-            _centered(draw, font, str(index), _CM_LEFT + middle, _CM_TOP - _LINE // 2)
-        for (row, column), count in np.ndenumerate(matrix):
-            text = str(count)
-            if draw.textlength(text, font=font) > cell - 2:
-                continue
-            _centered(
-                draw,
-                font,
-                text,
-                _CM_LEFT + column * cell + cell // 2,
-                _CM_TOP + row * cell + cell // 2,
-                fill=(255, 255, 255) if fractions[row, column] > 0.5 else (0, 0, 0),
-            )
-    return np.asarray(image)
-
-
-def _centered(draw, font, text, x, y, fill=(0, 0, 0)):
-    # Centered by hand: text anchors need a FreeType font, and the default
-    # font is a bitmap one where Pillow lacks FreeType.
-    left = x - draw.textlength(text, font=font) / 2
-    draw.text((round(left), y - _LINE // 2), text, fill=fill, font=font)
