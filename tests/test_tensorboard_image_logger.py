@@ -1,4 +1,5 @@
 import io
+import json
 import math
 import os
 import re
@@ -478,7 +479,27 @@ def test_config_round_trip(tmp_path):
     clone = keras.saving.get_registered_object(
         "keras_blocks>TensorBoardImageLogger"
     ).from_config(config)
-    assert clone.get_config().keys() == config.keys()
-    for key, value in clone.get_config().items():
-        if key != "validation_data":
-            assert value == config[key], key
+    assert clone.get_config() == config
+
+
+def test_config_is_json_with_the_validation_data(tmp_path):
+    """The config holds the data itself: through JSON, and through Keras'
+    serialization in safe mode, the clone has the same data, dtypes and
+    arguments (so the same fixed sample)."""
+    x = np.random.default_rng(1).random((5, 8, 8, 1), dtype="float32")
+    y = np.eye(2, dtype="float32")[np.arange(5) % 2]  # one-hot
+    logger = TensorBoardImageLogger(
+        tmp_path, (x, y), class_names=["a", "b"], num_images=3, seed=7
+    )
+    config = logger.get_config()
+    clone = TensorBoardImageLogger.from_config(json.loads(json.dumps(config)))
+    serialized = json.dumps(keras.saving.serialize_keras_object(logger))
+    restored = keras.saving.deserialize_keras_object(
+        json.loads(serialized), safe_mode=True
+    )
+    for other in (clone, restored):
+        assert type(other) is TensorBoardImageLogger
+        assert other.get_config() == config
+        for theirs, ours in zip(other.validation_data, (x, y), strict=True):
+            assert theirs.dtype == ours.dtype
+            np.testing.assert_array_equal(theirs, ours)

@@ -73,8 +73,10 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             Images with 3 or 4 channels are shown as RGB (dropping alpha),
             others as the grayscale of their first channel. The labels are
             passed as they are to the compiled loss for `gradient_histograms`.
-            Not JSON-serializable, so a config holding it is only for
-            in-memory cloning.
+            `get_config()` holds the arrays as nested lists with their dtypes
+            (Keras' serialization of NumPy arrays), so the config is JSON and
+            `from_config` restores the same data: as large as the data, in
+            text.
         class_names: sequence of str or None. Names of the classes, in label
             order; `None` shows the labels' indices.
         num_images: int. Size of the fixed sample (all of `validation_data`
@@ -397,7 +399,10 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
     def get_config(self):
         return {
             "log_dir": self.log_dir,
-            "validation_data": self.validation_data,
+            "validation_data": [
+                keras.saving.serialize_keras_object(array)
+                for array in self.validation_data
+            ],
             "class_names": self.class_names,
             "num_images": self.num_images,
             "image_freq": self.image_freq,
@@ -413,6 +418,15 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        data = config.get("validation_data")
+        if isinstance(data, list | tuple):  # arrays pass through unchanged
+            config["validation_data"] = tuple(
+                keras.saving.deserialize_keras_object(item)
+                if isinstance(item, dict)
+                else item
+                for item in data
+            )
         return cls(**config)
 
 
