@@ -295,3 +295,15 @@ def test_learning_rate_goes_to_history_as_with_keras():
     fit(model, [never_improves(factor=0.5, patience=1)], epochs=3)
     expected = [m * float(cosine(step)) for step, m in ((1, 1), (2, 1), (3, 0.5))]
     np.testing.assert_allclose(model.history.history["learning_rate"], expected, 1e-6)
+
+
+def test_schedule_saved_under_its_old_module_loads():
+    """Files written before `ScaledSchedule` moved from `_scaled_schedule` to
+    `scaled_schedule` name the old module: the registered name loads them."""
+    config = keras.saving.serialize_keras_object(ScaledSchedule(0.1, 0.5, 3))
+    assert config["registered_name"] == "keras_blocks>ScaledSchedule"
+    assert config["module"] == "keras_blocks.callbacks.scaled_schedule"
+    config["module"] = "keras_blocks.callbacks._scaled_schedule"
+    loaded = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    assert isinstance(loaded, ScaledSchedule)
+    assert loaded.get_config() == {"base": 0.1, "multiplier": 0.5, "warmup_steps": 3}

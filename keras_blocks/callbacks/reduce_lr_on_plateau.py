@@ -4,7 +4,7 @@ import keras
 
 from keras_blocks import _validation as check
 from keras_blocks.callbacks import _monitor
-from keras_blocks.callbacks._scaled_schedule import ScaledSchedule
+from keras_blocks.callbacks.scaled_schedule import ScaledSchedule
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
