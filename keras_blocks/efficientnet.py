@@ -23,8 +23,7 @@ import keras
 import numpy as np
 
 from keras_blocks import _validation as check
-from keras_blocks.layers import ConvBNAct, MBConvBlock
-from keras_blocks.layers._normalization import Normalization
+from keras_blocks.layers import ConvBNAct, MBConvBlock, Normalization
 from keras_blocks.layers.mb_conv_block import CONV_INITIALIZER
 
 __all__ = [

@@ -218,7 +218,7 @@ def inception_formula(kwargs, height, width, channels):
     return height, width, total + pool
 
 
-# SqueezeExcite, LocalResponseNormalization, DropPath
+# SqueezeExcite, LocalResponseNormalization, DropPath, Normalization
 
 
 @st.composite
@@ -249,6 +249,16 @@ def drop_path_cases(draw):
         "rate": draw(st.floats(0.0, 0.9)),
         "seed": draw(st.one_of(st.none(), st.integers(0, 2**16))),
     }
+    return kwargs, draw(st.integers(1, 8)), 1
+
+
+@st.composite
+def normalization_cases(draw):
+    kwargs = {"axis": draw(st.sampled_from([(-1,), (3,), (1, 3), ()]))}
+    if draw(st.booleans()):  # fixed statistics: Keras' layer unchanged
+        kwargs["mean"] = draw(st.floats(-2.0, 2.0))
+        kwargs["variance"] = draw(st.floats(0.5, 4.0))
+        kwargs["invert"] = draw(st.booleans())
     return kwargs, draw(st.integers(1, 8)), 1
 
 
@@ -354,6 +364,16 @@ REGISTRY = {
         drop_path_cases(),
         unchanged,
         {"rate": NOT_RATE, "seed": st.one_of(st.integers(max_value=-1), NOT_INT)},
+        has_data_format=False,
+    ),
+    "Normalization": Spec(
+        layers.Normalization,
+        normalization_cases(),
+        unchanged,
+        {
+            "axis": st.one_of(st.text(max_size=3), st.floats(), st.just((1.5,))),
+            "invert": st.one_of(st.integers(), st.none(), st.text(max_size=3)),
+        },
         has_data_format=False,
     ),
 }

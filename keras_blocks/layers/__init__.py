@@ -8,6 +8,7 @@ from keras_blocks.layers.local_response_normalization import (
     LocalResponseNormalization,
 )
 from keras_blocks.layers.mb_conv_block import MBConvBlock
+from keras_blocks.layers.normalization import Normalization
 from keras_blocks.layers.residual_block import ResidualBlock
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
 
@@ -18,6 +19,7 @@ __all__ = [
     "InceptionModule",
     "LocalResponseNormalization",
     "MBConvBlock",
+    "Normalization",
     "ResidualBlock",
     "SqueezeExcite",
 ]
