@@ -223,6 +223,10 @@ def test_not_a_writable_directory(tmp_path):
             "Invalid value for argument `verbose`. Expected 0, 1 or 2. Received: verbose=3",
         ),
         (
+            dict(callbacks=["early_stopping"]),
+            "Invalid value for argument `callbacks`. Expected None or a list of `keras.callbacks.Callback` instances. Received: callbacks=['early_stopping']",
+        ),
+        (
             dict(monitor=""),
             "Invalid value for argument `monitor`. Expected the name of a logged metric, such as 'val_loss'. Received: monitor=''",
         ),
@@ -299,3 +303,103 @@ def test_mixed_precision_resumes_exactly(tmp_path):
     assert type(optimizer_b).__name__ == "LossScaleOptimizer"
     for x, y in zip(optimizer_a.variables, optimizer_b.variables, strict=True):
         np.testing.assert_array_equal(x.numpy(), y.numpy())
+
+
+def run_with_best_weights(directory, epochs, stopper_first):
+    """EarlyStopping keeps the weights of the highest training loss: epoch 0's."""
+    model = small_model()
+    manager = CheckpointManager(directory, seed=3, verbose=0)
+    stopper = keras.callbacks.EarlyStopping(
+        "loss", mode="max", patience=50, restore_best_weights=True
+    )
+    callbacks = [stopper, manager] if stopper_first else [manager, stopper]
+    history = fit(model, callbacks, epochs)
+    return model, stopper, history
+
+
+@pytest.mark.parametrize("stopper_first", [False, True])
+def test_early_stopping_best_weights_resume(tmp_path, stopper_first):
+    straight, stopper, _ = run_with_best_weights(tmp_path / "a", 4, stopper_first)
+    assert stopper.best_epoch == 0
+    run_with_best_weights(tmp_path / "b", 2, stopper_first)
+    resumed, resumed_stopper, history = run_with_best_weights(
+        tmp_path / "b", 4, stopper_first
+    )
+    assert history.epoch == [2, 3]
+    assert resumed_stopper.best_epoch == 0
+    assert_same_weights(straight, resumed)  # epoch 0's, not epoch 2's
+    # Run again when complete: nothing trains, the model gets the best weights.
+    again, _, history = run_with_best_weights(tmp_path / "b", 4, stopper_first)
+    assert history.epoch == []
+    assert_same_weights(straight, again)
+    # The checkpoint holds the weights training reached, not the best ones:
+    # extending the run trains on from them.
+    extended, _, _ = run_with_best_weights(tmp_path / "b", 5, stopper_first)
+    reference, _, _ = run_with_best_weights(tmp_path / "c", 5, stopper_first)
+    assert_same_weights(reference, extended)
+
+
+class Forwarding(keras.callbacks.Callback):
+    """Wraps another callback, as a user's callback might: the CallbackList
+    of `fit` holds this one, not the manager."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.inner.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.inner.set_params(params)
+
+    def on_train_begin(self, logs=None):
+        self.inner.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.inner.on_epoch_begin(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.inner.on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.inner.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self.inner.on_train_end(logs)
+
+
+def run_wrapped(directory, epochs, explicit=True):
+    model = small_model()
+    reducer = ReduceLROnPlateau("val_loss", factor=0.5, patience=1, min_delta=0.02)
+    kwargs = dict(callbacks=[reducer]) if explicit else {}
+    manager = CheckpointManager(directory, seed=3, verbose=0, **kwargs)
+    fit(model, [Forwarding(manager), reducer], epochs)
+    return model, reducer
+
+
+def test_explicit_callbacks_keep_state_when_wrapped(tmp_path):
+    straight, straight_reducer = run_wrapped(tmp_path / "a", 4)
+    run_wrapped(tmp_path / "b", 2)
+    resumed, reducer = run_wrapped(tmp_path / "b", 4)
+    assert straight_reducer.get_state()["multiplier"] < 1
+    assert reducer.get_state() == straight_reducer.get_state()
+    assert_same_weights(straight, resumed)
+
+
+def test_discovery_without_callback_list_warns(tmp_path):
+    with pytest.warns(
+        UserWarning,
+        match=r"no `keras.callbacks.CallbackList`.*Pass `callbacks=\[...\]`",
+    ):
+        run_wrapped(tmp_path, 1, explicit=False)
+
+
+def test_explicit_callbacks_are_left_out_of_the_config(tmp_path):
+    reducer = ReduceLROnPlateau("val_loss")
+    manager = CheckpointManager(tmp_path, callbacks=[reducer])
+    assert manager.callbacks == (reducer,)
+    assert "callbacks" not in manager.get_config()
+    assert CheckpointManager.from_config(manager.get_config()).callbacks is None

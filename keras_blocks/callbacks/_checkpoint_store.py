@@ -18,18 +18,37 @@ being written leaves the previous one intact and the latest.
   track) writes Keras' own `.weights.h5` files (model and optimizer) into
   `ckpt-<step>.partial`, renames it to `ckpt-<step>` when complete, then
   replaces `checkpoint.json`.
+
+Each checkpoint also records what it must contain: a manifest (a
+checkpoint's `manifest.json`, or `ckpt-<step>.manifest.json` next to a
+TensorFlow one) with the size and SHA-256 of each of its files, written after
+them and before the index names the checkpoint. `damage` compares the files
+with it before a restore: HDF5 keeps no checksums, so a flipped byte in a
+weight file would otherwise load without a word. Arrays that are not
+variables (the best weights of `EarlyStopping`) go in the checkpoint's
+`arrays.npz`, under the same manifest. A lock file (`checkpoint.lock`, the
+owner's pid and host) keeps a second process from training into the same
+directory.
 """
 
+import contextlib
+import glob
+import hashlib
 import json
 import os
 import shutil
+import socket
 import time
+import warnings
 
 import numpy as np
 
 TF_INDEX = "checkpoint"
 KERAS_INDEX = "checkpoint.json"
 PREFIX = "ckpt"
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+LOCK = "checkpoint.lock"
 
 
 def _tf():
@@ -60,6 +79,71 @@ def _sync_directory(path):
         os.close(descriptor)
 
 
+def _digest(path):
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def write_manifest(path, files):
+    """Records the size and SHA-256 of `files` (paths in `path`'s folder)."""
+    entries = {
+        os.path.basename(name): {"size": os.path.getsize(name), "sha256": _digest(name)}
+        for name in files
+    }
+    _write_atomically(path, json.dumps({"files": entries}, indent=1))
+
+
+def manifest_damage(path):
+    """Why the files listed by the manifest `path` differ from it, or None."""
+    try:
+        with open(path) as file:
+            entries = json.load(file)["files"]
+    except FileNotFoundError:
+        return f"its manifest {os.path.basename(path)} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"its manifest {os.path.basename(path)} is unreadable ({error})"
+    folder = os.path.dirname(path)
+    for name, entry in entries.items():
+        file = os.path.join(folder, name)
+        if not os.path.isfile(file):
+            return f"{name} is missing"
+        size = os.path.getsize(file)
+        if size != entry["size"]:
+            return f"{name} has {size} bytes, {entry['size']} when written"
+        if _digest(file) != entry["sha256"]:
+            return f"the SHA-256 of {name} differs from the one recorded when written"
+    return None
+
+
+def save_arrays(path, arrays):
+    """`arrays` ({name: array}) as an .npz file; dtypes NumPy cannot store
+    (bfloat16) as raw bytes and their name."""
+    stored, dtypes = {}, {}
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "V" or value.dtype.name == "bfloat16":
+            dtypes[name] = value.dtype.name
+            value = value.view(f"u{value.dtype.itemsize}")
+        stored[name] = value
+    stored["__dtypes__"] = np.asarray(json.dumps(dtypes))
+    with open(path, "wb") as file:
+        np.savez(file, **stored)
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def load_arrays(path):
+    if not os.path.exists(path):
+        return {}
+    with np.load(path) as stored:
+        dtypes = json.loads(str(stored["__dtypes__"]))
+        return {
+            name: stored[name].view(dtypes[name]) if name in dtypes else stored[name]
+            for name in stored.files
+            if name != "__dtypes__"
+        }
+
+
 def rng_variables(model):
     """Random-generator states (dropout's seeds), which weight files leave out."""
     weights = {id(variable) for variable in model.weights}
@@ -72,6 +156,9 @@ class TFStore:
     def __init__(self, directory, model, max_to_keep, keep_checkpoint_every_n_hours):
         tf = _tf()
         self._tf = tf
+        self._directory = directory
+        self._max_to_keep = max_to_keep
+        self._keep_hours = keep_checkpoint_every_n_hours
         self._state = tf.Variable("", dtype=tf.string, trainable=False)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._checkpoint = tf.train.Checkpoint(
@@ -81,11 +168,15 @@ class TFStore:
             state=self._state,
             step=self._step,
         )
-        self._manager = tf.train.CheckpointManager(
+        self._manager = self._new_manager()
+
+    def _new_manager(self):
+        # It reads the index when created.
+        return self._tf.train.CheckpointManager(
             self._checkpoint,
-            directory,
-            max_to_keep=max_to_keep,
-            keep_checkpoint_every_n_hours=keep_checkpoint_every_n_hours,
+            self._directory,
+            max_to_keep=self._max_to_keep,
+            keep_checkpoint_every_n_hours=self._keep_hours,
             step_counter=self._step,
             checkpoint_name=PREFIX,
         )
@@ -98,10 +189,74 @@ class TFStore:
     def latest(self):
         return self._manager.latest_checkpoint
 
-    def save(self, step, state):
+    def save(self, step, state, arrays):
+        tf = self._tf
+        prefix = os.path.join(self._directory, f"{PREFIX}-{step}")
         self._state.assign(json.dumps(state))
         self._step.assign(step)
-        return self._manager.save(checkpoint_number=step)
+
+        def record_manifest(path):
+            # Run by `tf.train.Checkpoint` once the files are written and
+            # before the manager's own callback indexes them.
+            files = [path + ".index", *glob.glob(glob.escape(path) + ".data-*")]
+            write_manifest(path + "." + MANIFEST, [*files, path + "." + ARRAYS])
+
+        options = tf.train.CheckpointOptions(
+            experimental_write_callbacks=[record_manifest]
+        )
+        try:
+            os.makedirs(self._directory, exist_ok=True)
+            save_arrays(prefix + "." + ARRAYS, arrays)
+            path = self._manager.save(checkpoint_number=step, options=options)
+        except tf.errors.OpError as error:
+            # Disk full, permission lost: as the Keras store, an OSError.
+            raise OSError(error.message) from error
+        self._remove_unindexed()
+        return path
+
+    def _remove_unindexed(self):
+        """Manifests and arrays of checkpoints whose files the manager deleted."""
+        for name in os.listdir(self._directory):
+            prefix = os.path.join(self._directory, name.split(".")[0])
+            if (
+                name.startswith(PREFIX + "-")
+                and name.endswith(("." + MANIFEST, "." + ARRAYS))
+                and not os.path.exists(prefix + ".index")
+            ):
+                os.remove(os.path.join(self._directory, name))
+
+    def exists(self, path):
+        suffixes = (".index", "." + MANIFEST)
+        return any(os.path.exists(path + suffix) for suffix in suffixes)
+
+    def damage(self, path):
+        return manifest_damage(path + "." + MANIFEST)
+
+    def forget(self, paths):
+        """Takes `paths` out of the index, leaving the others (and their times)."""
+        tf = self._tf
+        state = tf.train.get_checkpoint_state(self._directory)
+        entries = [
+            (os.path.basename(path), time)
+            for path, time in zip(
+                state.all_model_checkpoint_paths,
+                state.all_model_checkpoint_timestamps,
+                strict=True,
+            )
+            if path not in paths
+        ]
+        names = [name for name, _ in entries]
+        tf.compat.v1.train.update_checkpoint_state(
+            self._directory,
+            names[-1],
+            names,
+            all_model_checkpoint_timestamps=[time for _, time in entries],
+            last_preserved_timestamp=state.last_preserved_timestamp,
+        )
+        self._manager = self._new_manager()
+
+    def read_arrays(self, path):
+        return load_arrays(path + "." + ARRAYS)
 
     def read_state(self, path):
         value = self._tf.train.load_variable(path, "state/.ATTRIBUTES/VARIABLE_VALUE")
@@ -120,7 +275,10 @@ class TFStore:
                 "`directory`, or load its weights for fine-tuning with "
                 "`tf.train.Checkpoint(model=model).restore(path)`."
             )
-        status = self._checkpoint.restore(path)
+        try:
+            status = self._checkpoint.restore(path)
+        except self._tf.errors.OpError as error:
+            raise ValueError(f"it cannot be read ({error.message})") from error
         # Every variable of the model and the optimizer must get a value, and
         # every value must find its variable: another architecture fails here.
         status.assert_consumed()
@@ -145,8 +303,15 @@ class KerasStore:
         if not os.path.exists(path):
             # As tf.train.CheckpointManager: hours count from the first start.
             return {"checkpoints": [], "kept": [], "last_kept_time": time.time()}
-        with open(path) as file:
-            return json.load(file)
+        try:
+            with open(path) as file:
+                return json.load(file)
+        except ValueError as error:
+            raise ValueError(
+                f"The checkpoint index {path} is damaged ({error}). The "
+                "checkpoints it named are still in their folders: restore one "
+                "by path (`restore=...`) into another `directory`."
+            ) from error
 
     def _path(self, name):
         return os.path.join(self._directory, name)
@@ -160,16 +325,15 @@ class KerasStore:
         checkpoints = self.checkpoints
         return checkpoints[-1] if checkpoints else None
 
-    def save(self, step, state):
+    def save(self, step, state, arrays):
         name = f"{PREFIX}-{step}"
         final = self._path(name)
         partial = f"{final}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        os.makedirs(partial)
-        self._model.save_weights(os.path.join(partial, "model.weights.h5"))
-        rng = [np.asarray(v.numpy()) for v in rng_variables(self._model)]
-        np.savez(os.path.join(partial, "rng.npz"), *rng)
-        _write_atomically(os.path.join(partial, "state.json"), json.dumps(state))
+        try:
+            self._write(partial, state, arrays)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         if os.path.exists(final):  # left by a run that crashed before indexing it
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -202,6 +366,43 @@ class KerasStore:
             shutil.rmtree(self._path(old), ignore_errors=True)
         return final
 
+    def _write(self, partial, state, arrays):
+        shutil.rmtree(partial, ignore_errors=True)
+        os.makedirs(partial)
+        files = [os.path.join(partial, n) for n in ("model.weights.h5", "rng.npz")]
+        self._model.save_weights(files[0])
+        rng = [np.asarray(v.numpy()) for v in rng_variables(self._model)]
+        with open(files[1], "wb") as file:
+            np.savez(file, *rng)
+        files.append(os.path.join(partial, ARRAYS))
+        save_arrays(files[-1], arrays)
+        files.append(os.path.join(partial, "state.json"))
+        _write_atomically(files[-1], json.dumps(state))
+        for path in files[:2]:  # the others were synced as written
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        write_manifest(os.path.join(partial, MANIFEST), files)
+
+    def exists(self, path):
+        return os.path.isdir(path)
+
+    def damage(self, path):
+        return manifest_damage(os.path.join(path, MANIFEST))
+
+    def forget(self, paths):
+        """Takes `paths` out of the index, leaving their folders."""
+        names = {os.path.basename(path) for path in paths}
+        self._index["checkpoints"] = [
+            e for e in self._index["checkpoints"] if e["name"] not in names
+        ]
+        _write_atomically(self._path(KERAS_INDEX), json.dumps(self._index, indent=1))
+
+    def read_arrays(self, path):
+        return load_arrays(os.path.join(path, ARRAYS))
+
     def read_state(self, path):
         with open(os.path.join(path, "state.json")) as file:
             return json.load(file)
@@ -223,3 +424,70 @@ def index_written_by_other_backend(directory, backend):
     other = KERAS_INDEX if backend == "tensorflow" else TF_INDEX
     path = os.path.join(directory, other)
     return path if os.path.exists(path) else None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def acquire_lock(directory):
+    """Creates `directory/checkpoint.lock` (pid, host) or refuses to train.
+
+    A lock of this process (left by a `fit` that raised) is taken over; so is,
+    with a warning, the lock of a process that no longer runs on this host.
+    """
+    path = os.path.join(directory, LOCK)
+    host = socket.gethostname()
+    record = json.dumps({"pid": os.getpid(), "host": host, "time": time.time()})
+    for _ in range(3):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(record)
+            return path
+        try:
+            with open(path) as file:
+                owner = json.load(file)
+            pid, owner_host = int(owner["pid"]), str(owner["host"])
+        except FileNotFoundError:
+            continue  # released meanwhile
+        except (OSError, ValueError, KeyError, TypeError):
+            pid, owner_host = None, host  # written by a process killed at once
+        if pid != os.getpid() or owner_host != host:
+            if owner_host != host or _alive(pid):
+                where = "" if owner_host == host else f" on host {owner_host}"
+                raise ValueError(
+                    f"The directory {directory} is in use by another training "
+                    f"process (pid {pid}{where}, which holds {path}): two runs "
+                    "writing one directory would overwrite each other's "
+                    "checkpoints. Wait for it to end or choose another "
+                    f"`directory`; if that process no longer runs, delete {path}."
+                )
+            warnings.warn(
+                f"CheckpointManager: taking over the lock {path} of process "
+                f"{pid}, which no longer runs (it did not end its training).",
+                stacklevel=3,
+            )
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    raise ValueError(f"Could not lock the directory {directory} ({path}).")
+
+
+def release_lock(path):
+    """Removes the lock `path` if this process still holds it."""
+    try:
+        with open(path) as file:
+            owner = json.load(file)
+        if owner.get("pid") == os.getpid():
+            os.remove(path)
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -1,18 +1,25 @@
 """Checkpoints that resume training exactly: weights, optimizer, epoch, callbacks."""
 
 import inspect
+import math
 import os
 import time
+import warnings
 
 import keras
 
 from keras_blocks import _validation as check
 from keras_blocks.callbacks import _checkpoint_store, _monitor
 
-# The counters of Keras' own stateful callbacks, saved and restored by name.
+# The state of Keras' own stateful callbacks, saved and restored by name:
+# (class, scalar attributes, attributes holding a list of arrays or None).
 _KERAS_CALLBACK_STATE = (
-    (keras.callbacks.EarlyStopping, ("wait", "stopped_epoch", "best", "best_epoch")),
-    (keras.callbacks.ReduceLROnPlateau, ("wait", "cooldown_counter", "best")),
+    (
+        keras.callbacks.EarlyStopping,
+        ("wait", "stopped_epoch", "best", "best_epoch"),
+        ("best_weights",),
+    ),
+    (keras.callbacks.ReduceLROnPlateau, ("wait", "cooldown_counter", "best"), ()),
 )
 
 
@@ -99,6 +106,7 @@ class CheckpointManager(keras.callbacks.Callback):
         mode: str = "auto",
         restore: str | os.PathLike | None = "latest",
         seed: int | None = None,
+        callbacks: list | tuple | None = None,
         verbose: int = 1,
     ) -> None:
         super().__init__()
@@ -128,6 +136,17 @@ class CheckpointManager(keras.callbacks.Callback):
             restore = os.fspath(restore)
         self.restore = restore
         self.seed = check.optional(check.non_negative_int, "seed", seed)
+        if callbacks is not None:
+            if not isinstance(callbacks, (list, tuple)) or not all(
+                isinstance(c, keras.callbacks.Callback) for c in callbacks
+            ):
+                raise ValueError(
+                    "Invalid value for argument `callbacks`. Expected None or a "
+                    "list of `keras.callbacks.Callback` instances. "
+                    f"Received: callbacks={callbacks!r}"
+                )
+            callbacks = tuple(callbacks)
+        self.callbacks = callbacks
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
             raise ValueError(
                 "Invalid value for argument `verbose`. Expected 0, 1 or 2. "
@@ -141,6 +160,9 @@ class CheckpointManager(keras.callbacks.Callback):
             False  # whether it wrote or restored the latest checkpoint
         )
         self._pending_states = None
+        self._siblings = ()
+        self._lock = None
+        self._final_weights = None
         self._save_due = False
         self._epoch_start_step = 0
         self.epoch = 0  # epochs done
@@ -152,6 +174,8 @@ class CheckpointManager(keras.callbacks.Callback):
         return cls(**config)
 
     def get_config(self):
+        # `callbacks` is left out: callbacks are objects of a run, not
+        # configuration; a manager made from a config discovers them.
         return {
             "directory": self.directory,
             "max_to_keep": self.max_to_keep,
@@ -201,6 +225,14 @@ class CheckpointManager(keras.callbacks.Callback):
                 "another `directory`."
             )
         os.makedirs(self.directory, exist_ok=True)
+        self._lock = _checkpoint_store.acquire_lock(self.directory)
+        try:
+            self._begin(model, backend)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _begin(self, model, backend):
         store = _checkpoint_store.store_for(backend)
         self._store = store(
             self.directory, model, self.max_to_keep, self.keep_checkpoint_every_n_hours
@@ -209,8 +241,9 @@ class CheckpointManager(keras.callbacks.Callback):
             self._best_store = store(
                 os.path.join(self.directory, "best"), model, 1, None
             )
-        self._siblings = _sibling_callbacks(self)
+        self._siblings = self._find_siblings()
         self._save_due = False
+        self._final_weights = None
         model._initial_epoch = None
 
         path = self._checkpoint_to_restore()
@@ -227,7 +260,7 @@ class CheckpointManager(keras.callbacks.Callback):
         self.epoch, self.step = state["epoch"], state["step"]
         if self.monitor is not None and state.get("best") is not None:
             self.best = state["best"]
-        self._pending_states = state["callbacks"]
+        self._pending_states = (state["callbacks"], self._store.read_arrays(path))
         # Keras' `fit` starts from `_initial_epoch` when a callback sets it in
         # `on_train_begin`; `BackupAndRestore` resumes the same way.
         model._initial_epoch = self.epoch
@@ -269,6 +302,7 @@ class CheckpointManager(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch = epoch + 1
+        self._final_weights = None
         if self.monitor is not None:
             current = _monitor.read(logs, self.monitor, "CheckpointManager")
             if current is not None and _monitor.improved(
@@ -280,18 +314,73 @@ class CheckpointManager(keras.callbacks.Callback):
         # epoch's start or the end of training), so that the checkpoint holds
         # their decisions for this epoch, such as a learning-rate reduction.
         self._save_due = self.save_freq == "epoch"
+        last = self.model.stop_training or self.epoch >= self.params.get(
+            "epochs", math.inf
+        )
+        if self._save_due and last and self._best_weights_callbacks():
+            # An `EarlyStopping` before this callback puts its best weights
+            # in the model in its `on_train_end`, before the last save: that
+            # save must hold the weights training reached.
+            self._final_weights = self.model.get_weights()
 
     def on_train_end(self, logs=None):
-        self._save_if_due()
-        # When the run was already complete no epoch began: restore them now.
-        self._restore_callback_states()
-        self.model._initial_epoch = None
+        try:
+            model = self.model
+            if self._save_due and self._final_weights is not None:
+                current = model.get_weights()
+                model.set_weights(self._final_weights)
+                try:
+                    self._save_if_due()
+                finally:
+                    model.set_weights(current)
+            self._save_if_due()
+            if self._pending_states is not None:
+                # The run was already complete and no epoch began: restore
+                # the states now, and put the best weights in the model for
+                # an `EarlyStopping` whose `on_train_end` has already run.
+                self._restore_callback_states()
+                for callback in self._best_weights_callbacks():
+                    if callback.best_weights is not None:
+                        model.set_weights(callback.best_weights)
+            model._initial_epoch = None
+        finally:
+            self._final_weights = None
+            self._release_lock()
+
+    def _best_weights_callbacks(self):
+        return [
+            c
+            for c in self._siblings
+            if isinstance(c, keras.callbacks.EarlyStopping) and c.restore_best_weights
+        ]
+
+    def _release_lock(self):
+        if self._lock is not None:
+            _checkpoint_store.release_lock(self._lock)
+            self._lock = None
+
+    def _find_siblings(self):
+        if self.callbacks is not None:
+            return [c for c in self.callbacks if c is not self]
+        siblings = _sibling_callbacks(self)
+        if siblings is None:
+            warnings.warn(
+                "CheckpointManager found no `keras.callbacks.CallbackList` "
+                "calling it (a custom training loop, or a callback that wraps "
+                "it), so it cannot see the other callbacks: their state, such "
+                "as EarlyStopping's or ReduceLROnPlateau's, will not be saved. "
+                "Pass `callbacks=[...]`, the callbacks whose state it should "
+                "keep (`callbacks=()` for none).",
+                stacklevel=3,
+            )
+            return []
+        return siblings
 
     def _restore_callback_states(self):
         # Done after every callback's `on_train_begin` has run: Keras'
         # callbacks reset their counters there.
         if self._pending_states is not None:
-            _set_callback_states(self._siblings, self._pending_states)
+            _set_callback_states(self._siblings, *self._pending_states)
             self._pending_states = None
 
     def _save_if_due(self):
@@ -302,9 +391,10 @@ class CheckpointManager(keras.callbacks.Callback):
     # Helpers.
 
     def _checkpoint_to_restore(self):
-        latest = self._store.latest
+        store = self._store
+        latest = store.latest
         if self.restore == "latest":
-            return latest
+            return self._latest_intact()
         if self.restore is None:
             if latest is not None and not self._owns_directory:
                 raise ValueError(
@@ -314,25 +404,77 @@ class CheckpointManager(keras.callbacks.Callback):
                     "starts over on top of another run."
                 )
             return None
-        if not (os.path.isdir(self.restore) or os.path.exists(self.restore + ".index")):
+        if not store.exists(self.restore):
             raise ValueError(
                 "Invalid value for argument `restore`. Expected 'latest', None or "
                 f"an existing checkpoint path. Received: restore={self.restore!r}"
             )
+        problem = store.damage(self.restore)
+        if problem is not None:
+            raise ValueError(
+                f"The checkpoint {self.restore} is damaged: {problem}. Restore "
+                "another checkpoint by path, or the newest intact one of its "
+                "directory with restore='latest'."
+            )
         return self.restore
+
+    def _latest_intact(self):
+        """The newest checkpoint whose files match its manifest.
+
+        Damaged newer ones leave the index (their files stay), so that the
+        rotation never deletes an intact checkpoint and keeps a damaged one.
+        """
+        store = self._store
+        damaged = {}
+        for path in reversed(store.checkpoints):
+            problem = store.damage(path)
+            if problem is None:
+                break
+            damaged[path] = problem
+        else:
+            path = None
+        if not damaged:
+            return path
+        listed = "; ".join(f"{p}: {problem}" for p, problem in damaged.items())
+        if path is None:
+            raise ValueError(
+                f"Every checkpoint that {self.directory} indexes is damaged "
+                f"({listed}). Restore a checkpoint kept elsewhere by path "
+                "(`restore=...`), or train in another `directory`."
+            )
+        warnings.warn(
+            f"CheckpointManager: damaged checkpoint ({listed}); restoring "
+            f"{path}, the newest intact one, instead, and taking the damaged "
+            "one out of the index (its files stay on disk).",
+            stacklevel=4,
+        )
+        store.forget(list(damaged))
+        return path
 
     def _save(self, store):
         model = self.model  # on JAX, reading `model` syncs the training state
+        states, arrays = _callback_states(self._siblings)
         state = {
             "epoch": self.epoch,
             "step": self.step,
             "best": self.best,
-            "callbacks": _callback_states(self._siblings),
+            "callbacks": states,
             "weights": [list(w.shape) for w in model.weights],
             "backend": keras.config.backend(),
             "time": time.time(),
         }
-        path = store.save(self.step, state)
+        try:
+            path = store.save(self.step, state, arrays)
+        except OSError as error:
+            directory = self.directory
+            if store is self._best_store:
+                directory = os.path.join(directory, "best")
+            self._release_lock()
+            raise OSError(
+                f"CheckpointManager could not save a checkpoint in {directory}: "
+                f"{error}. The latest checkpoint is still {store.latest}. Free "
+                "space or restore write access, then run again to resume."
+            ) from error
         self._owns_directory = True
         if self.verbose > 1:
             print(f"\nCheckpointManager: saved {path}.")
@@ -384,7 +526,7 @@ def _sibling_callbacks(callback):
     """The other callbacks of the `fit` that is calling `callback`.
 
     Keras gives a callback its model, not its siblings: they are found on the
-    `CallbackList` further up the call stack.
+    `CallbackList` further up the call stack. None if there is none.
     """
     frame = inspect.currentframe()
     try:
@@ -397,31 +539,36 @@ def _sibling_callbacks(callback):
             frame = frame.f_back
     finally:
         del frame
-    return []
+    return None
 
 
 def _keyed(callbacks):
     """(key, callback) for each callback with a state, keyed by class and rank."""
     seen = {}
     for callback in callbacks:
-        if _getter(callback) is None:
+        if not _has_state(callback):
             continue
         name = type(callback).__name__
         seen[name] = seen.get(name, -1) + 1
         yield (name if seen[name] == 0 else f"{name}:{seen[name]}"), callback
 
 
-def _getter(callback):
-    if callable(getattr(callback, "get_state", None)) and callable(
+def _has_get_state(callback):
+    return callable(getattr(callback, "get_state", None)) and callable(
         getattr(callback, "set_state", None)
-    ):
-        return callback.get_state
-    for kind, names in _KERAS_CALLBACK_STATE:
+    )
+
+
+def _keras_state(callback):
+    """(scalar names, array-list names) of one of Keras' callbacks, or None."""
+    for kind, names, lists in _KERAS_CALLBACK_STATE:
         if isinstance(callback, kind):
-            return lambda: {
-                name: _plain(getattr(callback, name, None)) for name in names
-            }
+            return names, lists
     return None
+
+
+def _has_state(callback):
+    return _has_get_state(callback) or _keras_state(callback) is not None
 
 
 def _plain(value):
@@ -432,15 +579,36 @@ def _plain(value):
 
 
 def _callback_states(callbacks):
-    return {key: _getter(callback)() for key, callback in _keyed(callbacks)}
+    """({key: JSON state}, {name: array}) of the callbacks with a state.
+
+    A list of arrays (`EarlyStopping.best_weights`) is saved as its length in
+    the JSON state and its arrays as `key/name/i`.
+    """
+    states, arrays = {}, {}
+    for key, callback in _keyed(callbacks):
+        if _has_get_state(callback):
+            states[key] = callback.get_state()
+            continue
+        names, lists = _keras_state(callback)
+        state = {name: _plain(getattr(callback, name, None)) for name in names}
+        for name in lists:
+            values = getattr(callback, name, None)
+            state[name] = None if values is None else len(values)
+            for i, value in enumerate(values or ()):
+                arrays[f"{key}/{name}/{i}"] = keras.ops.convert_to_numpy(value)
+        states[key] = state
+    return states, arrays
 
 
-def _set_callback_states(callbacks, states):
+def _set_callback_states(callbacks, states, arrays):
     for key, callback in _keyed(callbacks):
         if key not in states:
             continue
-        if callable(getattr(callback, "set_state", None)):
+        if _has_get_state(callback):
             callback.set_state(states[key])
-        else:
-            for name, value in states[key].items():
-                setattr(callback, name, value)
+            continue
+        _, lists = _keras_state(callback)
+        for name, value in states[key].items():
+            if name in lists and value is not None:
+                value = [arrays[f"{key}/{name}/{i}"] for i in range(value)]
+            setattr(callback, name, value)
