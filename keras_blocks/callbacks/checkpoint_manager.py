@@ -31,12 +31,16 @@ class CheckpointManager(keras.callbacks.Callback):
     iteration count), the random-generator states of layers such as dropout,
     the number of epochs and batches done, and the state of the other stateful
     callbacks in the same `fit`: `keras_blocks`' `ReduceLROnPlateau` (through
-    its `get_state`/`set_state`, as any callback with those methods) and the
+    its `get_state`/`set_state`, as any callback with those methods), the
     counters and best values of Keras' `EarlyStopping` and
-    `ReduceLROnPlateau`. At the start of training the latest checkpoint is
-    restored and `fit` goes on from the epoch after it: after a crash at the
-    end of epoch 6, `fit(epochs=10)` runs epochs 7 to 10. `epochs` therefore
-    counts from the start of the run, as with Keras' `BackupAndRestore`.
+    `ReduceLROnPlateau`, and `EarlyStopping`'s best weights (with
+    `restore_best_weights=True`). The other callbacks are found on the
+    `CallbackList` that calls this one; `callbacks` names them where there is
+    none (a custom loop, a callback that wraps this one). At the start of
+    training the latest checkpoint is restored and `fit` goes on from the
+    epoch after it: after a crash at the end of epoch 6, `fit(epochs=10)` runs
+    epochs 7 to 10. `epochs` therefore counts from the start of the run, as
+    with Keras' `BackupAndRestore`.
 
     On the TensorFlow backend the checkpoints are `tf.train.Checkpoint`s kept
     by a `tf.train.CheckpointManager`. On JAX and PyTorch, whose variables
@@ -46,6 +50,20 @@ class CheckpointManager(keras.callbacks.Callback):
     the directory's index names it, and the index is replaced atomically: a
     crash while a checkpoint is written leaves the previous one complete and
     the latest.
+
+    Each checkpoint records the size and SHA-256 of its files in a manifest,
+    written before the index names it, and they are checked before a restore
+    (which costs reading the checkpoint once more at each save and restore).
+    With `restore="latest"`, a damaged checkpoint (a truncated, altered or
+    missing file) is skipped with a warning that names it, the newest intact
+    one is restored, and the damaged ones leave the index, so that the
+    rotation never deletes an intact checkpoint and keeps a damaged one. While
+    it trains, the manager holds a lock file (`checkpoint.lock`, with its pid
+    and host) in `directory`, so that a second process cannot train into the
+    same directory; the lock of a process that no longer runs on this host is
+    taken over with a warning. A save that fails (disk full, permission lost)
+    raises an `OSError` that names the directory, and the previous checkpoint
+    stays the latest.
 
     For a run to resume bit for bit, its random draws must not depend on how
     many epochs ran in this process: pass `seed`, which re-seeds Python,
@@ -72,14 +90,23 @@ class CheckpointManager(keras.callbacks.Callback):
             already holds another run's checkpoints, rather than mixing runs.
         seed: int or None. Re-seed all random generators with `seed + epoch`
             at the start of each epoch (see above).
+        callbacks: list of `keras.callbacks.Callback` or None. The callbacks
+            whose state the checkpoints keep. None finds the other callbacks
+            of the `fit` that calls this one, and warns when it finds none
+            (no `CallbackList` calls this callback). Not part of `get_config`:
+            callbacks are objects of a run, and a manager made from a config
+            finds them.
         verbose: int. 0 is silent, 1 reports restores, 2 also every save.
 
     Raises:
         ValueError: on an invalid argument or an unwritable `directory`; at the
             start of training, when the directory holds checkpoints that
             `restore=None` would start over, checkpoints of another backend,
-            or a checkpoint that does not fit the model (another
-            architecture).
+            a checkpoint that does not fit the model (another architecture),
+            only damaged checkpoints, when the `restore` path is damaged, or
+            when another running process holds the directory's lock.
+        OSError: when a checkpoint cannot be written (disk full, permission
+            lost); the previous checkpoint stays the latest.
 
     Examples:
     >>> import tempfile
