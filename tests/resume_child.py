@@ -2,7 +2,7 @@
 
     python tests/resume_child.py DIRECTORY OUTPUT.npz [--epochs N] [--pause-in-save]
 
-Trains a small CNN on scikit-learn's digits deterministically, with
+Trains a small ResNet of the library's blocks on scikit-learn's digits deterministically, with
 `CheckpointManager` (every epoch) and `ReduceLROnPlateau` over a cosine decay
 with warmup. Prints `EPOCH_END n` when epoch n (1-based) ends, and `SAVED` and
 `RESTORED` lines through the manager. At the end it writes the weights and the
@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from keras_blocks.callbacks import CheckpointManager, ReduceLROnPlateau
+from keras_blocks.layers import ConvBNAct, ResidualBlock
 
 PAUSE_SECONDS = 3.0
 
@@ -63,11 +64,12 @@ def build():
     model = keras.Sequential(
         [
             keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
-            keras.layers.BatchNormalization(),
-            keras.layers.ReLU(),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
+            # The library's blocks: their branch BN statistics and stochastic
+            # depth state must come back with a resume, as Keras' layers' do.
+            ConvBNAct(8, 3),
+            ResidualBlock(8, drop_path_rate=0.1),
+            ResidualBlock(16, strides=2),
+            keras.layers.GlobalAveragePooling2D(),
             keras.layers.Dropout(0.2),
             keras.layers.Dense(10, activation="softmax"),
         ]

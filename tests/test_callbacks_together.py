@@ -11,6 +11,7 @@ from keras_blocks.callbacks import (
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
+from keras_blocks.layers import ConvBNAct, ResidualBlock
 
 datasets = pytest.importorskip("sklearn.datasets")
 
@@ -25,7 +26,9 @@ def train(logdir, epochs):
     model = keras.Sequential(
         [
             keras.Input((8, 8, 1)),
-            keras.layers.Conv2D(8, 3, activation="relu", data_format="channels_last"),
+            # The library's blocks: a resume must restore their BN statistics.
+            ConvBNAct(8, 3, data_format="channels_last"),
+            ResidualBlock(8, data_format="channels_last"),
             keras.layers.GlobalAveragePooling2D(data_format="channels_last"),
             keras.layers.Dense(10, activation="softmax"),
         ]

@@ -5,10 +5,13 @@ paper's output-shape formula, and a strategy of invalid values per argument.
 Adding a layer to the library means adding its entry here; every layer then
 gets the same checks: real output shape == `compute_output_shape` == formula,
 finite outputs, exact config round trip, `.keras` round trip with
-`safe_mode=True`, and a `ValueError` naming the argument for every bad value.
+`safe_mode=True`, a `ValueError` naming the argument for every bad value,
+sublayers that start from weights of their own (seeded or not), and a
+`CheckpointManager` checkpoint that restores every variable.
 """
 
 import dataclasses
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -19,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from layer_checks import random_inputs, to_numpy
+from state_checks import assert_checkpoint_holds_every_variable, correlated_pairs
 
 import keras_blocks
 from keras_blocks import layers
@@ -485,3 +489,58 @@ def test_invalid_argument_raises_naming_it(name, data):
     )
     with pytest.raises(ValueError, match=message):
         spec.cls(**kwargs)
+
+
+# What every layer must have at the start of training and across a checkpoint.
+
+INITIALIZER_LAYERS = [
+    name
+    for name in NAMES
+    if "kernel_initializer" in inspect.signature(REGISTRY[name].cls).parameters
+]
+
+
+def built(spec, kwargs, input_shape):
+    inputs = keras.Input(input_shape[1:])
+    return keras.Model(inputs, spec.cls(**kwargs)(inputs))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=COMPUTE_EXAMPLES)
+@given(data=st.data())
+def test_sublayers_start_from_their_own_weights(name, data):
+    spec = REGISTRY[name]
+    kwargs, input_shape, _ = data.draw(configurations(spec))
+    model = built(spec, kwargs, input_shape)
+    assert correlated_pairs(model.weights) == []
+
+
+@pytest.mark.parametrize("name", INITIALIZER_LAYERS)
+@settings(max_examples=COMPUTE_EXAMPLES)
+@given(data=st.data())
+def test_a_seeded_initializer_gives_reproducible_distinct_sublayers(name, data):
+    spec = REGISTRY[name]
+    kwargs, input_shape, _ = data.draw(configurations(spec))
+    seed = data.draw(st.integers(0, 2**16))
+    kind = data.draw(st.sampled_from(["HeNormal", "GlorotUniform", "RandomNormal"]))
+
+    def seeded():
+        keras.utils.set_random_seed(data.draw(st.integers(0, 2**16)))
+        initializer = getattr(keras.initializers, kind)(seed=seed)
+        return built(spec, {**kwargs, "kernel_initializer": initializer}, input_shape)
+
+    first, second = seeded(), seeded()
+    for a, b in zip(first.weights, second.weights, strict=True):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
+    assert correlated_pairs(first.weights) == []
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=SAVE_EXAMPLES)
+@given(data=st.data())
+def test_checkpoint_holds_every_variable(name, data, tmp_path_factory):
+    spec = REGISTRY[name]
+    kwargs, input_shape, _ = data.draw(configurations(spec))
+    assert_checkpoint_holds_every_variable(
+        lambda: built(spec, kwargs, input_shape), tmp_path_factory.mktemp(name)
+    )

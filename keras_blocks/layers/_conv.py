@@ -10,12 +10,29 @@ from keras_blocks._initializers import for_sublayer
 
 
 @functools.cache
-def _tensorflow_cpu_only():
+def _tensorflow_sees_a_gpu():
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def _runs_on_tensorflow_cpu():
+    """Whether a convolution called now will run on TensorFlow's CPU kernels.
+
+    Decided per call. Run eagerly, an op goes where the current device scope
+    (or TensorFlow's default) puts it, which a scalar op created here shows:
+    a call under `tf.device("/CPU:0")` on a machine with a GPU takes the CPU
+    path. Traced into a function, ops do not know where the function will
+    run; there the convolution is taken to run on the CPU when TensorFlow
+    sees no GPU, where its placer puts it unless told otherwise.
+    """
     if keras.config.backend() != "tensorflow":
         return False
     import tensorflow as tf
 
-    return not tf.config.list_logical_devices("GPU")
+    if tf.executing_eagerly():
+        return ":GPU:" not in tf.zeros(()).device.upper()
+    return not _tensorflow_sees_a_gpu()
 
 
 class Conv2D(keras.layers.Conv2D):
@@ -27,10 +44,18 @@ class Conv2D(keras.layers.Conv2D):
     the convolution; elsewhere it is `keras.layers.Conv2D` unchanged. The kernel
     layout (height, width, in, out) is the same for both data formats, so the
     weights are interchangeable.
+
+    Where the convolution runs is decided at each call (see
+    `_runs_on_tensorflow_cpu`). One case is beyond it: inside a compiled
+    function (`fit`, `predict`) traced under `tf.device("/CPU:0")` on a
+    machine with a GPU, nothing at trace time says the function will run on
+    the CPU, and the convolution fails there as Keras' own `Conv2D` does.
+    Use `channels_last` on the CPU, or hide the GPUs from TensorFlow
+    (`tf.config.set_visible_devices([], "GPU")`) in that process.
     """
 
     def convolution_op(self, inputs, kernel):
-        if self.data_format == "channels_last" or not _tensorflow_cpu_only():
+        if self.data_format == "channels_last" or not _runs_on_tensorflow_cpu():
             return super().convolution_op(inputs, kernel)
         outputs = ops.conv(
             ops.transpose(inputs, (0, 2, 3, 1)),  # (batch, h, w, c)
