@@ -99,7 +99,10 @@ def manifest_damage(path):
         with open(path) as file:
             entries = json.load(file)["files"]
     except FileNotFoundError:
-        return f"its manifest {os.path.basename(path)} is missing"
+        return (
+            f"its manifest {os.path.basename(path)} is missing (deleted, or "
+            "written by a keras_blocks that kept none)"
+        )
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"its manifest {os.path.basename(path)} is unreadable ({error})"
     folder = os.path.dirname(path)

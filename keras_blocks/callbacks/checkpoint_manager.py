@@ -271,6 +271,7 @@ class CheckpointManager(keras.callbacks.Callback):
         self._siblings = self._find_siblings()
         self._save_due = False
         self._final_weights = None
+        self._pending_states = None  # from a `fit` of this instance that raised
         model._initial_epoch = None
 
         path = self._checkpoint_to_restore()
@@ -341,9 +342,8 @@ class CheckpointManager(keras.callbacks.Callback):
         # epoch's start or the end of training), so that the checkpoint holds
         # their decisions for this epoch, such as a learning-rate reduction.
         self._save_due = self.save_freq == "epoch"
-        last = self.model.stop_training or self.epoch >= self.params.get(
-            "epochs", math.inf
-        )
+        epochs = (self.params or {}).get("epochs", math.inf)  # None: no `fit`
+        last = self.model.stop_training or self.epoch >= epochs
         if self._save_due and last and self._best_weights_callbacks():
             # An `EarlyStopping` before this callback puts its best weights
             # in the model in its `on_train_end`, before the last save: that
