@@ -204,3 +204,14 @@ def test_failed_save_names_the_directory_and_keeps_the_previous(tmp_path, monkey
     assert not glob.glob(str(tmp_path / "*.partial"))
     _, manager, history = run(tmp_path, 2)
     assert history.epoch == [1]  # resumed from the previous checkpoint
+
+
+def test_damaged_index_is_refused(tmp_path):
+    run(tmp_path, 1)
+    index = (
+        "checkpoint" if keras.config.backend() == "tensorflow" else "checkpoint.json"
+    )
+    (tmp_path / index).write_text('{"checkpoints": [{"name"')  # cut short
+    with pytest.raises(ValueError, match=r"The checkpoint index .* is damaged"):
+        run(tmp_path, 2)
+    assert not (tmp_path / LOCK).exists()

@@ -147,6 +147,14 @@ def load_arrays(path):
         }
 
 
+def _damaged_index(path, error):
+    return (
+        f"The checkpoint index {path} is damaged ({error}). The checkpoints "
+        "it named are still there: restore one by path (`restore=...`) into "
+        "another `directory`."
+    )
+
+
 def rng_variables(model):
     """Random-generator states (dropout's seeds), which weight files leave out."""
     weights = {id(variable) for variable in model.weights}
@@ -171,6 +179,11 @@ class TFStore:
             state=self._state,
             step=self._step,
         )
+        index = os.path.join(directory, TF_INDEX)
+        if os.path.exists(index) and tf.train.get_checkpoint_state(directory) is None:
+            # TensorFlow logs the parse error and reports no checkpoints: the
+            # run would start over and overwrite them.
+            raise ValueError(_damaged_index(index, "it cannot be parsed"))
         self._manager = self._new_manager()
 
     def _new_manager(self):
@@ -310,11 +323,7 @@ class KerasStore:
             with open(path) as file:
                 return json.load(file)
         except ValueError as error:
-            raise ValueError(
-                f"The checkpoint index {path} is damaged ({error}). The "
-                "checkpoints it named are still in their folders: restore one "
-                "by path (`restore=...`) into another `directory`."
-            ) from error
+            raise ValueError(_damaged_index(path, error)) from error
 
     def _path(self, name):
         return os.path.join(self._directory, name)

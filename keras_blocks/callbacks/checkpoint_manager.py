@@ -103,8 +103,9 @@ class CheckpointManager(keras.callbacks.Callback):
             start of training, when the directory holds checkpoints that
             `restore=None` would start over, checkpoints of another backend,
             a checkpoint that does not fit the model (another architecture),
-            only damaged checkpoints, when the `restore` path is damaged, or
-            when another running process holds the directory's lock.
+            a damaged index or only damaged checkpoints, when the `restore`
+            path is damaged, or when another running process holds the
+            directory's lock.
         OSError: when a checkpoint cannot be written (disk full, permission
             lost); the previous checkpoint stays the latest.
 
