@@ -1,11 +1,12 @@
 """Timing side by side: ours against a reference, interleaved, in one process.
 
-Every comparison of `benchmarks/` goes through `compare`: warm-up calls of
-each side first (untimed: compilation, caches), then `repeats` pairs in
-alternating order (A B, B A, A B, ...), so that a machine that slows down or
-speeds up during the run affects both sides alike. The result is the median
-time of each side, their ratio (ours / reference: below 1.0 is faster), and
-the spread of the per-pair ratios.
+Every timing of `benchmarks/` goes through one loop, `interleave`: the cases
+in alternating order (A B, B A, A B, ...), so that a machine that slows down
+or speeds up during the run affects them alike. `compare` times two callables
+with it: warm-up calls of each side first (untimed: compilation, caches), then
+`repeats` pairs; the result is the median time of each side, their ratio
+(ours / reference: below 1.0 is faster), and the spread of the per-pair
+ratios.
 """
 
 import datetime
@@ -16,6 +17,28 @@ import statistics
 import time
 
 import keras
+
+
+def interleave(names, repeats, measure):
+    """The one timing loop: `measure(name)` for each name, `repeats` times, in
+    alternating order (A B, B A, A B, ...); returns `{name: [results]}`."""
+    results = {name: [] for name in names}
+    for repeat in range(repeats):
+        order = names if repeat % 2 == 0 else names[::-1]
+        for name in order:
+            results[name].append(measure(name))
+    return results
+
+
+def timed(call, setup=None):
+    """(seconds, result) of one call of `call`, after `setup` and a garbage
+    collection (both untimed)."""
+    if setup:
+        setup()
+    gc.collect()
+    start = time.perf_counter()
+    result = call()
+    return time.perf_counter() - start, result
 
 
 def compare(ours, reference, repeats=5, warmup=1, setup=None):
@@ -31,16 +54,7 @@ def compare(ours, reference, repeats=5, warmup=1, setup=None):
             if setup:
                 setup()
             call()
-    times = {name: [] for name in sides}
-    for repeat in range(repeats):
-        order = list(sides) if repeat % 2 == 0 else list(sides)[::-1]
-        for name in order:
-            if setup:
-                setup()
-            gc.collect()
-            start = time.perf_counter()
-            sides[name]()
-            times[name].append(time.perf_counter() - start)
+    times = interleave(list(sides), repeats, lambda name: timed(sides[name], setup)[0])
     pairs = [a / b for a, b in zip(times["ours"], times["reference"], strict=True)]
     return {
         "ours_s": statistics.median(times["ours"]),
@@ -109,4 +123,13 @@ def spread(result):
     return (
         f"{result['ratio']:.2f} ({result['pair_ratio_min']:.2f}-"
         f"{result['pair_ratio_max']:.2f})"
+    )
+
+
+def report(row):
+    """Prints one comparison as the sections do while they measure."""
+    print(
+        f"  {row['case']:<48} ours {row['ours_s'] * 1e3:9.2f} ms  reference "
+        f"{row['reference_s'] * 1e3:9.2f} ms  ratio {spread(row)}",
+        flush=True,
     )

@@ -8,28 +8,28 @@ mostly XLA compiling an initializer for each new weight shape. The script
 prints and writes (JSON) the median time of each side, the spread, and the
 ratio ours / keras.applications (< 1 means ours builds faster).
 
-    KERAS_BACKEND=tensorflow python benchmarks/efficientnet_build.py --variant b7
-    KERAS_BACKEND=jax python benchmarks/efficientnet_build.py --variant b7 --cold
+    KERAS_BACKEND=tensorflow python -m benchmarks.efficientnet_build --variant b7
+    KERAS_BACKEND=jax python -m benchmarks.efficientnet_build --variant b7 --cold
 """
 
 import argparse
-import gc
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
+from benchmarks import _harness
 from keras_blocks import efficientnet
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def builders(variant):
@@ -43,18 +43,15 @@ def builders(variant):
 
 
 def time_build(build):
-    keras.backend.clear_session()
-    gc.collect()
-    start = time.perf_counter()
-    model = build()
-    seconds = time.perf_counter() - start
+    seconds, model = _harness.timed(build, setup=keras.backend.clear_session)
     return seconds, model.count_params()
 
 
 def time_cold_build(name, variant):
     """Builds once in a fresh Python process; returns (seconds, parameters)."""
-    command = [sys.executable, __file__, "--variant", variant, "--child", name]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    module = "benchmarks.efficientnet_build"
+    command = [sys.executable, "-m", module, "--variant", variant, "--child", name]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
@@ -93,13 +90,13 @@ def main(argv=None):
 
         for name in names:  # warm-up, untimed
             params[name] = measure(name)[1]
-    times = {name: [] for name in names}
-    for repeat in range(args.repeats):
-        order = names if repeat % 2 == 0 else names[::-1]
-        for name in order:
-            seconds, params[name] = measure(name)
-            times[name].append(seconds)
-            print(f"{name:<20} {seconds:7.2f} s", flush=True)
+
+    def measure_and_print(name):
+        seconds, params[name] = measure(name)
+        print(f"{name:<20} {seconds:7.2f} s", flush=True)
+        return seconds
+
+    times = _harness.interleave(names, args.repeats, measure_and_print)
 
     ours, theirs = times["keras_blocks"], times["keras.applications"]
     pair_ratios = [a / b for a, b in zip(ours, theirs, strict=True)]

@@ -4,9 +4,9 @@ Each family file (alexnet.py, vgg.py, ...) defines a stage table, one builder
 and a `MODELS` dict of named configurations; `model_main` gives each of them the
 same command line:
 
-    python examples/resnet.py --help
-    python examples/resnet.py --model resnet50           # summary and counts
-    python examples/resnet.py --model resnet50 --smoke   # + one train step
+    python -m examples.resnet --help
+    python -m examples.resnet --model resnet50           # summary and counts
+    python -m examples.resnet --model resnet50 --smoke   # + one train step
 """
 
 import argparse
@@ -17,6 +17,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
+
+from keras_blocks import _builders
+from keras_blocks import _validation as check
+from keras_blocks._builders import image_shape  # in the configured data format
 
 POOLINGS = (None, "avg", "max")
 SMOKE_BATCH = 2
@@ -30,23 +34,13 @@ def image_input(input_shape, default_size, min_size, model_name, flattens=None):
     which the model flattens a feature map into dense layers (such as
     `"include_top=True"`), which needs a known height and width.
     """
-    channels_last = keras.config.image_data_format() == "channels_last"
-    if input_shape is None:
-        input_shape = image_shape(default_size)
-    input_shape = tuple(input_shape)
-    sizes = input_shape[:2] if channels_last else input_shape[1:]
-    layout = (
-        "(height, width, channels)" if channels_last else "(channels, height, width)"
+    input_shape = _builders.input_shape(
+        input_shape,
+        default_size,
+        min_size,
+        keras.config.image_data_format(),
+        f"{model_name} needs a shape {{layout}} with sizes of at least {min_size}.",
     )
-    if len(input_shape) != 3 or any(
-        size is not None and (not isinstance(size, int) or size < min_size)
-        for size in sizes
-    ):
-        raise ValueError(
-            f"Invalid value for argument `input_shape`. {model_name} needs a "
-            f"shape {layout} with sizes of at least {min_size}. "
-            f"Received: input_shape={input_shape}"
-        )
     if flattens and None in input_shape:
         raise ValueError(
             f"Invalid value for argument `input_shape`. With {flattens}, "
@@ -57,45 +51,27 @@ def image_input(input_shape, default_size, min_size, model_name, flattens=None):
 
 
 def classifier(x, include_top, classes, pooling, classifier_activation, dropout=0.0):
-    """Global average pooling and a dense classifier, or the pooling alone.
-
-    This is the head of keras.applications' models, with their layer names
-    (`avg_pool`, `max_pool`, `predictions`).
-    """
-    if pooling not in POOLINGS:
-        raise ValueError(
-            "Invalid value for argument `pooling`. Expected one of (None, 'avg', "
-            f"'max'). Received: pooling={pooling!r}"
-        )
+    """Global average pooling and a dense classifier, or the pooling alone:
+    the head of keras.applications' models, as `keras_blocks.efficientnet`
+    builds it."""
+    check.choice("pooling", pooling, POOLINGS)
     if include_top:
-        check_classes(classes)
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)  # (batch, c)
-        if dropout:
-            x = keras.layers.Dropout(dropout, name="dropout")(x)
-        return keras.layers.Dense(
-            classes, activation=classifier_activation, name="predictions"
-        )(x)
-    if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if pooling == "max":
-        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return x
+        check.positive_int("classes", classes)
+    return _builders.classifier_head(
+        x, include_top, classes, pooling, classifier_activation, dropout
+    )
 
 
-def check_classes(classes):
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-        raise ValueError(
-            "Invalid value for argument `classes`. Expected a strictly positive "
-            f"integer. Received: classes={classes!r}"
-        )
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected one of "
-            f"{tuple(choices)}. Received: {name}={value!r}"
-        )
+def dense_head(x, units, dropout, names, classes, classifier_activation):
+    """AlexNet's and VGG's top: flatten, then a ReLU dense layer and dropout per
+    pair of `names` (layer, dropout), then the classifier `predictions`."""
+    x = keras.layers.Flatten(name="flatten")(x)  # (batch, h * w * c)
+    for dense_name, dropout_name in names:
+        x = keras.layers.Dense(units, activation="relu", name=dense_name)(x)
+        x = keras.layers.Dropout(dropout, name=dropout_name)(x)
+    return keras.layers.Dense(
+        classes, activation=classifier_activation, name="predictions"
+    )(x)
 
 
 def trainable_count(model):
@@ -103,8 +79,13 @@ def trainable_count(model):
     return sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
 
 
-def model_main(models, description, min_size, argv=None):
-    """Builds a model of `models` by name, prints it, optionally trains one step."""
+def model_main(models, description, min_size, argv=None, min_sizes=None):
+    """Builds a model of `models` by name, prints it, optionally trains one step.
+
+    `min_size` is the smallest input of the family; `min_sizes` maps the names
+    of the models whose smallest input is larger to theirs.
+    """
+    min_sizes = min_sizes or {}
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", choices=sorted(models), default=next(iter(models)))
     parser.add_argument(
@@ -114,13 +95,18 @@ def model_main(models, description, min_size, argv=None):
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help=f"build at the smallest size ({min_size}) unless --input-size is "
-        "given, and run one training step and one prediction on random images",
+        help="build at the model's smallest size ("
+        + str(min_size)
+        + ""
+        + "".join(f", {name}: {size}" for name, size in min_sizes.items())
+        + ") unless --input-size is given, and run one training step and one "
+        "prediction on random images",
     )
     parser.add_argument("--no-summary", action="store_true")
     args = parser.parse_args(argv)
 
-    size = args.input_size or (min_size if args.smoke else None)
+    smallest = min_sizes.get(args.model, min_size)
+    size = args.input_size or (smallest if args.smoke else None)
     shape = None if size is None else image_shape(size)
     start = time.perf_counter()
     kwargs = {} if args.classes is None else {"classes": args.classes}
@@ -153,10 +139,3 @@ def smoke_step(model, batch_size=SMOKE_BATCH, seed=0):
     first = predictions[0] if outputs > 1 else predictions
     print(f"one step: loss {np.ravel(loss)[0]:.4f}, predictions {first.shape}")
     return loss
-
-
-def image_shape(size):
-    """The shape of one `size` x `size` RGB image in the configured data format."""
-    if keras.config.image_data_format() == "channels_last":
-        return (size, size, 3)
-    return (3, size, size)

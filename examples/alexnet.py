@@ -22,23 +22,22 @@ alpha = 1e-4, beta = 0.75 (`lrn=False` drops it). The initialization is He's
 for the convolutions and Glorot's for the dense layers, not the paper's
 N(0, 0.01) with unit biases.
 
-    python examples/alexnet.py --model alexnet --smoke
+    python -m examples.alexnet --model alexnet --smoke
 """
 
 import functools
 
 import keras
 
-from keras_blocks import layers
-
-from _common import (
+from examples._common import (
     POOLINGS,
-    check_choice,
-    check_classes,
     classifier,
+    dense_head,
     image_input,
     model_main,
 )
+from keras_blocks import _validation as check
+from keras_blocks import layers
 
 DEFAULT_SIZE = 227
 # The smallest input whose last pooling still sees a 3x3 map:
@@ -74,10 +73,10 @@ def AlexNet(
     name=None,
 ):
     """AlexNet, with the paper's two-GPU grouping (`groups=2`) or without."""
-    check_choice("groups", groups, GROUPS)
-    check_choice("pooling", pooling, POOLINGS)
+    check.choice("groups", groups, GROUPS)
+    check.choice("pooling", pooling, POOLINGS)
     if include_top:
-        check_classes(classes)
+        check.positive_int("classes", classes)
     inputs = image_input(
         input_shape,
         DEFAULT_SIZE,
@@ -107,13 +106,9 @@ def AlexNet(
     if not include_top:
         outputs = classifier(x, False, classes, pooling, classifier_activation)
         return keras.Model(inputs, outputs, name=name or _name(groups, lrn))
-    x = keras.layers.Flatten(name="flatten")(x)  # (batch, 6 * 6 * 256) at 227
-    for index in (6, 7):
-        x = keras.layers.Dense(FC_UNITS, activation="relu", name=f"fc{index}")(x)
-        x = keras.layers.Dropout(DROPOUT, name=f"drop{index}")(x)
-    outputs = keras.layers.Dense(
-        classes, activation=classifier_activation, name="predictions"
-    )(x)
+    # Flattens (batch, 6 * 6 * 256) at 227.
+    names = (("fc6", "drop6"), ("fc7", "drop7"))
+    outputs = dense_head(x, FC_UNITS, DROPOUT, names, classes, classifier_activation)
     return keras.Model(inputs, outputs, name=name or _name(groups, lrn))
 
 

@@ -17,16 +17,20 @@ References:
     feedforward neural networks", AISTATS 2010 (Xavier initialization).
     He et al., "Delving Deep into Rectifiers", ICCV 2015 (He initialization).
 
-    python examples/cifar10_cnn.py --smoke
+    python -m examples.cifar10_cnn --smoke
 """
 
 import functools
 
 import keras
 
+from examples._common import (
+    POOLINGS,
+    image_input,
+    model_main,
+)
+from keras_blocks import _validation as check
 from keras_blocks import layers
-
-from _common import POOLINGS, check_choice, check_classes, image_input, model_main
 
 DEFAULT_SIZE = 32
 MIN_SIZE = 8  # three 2x2 max poolings
@@ -88,9 +92,9 @@ def CIFAR10CNN(
             "of a Keras initializer (e.g. 'he_normal', 'glorot_uniform') or an "
             f"initializer. Received: kernel_initializer={kernel_initializer!r}"
         )
-    check_choice("pooling", pooling, POOLINGS)
+    check.choice("pooling", pooling, POOLINGS)
     if include_top:
-        check_classes(classes)
+        check.positive_int("classes", classes)
     inputs = image_input(input_shape, DEFAULT_SIZE, MIN_SIZE, "CIFAR10CNN")
     if include_top and flatten and None in inputs.shape[1:]:
         raise ValueError(

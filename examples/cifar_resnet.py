@@ -9,16 +9,15 @@ subsample, then append zero channels, so the shortcuts add no parameters.
 Reference: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016,
 section 4.2 (CIFAR-10 and Analysis).
 
-    python examples/cifar_resnet.py --model resnet56 --smoke
+    python -m examples.cifar_resnet --model resnet56 --smoke
 """
 
 import functools
 
 import keras
 
+from examples._common import classifier, image_input, model_main
 from keras_blocks import layers
-
-from _common import classifier, image_input, model_main
 
 DEFAULT_SIZE = 32
 MIN_SIZE = 4  # total stride 4

@@ -12,11 +12,11 @@ test split after each epoch. Writes into --output:
   and seconds per run (printed at the end too);
 - `results.json`: the same, with the per-epoch histories.
 
-    python examples/course_experiments.py                  # digits, offline
-    python examples/course_experiments.py --only baseline batch_8
-    python examples/course_experiments.py --dataset cifar10 --epochs 30 \\
+    python -m examples.course_experiments                  # digits, offline
+    python -m examples.course_experiments --only baseline batch_8
+    python -m examples.course_experiments --dataset cifar10 --epochs 30 \\
         --data-dir path/to/cifar-10-batches-py
-    python examples/course_experiments.py --smoke          # 1 epoch, 32 8x8 images
+    python -m examples.course_experiments --smoke          # 1 epoch, 32 8x8 images
 """
 
 import argparse
@@ -29,10 +29,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
+from examples import datasets
+from examples.cifar10_cnn import CIFAR10CNN, MIN_SIZE
 from keras_blocks.callbacks import ReduceLROnPlateau
-
-import datasets
-from cifar10_cnn import CIFAR10CNN, MIN_SIZE
 
 EPOCHS = 8  # digits: 97-99% best val accuracy; all 8 runs ~7 min on 2 cores (TF)
 IMAGE_SIZE = 32  # the network's native size; digits are upscaled to it

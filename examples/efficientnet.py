@@ -13,14 +13,13 @@ The examples feed images in [0, 1], so the models here leave out the built-in
 [0, 255] preprocessing (`include_preprocessing=False`); the library's builders
 include it by default, as keras.applications does.
 
-    python examples/efficientnet.py --model efficientnet_b3 --smoke
+    python -m examples.efficientnet --model efficientnet_b3 --smoke
 """
 
 import functools
 
+from examples._common import model_main
 from keras_blocks import efficientnet
-
-from _common import model_main
 
 MIN_SIZE = 32  # total stride 32
 # variant: parameters (= keras.applications; with preprocessing: 7 more)

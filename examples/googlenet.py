@@ -36,23 +36,22 @@ by 0.3:
     model.fit(images, (labels, labels, labels))
     predict = inference_model(model)   # the main output, the same weights
 
-    python examples/googlenet.py --model googlenet --smoke
+    python -m examples.googlenet --model googlenet --smoke
+    python -m examples.train --model googlenet_aux --image-size 65 --epochs 1
 """
 
 import functools
 
 import keras
 
-from keras_blocks import layers
-
-from _common import (
+from examples._common import (
     POOLINGS,
-    check_choice,
-    check_classes,
     classifier,
     image_input,
     model_main,
 )
+from keras_blocks import _validation as check
+from keras_blocks import layers
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32  # total stride 32 (smaller inputs reach 1x1 before stage 5)
@@ -94,9 +93,9 @@ def GoogLeNet(
     name=None,
 ):
     """GoogLeNet; with `aux_classifiers=True` three outputs: main, aux1, aux2."""
-    check_choice("pooling", pooling, POOLINGS)
+    check.choice("pooling", pooling, POOLINGS)
     if include_top:
-        check_classes(classes)
+        check.positive_int("classes", classes)
     if aux_classifiers and not include_top:
         raise ValueError(
             "Invalid value for argument `aux_classifiers`. The auxiliary "
@@ -184,11 +183,15 @@ MODELS = {
     "googlenet": GoogLeNet,  # 7,005,832
     # The 2014 paper's: biased convolutions, LRN, no BN.  # 6,998,552
     "googlenet_no_bn_lrn": functools.partial(GoogLeNet, batch_norm=False, lrn=True),
+    # Three outputs (main, aux1, aux2) for training.  # 13,385,816
+    "googlenet_aux": functools.partial(GoogLeNet, aux_classifiers=True),
 }
+# The models whose smallest input is not MIN_SIZE.
+MIN_SIZES = {"googlenet_aux": AUX_MIN_SIZE}
 
 
 def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv)
+    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv, MIN_SIZES)
 
 
 if __name__ == "__main__":

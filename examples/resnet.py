@@ -23,7 +23,7 @@ Two configurations:
   ImageNet weights load with `set_weights` (see "Load ImageNet weights from
   keras.applications" below).
 
-    python examples/resnet.py --model resnext50_32x4d --smoke
+    python -m examples.resnet --model resnext50_32x4d --smoke
 
 Load ImageNet weights from keras.applications:
 
@@ -37,9 +37,9 @@ import functools
 
 import keras
 
+from examples._common import classifier, image_input, model_main
+from keras_blocks import _validation as check
 from keras_blocks import layers
-
-from _common import check_choice, classifier, image_input, model_main
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32  # total stride 32
@@ -77,7 +77,7 @@ def ResNet(
     `preact=True` gives ResNet v2 (pre-activation), `se_ratio=1 / 16` SE-ResNet,
     `groups=32, base_width=4` ResNeXt-50 (32x4d) (bottleneck depths only).
     """
-    check_choice("depth", depth, DEPTHS)
+    check.choice("depth", depth, DEPTHS)
     block, repeats = DEPTHS[depth]
     if block == "basic" and (groups, base_width) != (1, 64):
         raise ValueError(

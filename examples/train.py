@@ -1,9 +1,9 @@
 """Train any reference model of examples/ by name, on digits (offline) or CIFAR-10.
 
-    python examples/train.py                            # the demo: CIFAR ResNet-20
-    python examples/train.py --model cifar10_cnn --epochs 5
-    python examples/train.py --model resnet18 --dataset cifar10 --data-dir ~/cifar10
-    python examples/train.py --logdir runs/demo --resume --epochs 30   # continue a run
+    python -m examples.train                            # the demo: CIFAR ResNet-20
+    python -m examples.train --model cifar10_cnn --epochs 5
+    python -m examples.train --model resnet18 --dataset cifar10 --data-dir ~/cifar10
+    python -m examples.train --logdir runs/demo --resume --epochs 30   # continue a run
 
 `--dataset digits` (the default) is scikit-learn's bundled 8x8 digits, resized
 to the model's input; `cifar10` downloads through `keras.datasets` or reads a
@@ -30,26 +30,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
+from examples import (
+    alexnet,
+    cifar10_cnn,
+    cifar_resnet,
+    datasets,
+    efficientnet,
+    googlenet,
+    resnet,
+    vgg,
+)
+from examples._common import image_shape
 from keras_blocks.callbacks import (
     CheckpointManager,
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
 
-import alexnet
-import cifar10_cnn
-import cifar_resnet
-import datasets
-import efficientnet
-import googlenet
-import resnet
-import vgg
-from _common import image_shape
-
 FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
 # name: (builder, smallest input size)
 MODELS = {
-    name: (builder, family.MIN_SIZE)
+    name: (builder, getattr(family, "MIN_SIZES", {}).get(name, family.MIN_SIZE))
     for family in FAMILIES
     for name, builder in family.MODELS.items()
 }
@@ -58,7 +59,6 @@ EPOCHS = 10
 BATCH_SIZE = 64
 LEARNING_RATE = 2e-3
 VALIDATION_SPLIT = 0.1
-AUX_LOSS_WEIGHT = 0.3  # GoogLeNet's auxiliary classifiers, as in the paper
 SEED = 0
 # What must match for --resume to continue a run.
 RUN_KEYS = ("model", "dataset", "image_size", "batch_size", "learning_rate", "seed")
@@ -74,20 +74,32 @@ def default_image_size(name, dataset):
     return max(16 if dataset == "digits" else 32, MODELS[name][1])
 
 
-def callbacks(logdir, resume, validation_data, seed):
+def accuracy_metric(model):
+    """The main output's accuracy in the logs. Keras prefixes a metric with
+    its output's name when a model has several (auxiliary heads)."""
+    if len(model.outputs) == 1:
+        return "accuracy"
+    return f"{model.output_names[0]}_accuracy"
+
+
+def callbacks(logdir, resume, validation_data, seed, model):
     """Checkpoints, TensorBoard logs, the metrics file and plateau LR reduction."""
+    # TensorBoardImageLogger draws predictions of a single-output classifier:
+    # a model with auxiliary heads gets its histograms and learning rate only.
+    single = len(model.outputs) == 1
+    images = {} if single else {"image_freq": 0, "confusion_matrix_freq": 0}
     return [
         # Weights, optimizer, epoch and the reducer's state, for --resume; the
         # per-epoch seed makes a resumed run draw what an uninterrupted would.
         CheckpointManager(
             logdir / "checkpoints",
-            monitor="val_accuracy",
+            monitor=f"val_{accuracy_metric(model)}",
             restore="latest" if resume else None,
             seed=seed,
         ),
         keras.callbacks.CSVLogger(str(logdir / "metrics.csv"), append=resume),
         keras.callbacks.TensorBoard(str(logdir)),  # the metrics
-        TensorBoardImageLogger(logdir / "images", validation_data),
+        TensorBoardImageLogger(logdir / "images", validation_data, **images),
         ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5, verbose=1
         ),
@@ -120,7 +132,7 @@ def check_logdir(logdir, run, resume):
     return True
 
 
-def plot_curves(metrics_csv, path):
+def plot_curves(metrics_csv, path, accuracy="accuracy"):
     """Loss and accuracy per epoch, training and validation, as a PNG."""
     import matplotlib
 
@@ -131,7 +143,7 @@ def plot_curves(metrics_csv, path):
         rows = list(csv.DictReader(file))
     epochs = [int(row["epoch"]) + 1 for row in rows]
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+    for axis, metric in zip(axes, ("loss", accuracy), strict=True):
         for prefix, label in (("", "train"), ("val_", "validation")):
             values = [float(row[prefix + metric]) for row in rows]
             axis.plot(epochs, values, marker="o", label=label)
@@ -148,8 +160,8 @@ def compile_model(model, learning_rate):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=["sparse_categorical_crossentropy"] * outputs,
-        # The main output first; auxiliary heads (GoogLeNet) weigh less.
-        loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (outputs - 1),
+        # The main output first; auxiliary heads (googlenet_aux) weigh less.
+        loss_weights=[1.0] + [googlenet.AUX_LOSS_WEIGHT] * (outputs - 1),
         metrics=["accuracy"] + [None] * (outputs - 1),
     )
 
@@ -212,7 +224,7 @@ def main(argv=None):
         (a[:split], a[split:]) for a in (x_train, y_train)
     )
 
-    def per_output(y):  # GoogLeNet's auxiliary heads learn the same labels
+    def per_output(y):  # auxiliary heads (googlenet_aux) learn the same labels
         return y if len(model.outputs) == 1 else (y,) * len(model.outputs)
 
     start = time.perf_counter()
@@ -222,11 +234,11 @@ def main(argv=None):
         batch_size=args.batch_size,
         epochs=args.epochs,
         validation_data=(x_val, per_output(y_val)),
-        callbacks=callbacks(logdir, resume, (x_val, y_val), args.seed),
+        callbacks=callbacks(logdir, resume, (x_val, y_val), args.seed, model),
     )
     seconds = time.perf_counter() - start
-    plot_curves(logdir / "metrics.csv", logdir / "curves.png")
-    classifier = keras.Model(model.inputs, model.outputs[0])  # without aux heads
+    plot_curves(logdir / "metrics.csv", logdir / "curves.png", accuracy_metric(model))
+    classifier = googlenet.inference_model(model)  # without aux heads
     classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     _, accuracy = classifier.evaluate(x_test, y_test, batch_size=256, verbose=0)
     print(

@@ -20,7 +20,7 @@ Two configurations:
 The convolutions start from He's initialization (the paper pretrained the
 deeper configurations from A); the dense layers from Glorot's.
 
-    python examples/vgg.py --model vgg16 --smoke
+    python -m examples.vgg --model vgg16 --smoke
 
 Load ImageNet weights from keras.applications:
 
@@ -34,16 +34,15 @@ import functools
 
 import keras
 
-from keras_blocks import layers
-
-from _common import (
+from examples._common import (
     POOLINGS,
-    check_choice,
-    check_classes,
     classifier,
+    dense_head,
     image_input,
     model_main,
 )
+from keras_blocks import _validation as check
+from keras_blocks import layers
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32  # five 2x2 poolings: 32 -> 1
@@ -72,10 +71,10 @@ def VGG(
     name=None,
 ):
     """A VGG of `depth` 11, 13, 16 or 19; `batch_norm=True` gives VGG-BN."""
-    check_choice("depth", depth, DEPTHS)
-    check_choice("pooling", pooling, POOLINGS)
+    check.choice("depth", depth, DEPTHS)
+    check.choice("pooling", pooling, POOLINGS)
     if include_top:
-        check_classes(classes)
+        check.positive_int("classes", classes)
     inputs = image_input(
         input_shape,
         DEFAULT_SIZE,
@@ -102,13 +101,9 @@ def VGG(
     if not include_top:
         outputs = classifier(x, False, classes, pooling, classifier_activation)
         return keras.Model(inputs, outputs, name=name or _name(depth, batch_norm))
-    x = keras.layers.Flatten(name="flatten")(x)  # (batch, 7 * 7 * 512) at 224
-    for index in (1, 2):
-        x = keras.layers.Dense(FC_UNITS, activation="relu", name=f"fc{index}")(x)
-        x = keras.layers.Dropout(DROPOUT, name=f"fc{index}_dropout")(x)
-    outputs = keras.layers.Dense(
-        classes, activation=classifier_activation, name="predictions"
-    )(x)
+    # Flattens (batch, 7 * 7 * 512) at 224.
+    names = (("fc1", "fc1_dropout"), ("fc2", "fc2_dropout"))
+    outputs = dense_head(x, FC_UNITS, DROPOUT, names, classes, classifier_activation)
     return keras.Model(inputs, outputs, name=name or _name(depth, batch_norm))
 
 

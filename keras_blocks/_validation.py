@@ -90,6 +90,14 @@ def one_of(name, value, options):
     return value
 
 
+def choice(name, value, options):
+    """One of `options` of any type (a depth, a number of groups, None),
+    compared by type and value, so that `True` is not `1`."""
+    if not any(type(value) is type(option) and value == option for option in options):
+        raise _invalid(name, f"one of {tuple(options)}", value)
+    return value
+
+
 def optional(check, name, value, *args):
     """Applies `check` unless `value` is None."""
     return None if value is None else check(name, value, *args)

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import keras
 import numpy as np
 
+from keras_blocks import _builders
 from keras_blocks import _validation as check
 from keras_blocks.layers import ConvBNAct, MBConvBlock, Normalization
 from keras_blocks.layers.mb_conv_block import CONV_INITIALIZER
@@ -351,35 +352,6 @@ def _scaling(phi, width_coefficient, depth_coefficient, resolution):
     )
 
 
-def _input_shape(input_shape, resolution, total_stride, data_format):
-    """The shape of one image: given, or `resolution` square with 3 channels."""
-    channels_last = data_format == "channels_last"
-    if input_shape is None:
-        size = (resolution, resolution)
-        return (*size, 3) if channels_last else (3, *size)
-    shape = tuple(input_shape) if isinstance(input_shape, list | tuple) else ()
-    if len(shape) == 3:
-        channels = shape[-1] if channels_last else shape[0]
-        spatial = shape[:2] if channels_last else shape[1:]
-        if _is_size(channels, 1) and all(
-            size is None or _is_size(size, total_stride) for size in spatial
-        ):
-            return shape
-    layout = (
-        "(height, width, channels)" if channels_last else "(channels, height, width)"
-    )
-    raise ValueError(
-        f"Invalid value for argument `input_shape`. Expected {layout} with "
-        "known channels, and heights and widths that are None or at least "
-        f"the network's total stride ({total_stride}). "
-        f"Received: input_shape={input_shape!r}"
-    )
-
-
-def _is_size(value, minimum):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
 def EfficientNet(
     phi: float | None = None,
     *,
@@ -496,7 +468,14 @@ def EfficientNet(
             f"network's total stride ({total_stride}). Received: "
             f"resolution={resolution}"
         )
-    input_shape = _input_shape(input_shape, resolution, total_stride, data_format)
+    input_shape = _builders.input_shape(
+        input_shape,
+        resolution,
+        total_stride,
+        data_format,
+        "Expected {layout} with known channels, and heights and widths that are "
+        f"None or at least the network's total stride ({total_stride}).",
+    )
     channel_axis = check.channel_axis(data_format)
 
     # Every unit as in the reference: swish, BN(0.99, 1e-3), fan-out He init.
@@ -541,22 +520,17 @@ def EfficientNet(
 
     top = round_filters(top_filters, width, depth_divisor)
     x = ConvBNAct(top, 1, name="top", **units)(x)
-    pooling = "avg" if include_top else pooling  # the classifier pools by average
-    if pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(
-            data_format=data_format, name="avg_pool"
-        )(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
-    if include_top:
-        if dropout_rate > 0:
-            x = keras.layers.Dropout(dropout_rate, name="top_dropout")(x)
-        x = keras.layers.Dense(
-            classes,
-            activation=classifier_activation,
-            kernel_initializer=DENSE_INITIALIZER,
-            name="predictions",
-        )(x)
+    x = _builders.classifier_head(
+        x,
+        include_top,
+        classes,
+        pooling,
+        classifier_activation,
+        dropout_rate=dropout_rate,
+        dropout_name="top_dropout",
+        kernel_initializer=DENSE_INITIALIZER,
+        data_format=data_format,
+    )
     return keras.Model(inputs, x, name=name)
 
 

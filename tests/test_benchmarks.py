@@ -5,14 +5,14 @@ import json
 import keras
 import numpy as np
 import pytest
-from scripts import load_script
 
+from benchmarks import _harness, efficientnet_build, lrn, run
 from keras_blocks.layers import LocalResponseNormalization
 
 
 def test_efficientnet_build_benchmark_smoke(tmp_path):
     output = tmp_path / "result.json"
-    result = load_script("benchmarks", "efficientnet_build").main(
+    result = efficientnet_build.main(
         ["--variant", "b0", "--repeats", "1", "--output", str(output)]
     )
     assert json.loads(output.read_text()) == result
@@ -29,9 +29,7 @@ def test_efficientnet_build_benchmark_smoke(tmp_path):
 )
 def test_run_smoke(tmp_path):
     output, table = tmp_path / "results.json", tmp_path / "table.md"
-    results = load_script("benchmarks", "run").main(
-        ["--smoke", "--output", str(output), "--markdown", str(table)]
-    )
+    results = run.main(["--smoke", "--output", str(output), "--markdown", str(table)])
     assert json.loads(output.read_text())["measured"] == results["measured"]
     assert list(results["measured"]) == [
         "models",
@@ -85,14 +83,13 @@ def test_lrn_functions_match_tensorflow():
     """Our compiled LRN, forward and backward, on this backend, against
     TensorFlow's kernel: what the `lrn` benchmark times."""
     tf = pytest.importorskip("tensorflow")
-    run = load_script("benchmarks", "run")
-    layer = LocalResponseNormalization(**run.LRN_ARGS)
-    forward, backward, to_tensor = run._lrn_functions(layer)
+    layer = LocalResponseNormalization(**lrn.LRN_ARGS)
+    forward, backward, to_tensor = lrn.lrn_functions(layer)
     x = np.random.default_rng(0).normal(size=(2, 5, 5, 12)).astype("float32")
     x_tf = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x_tf)
-        y = tf.nn.local_response_normalization(x_tf, **run.LRN_ARGS)
+        y = tf.nn.local_response_normalization(x_tf, **lrn.LRN_ARGS)
         loss = tf.reduce_sum(y)
     gradient = tape.gradient(loss, x_tf)
     np.testing.assert_allclose(forward(to_tensor(x)), y.numpy(), atol=1e-5)
@@ -102,8 +99,7 @@ def test_lrn_functions_match_tensorflow():
 def test_only_updates_its_sections(tmp_path):
     """`--only` keeps the other sections of an earlier file of the same
     environment, and starts over on another's."""
-    run = load_script("benchmarks", "run")
-    environment = run._harness.environment()
+    environment = _harness.environment()
     output = tmp_path / "results.json"
     earlier = {
         "environment": environment,

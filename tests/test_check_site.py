@@ -5,9 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import check_site
 import keras
 import pytest
+
+from tools import check_site
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,7 @@ import pytest
 pytest.importorskip("sklearn")  # the examples extra
 pytest.importorskip("matplotlib")
 
-import course_experiments
-import datasets
+from examples import course_experiments, datasets
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGES_PER_BATCH = 8  # in the fake CIFAR-10 folder

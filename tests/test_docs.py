@@ -1,7 +1,7 @@
 """The documentation's code runs: every Python block of every page under docs/.
 
 Every public class and function also carries an `Examples:` section, which
-`pytest --doctest-modules keras_blocks` (in `tests/run_all.py`) runs.
+`pytest --doctest-modules keras_blocks` (in `tools/run_all.py`) runs.
 
 The blocks of a page run in order in one namespace, as a reader would paste
 them, in a temporary working directory, under the backend of the run. A block

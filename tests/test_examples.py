@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 pytest.importorskip("sklearn")  # the examples extra
 
-import train  # after the skip: it needs scikit-learn
+from examples import train  # after the skip: it needs scikit-learn
 
 
 def epochs_logged(logdir):
@@ -55,6 +55,35 @@ def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
     assert epochs_logged(tmp_path) == [0, 1, 2]  # only the third epoch ran again
 
 
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="two GoogLeNet runs: about 9 minutes on JAX on two CPU cores",
+)
+def test_googlenet_aux_trains_and_resumes_with_the_callbacks(tmp_path, capsys):
+    # The named model with auxiliary heads: three outputs on the same labels.
+    args = ["--model", "googlenet_aux", "--batch-size", "128"]
+    args += ["--logdir", str(tmp_path)]
+    accuracy = train.main([*args, "--epochs", "1"])
+    assert 0 <= accuracy <= 1
+    assert "googlenet_aux on digits at 65x65" in capsys.readouterr().out
+    with open(tmp_path / "metrics.csv", newline="") as file:
+        (row,) = csv.DictReader(file)
+    assert {"predictions_accuracy", "val_aux1_loss", "val_aux2_loss"} <= set(row)
+    assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
+    # The best checkpoint follows the main head's validation accuracy.
+    assert (tmp_path / "checkpoints" / "best").is_dir()
+    images = EventAccumulator(str(tmp_path / "images"), size_guidance={"tensors": 0})
+    images.Reload()
+    tags = images.Tags()["tensors"]
+    assert "learning_rate" in tags
+    assert any(tag.startswith("weights/aux2") for tag in tags)
+
+    train.main([*args, "--epochs", "2", "--resume"])
+    out = capsys.readouterr().out
+    assert "CheckpointManager: restored" in out and "(1 epochs" in out
+    assert epochs_logged(tmp_path) == [0, 1]
+
+
 def test_refuses_to_train_over_an_existing_run(tmp_path):
     args = ["--model", "cifar10_cnn", "--image-size", "8", "--epochs", "1"]
     args += ["--logdir", str(tmp_path)]
@@ -78,7 +107,8 @@ def test_cifar10_offline_is_a_clear_message(tmp_path, monkeypatch):
 
 def test_every_model_name_is_a_reference_model():
     assert train.MODEL in train.MODELS
-    for name in ("alexnet", "vgg16", "googlenet", "resnet50", "resnext50_32x4d"):
+    names = ("alexnet", "vgg16", "googlenet", "googlenet_aux", "resnet50")
+    for name in (*names, "resnext50_32x4d"):
         assert name in train.MODELS
     assert "efficientnet_b7" in train.MODELS
     assert "cifar10_cnn" in train.MODELS

@@ -1,4 +1,4 @@
-"""benchmarks/flops.py: MACs of tiny models equal the hand formulas.
+"""tools/flops.py: MACs of tiny models equal the hand formulas.
 
 The counter traces models with TensorFlow, so these tests run under the
 TensorFlow backend only.
@@ -8,7 +8,6 @@ import json
 
 import keras
 import pytest
-from scripts import load_script
 
 from keras_blocks import layers
 
@@ -20,7 +19,9 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def flops():
-    return load_script("benchmarks", "flops")
+    from tools import flops
+
+    return flops
 
 
 def model_of(layer, shape):
@@ -97,7 +98,7 @@ def test_table_names_the_layers(flops):
 
 
 def test_cifar_resnet20(flops):
-    import cifar_resnet
+    from examples import cifar_resnet
 
     # conv1, then 6 convolutions per stage at 32, 16 and 8 pixels (the first of
     # stages 2 and 3 from half the channels), then the classifier.
@@ -120,7 +121,8 @@ def test_unknown_input_size(flops):
 
 
 def test_model_tables_smoke(tmp_path):
-    tables = load_script("benchmarks", "model_tables")
+    from tools import model_tables as tables
+
     results = tmp_path / "counts.json"
     tables.main(
         [

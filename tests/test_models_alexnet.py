@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from layer_checks import to_numpy
 
+from examples import alexnet
 from keras_blocks.layers import LocalResponseNormalization
-
-import alexnet
 
 _JAX = keras.config.backend() == "jax"
 SMALL = (alexnet.MIN_SIZE, alexnet.MIN_SIZE, 3)

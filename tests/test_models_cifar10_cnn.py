@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from layer_checks import to_numpy
 
-import cifar10_cnn
-from _common import trainable_count
-from cifar10_cnn import CIFAR10CNN
+from examples import cifar10_cnn
+from examples._common import trainable_count
+from examples.cifar10_cnn import CIFAR10CNN
 
 PARAMS = 295_312  # pinned; see expected_params for the arithmetic
 TRAINABLE = 294_416  # without the BN moving statistics

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from layer_checks import to_numpy
 
+from examples import googlenet
+from examples._common import smoke_step, trainable_count
 from keras_blocks.layers import InceptionModule, LocalResponseNormalization
-
-import googlenet
-from _common import smoke_step, trainable_count
 
 _JAX = keras.config.backend() == "jax"
 # A training step compiles the whole graph, ~30-40 s under JAX on two cores;

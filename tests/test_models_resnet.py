@@ -9,11 +9,9 @@ import pytest
 from layer_checks import random_inputs, to_numpy
 from model_checks import assert_same_predictions, assert_same_weight_shapes, randomize
 
+from examples import cifar_resnet, resnet
+from examples._common import trainable_count
 from keras_blocks.layers import BottleneckBlock
-
-import cifar_resnet
-import resnet
-from _common import trainable_count
 
 # JAX compiles an initializer for every new weight shape (tens of seconds per
 # deep model); parameter counts do not depend on the backend, so JAX builds the

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from layer_checks import to_numpy
 
-import vgg
+from examples import vgg
 
 _JAX = keras.config.backend() == "jax"
 _NOT_ON_JAX = pytest.mark.skipif(

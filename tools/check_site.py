@@ -1,7 +1,7 @@
 """Builds the documentation site and checks it as a reader's browser sees it.
 
-python tests/check_site.py                 # build --strict, API coverage, browser
-python tests/check_site.py --no-build      # check the site/ already built
+python -m tools.check_site                 # build --strict, API coverage, browser
+python -m tools.check_site --no-build      # check the site/ already built
 
 1. `mkdocs build --strict` into `site/`.
 2. The API reference renders every public name: each name in

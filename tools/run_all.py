@@ -1,7 +1,11 @@
 """Lint, the docs site, then the test suite under each backend: what `.ci/run` runs.
 
-python tests/run_all.py                        # ruff, site, then TF, JAX and PyTorch
-python tests/run_all.py --backends jax -- -k DropPath
+python -m tools.run_all                        # ruff, site, then TF, JAX and PyTorch
+python -m tools.run_all --backends jax -- -k DropPath
+
+pytest runs as `python -m pytest` from the repository root, so that the tests
+import the reference models, benchmarks and tools as packages
+(`from examples import resnet`).
 """
 
 import argparse
@@ -44,7 +48,7 @@ def main(argv=None):
     parser.add_argument(
         "--no-site",
         action="store_true",
-        help="skip the docs site's build and browser check (tests/check_site.py)",
+        help="skip the docs site's build and browser check (tools/check_site.py)",
     )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
     args = parser.parse_args(argv)
@@ -58,9 +62,9 @@ def main(argv=None):
     if not args.no_site:
         # mkdocs build --strict, the API reference's coverage, every page in
         # headless Chromium.
-        returncode, _ = run([sys.executable, "tests/check_site.py"])
+        returncode, _ = run([sys.executable, "-m", "tools.check_site"])
         if returncode:
-            failed.append("tests/check_site.py")
+            failed.append("tools/check_site.py")
 
     # Each pytest-xdist worker gets its share of the cores: oversubscribed math
     # libraries thrash (one torch training step took 25x longer with two

@@ -22,8 +22,8 @@ their static shapes, including those inside nested functions (Keras runs
 grouped convolutions in one). So it needs the TensorFlow backend, and counts
 what the model computes, whichever layers it is assembled from.
 
-    KERAS_BACKEND=tensorflow python benchmarks/flops.py --application ResNet50
-    KERAS_BACKEND=tensorflow python benchmarks/flops.py --model resnet50
+    KERAS_BACKEND=tensorflow python -m tools.flops --application ResNet50
+    KERAS_BACKEND=tensorflow python -m tools.flops --model resnet50
 
     count_macs(keras.applications.ResNet50(weights=None))  # 3,857,973,248
     count_macs(keras.applications.EfficientNetB0(weights=None))  # 385,814,752
@@ -33,8 +33,6 @@ import argparse
 import collections
 import math
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -204,8 +202,7 @@ def main(argv=None):
         model = build(weights=None, **({} if shape is None else {"input_shape": shape}))
         name = f"keras.applications.{args.application}"
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-        from train import MODELS  # every reference model, by name
+        from examples.train import MODELS  # every reference model, by name
 
         model = MODELS[args.model][0](input_shape=shape)
         name = args.model

@@ -21,9 +21,9 @@ For the callbacks guide (docs/callbacks.md). The script
 
 About 2 minutes on 2 CPU cores, most of it training.
 
-    python benchmarks/tensorboard_screenshots.py                   # all of it
-    python benchmarks/tensorboard_screenshots.py --logdir runs/tb  # keep the run
-    python benchmarks/tensorboard_screenshots.py --logdir runs/tb --no-train
+    python -m tools.tensorboard_screenshots                   # all of it
+    python -m tools.tensorboard_screenshots --logdir runs/tb  # keep the run
+    python -m tools.tensorboard_screenshots --logdir runs/tb --no-train
 
 The backend is TensorFlow unless `KERAS_BACKEND` says otherwise; the run is
 seeded, but timings (and so the screenshots' "Relative" column) vary.
@@ -46,17 +46,16 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "tests")]
+import keras
 
-import check_site  # noqa: E402  (tests/check_site.py: the same browser)
-import keras  # noqa: E402
-
-from keras_blocks.callbacks import (  # noqa: E402
+from keras_blocks.callbacks import (
     CheckpointManager,
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
+from tools import check_site
+
+ROOT = Path(__file__).resolve().parents[1]
 
 OUTPUT = ROOT / "docs" / "images" / "tensorboard"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -98,8 +97,8 @@ image-card, image-card-component {
 
 def train(logdir, epochs):
     """Trains the run into `logdir`; returns its settings and duration."""
-    import datasets  # examples/
-    import train as train_script  # examples/
+    from examples import datasets
+    from examples import train as train_script
 
     (x, y), _ = datasets.load("digits", IMAGE_SIZE, seed=SEED)
     split = int(len(x) * (1 - VALIDATION_SPLIT))  # as train.py

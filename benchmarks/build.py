@@ -1,0 +1,37 @@
+"""Section `build`: construction time of EfficientNetB7 and ResNet152 against
+keras.applications'."""
+
+import keras
+
+from benchmarks import _harness
+from examples import resnet
+from keras_blocks import efficientnet
+
+
+def measure(args):
+    """Construction time of the largest models."""
+    # The smoke run builds smaller models through the same code paths.
+    variant, depth = ("B0", 50) if args.smoke else ("B7", 152)
+    efficientnet_name, resnet_name = f"EfficientNet{variant}", f"ResNet{depth}"
+    pairs = {
+        efficientnet_name: (
+            getattr(efficientnet, efficientnet_name),
+            lambda: getattr(keras.applications, efficientnet_name)(weights=None),
+        ),
+        resnet_name: (
+            lambda: resnet.ResNet(depth, keras_applications=True),
+            lambda: getattr(keras.applications, resnet_name)(weights=None),
+        ),
+    }
+    rows = []
+    for name, (ours, reference) in pairs.items():
+        result = _harness.compare(
+            ours,
+            reference,
+            repeats=args.repeats,
+            warmup=1,
+            setup=keras.backend.clear_session,
+        )
+        rows.append({"case": f"build {name}", "input": "", "goal": 1.0, **result})
+        _harness.report(rows[-1])
+    return rows
