@@ -24,11 +24,7 @@ import functools
 
 import keras
 
-from examples._common import (
-    POOLINGS,
-    image_input,
-    model_main,
-)
+from examples._common import POOLINGS, image_input, model_main
 from keras_blocks import _validation as check
 from keras_blocks import layers
 
