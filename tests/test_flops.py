@@ -79,6 +79,24 @@ def test_grouped_conv_bn_act_and_types(flops):
     assert flops.macs_by_type(model) == {"Conv2D": 6 * 6 * 8 * 3 * 3 * 2}
 
 
+def test_local_response_normalization_is_not_counted(flops):
+    # Its window sums run as a small matrix product on TensorFlow; the papers
+    # do not count LRN. Named as Keras names a second one, and with `_2`.
+    inputs = keras.Input((6, 6, 8))
+    x = keras.layers.Conv2D(16, 3)(inputs)
+    x = layers.LocalResponseNormalization()(x)
+    x = layers.LocalResponseNormalization(name="norm_2")(x)
+    model = keras.Model(inputs, x)
+    assert flops.macs_by_type(model) == {"Conv2D": 4 * 4 * 16 * 3 * 3 * 8}
+
+
+def test_alexnet_counts_its_convolutions_and_dense_layers(flops):
+    from examples import alexnet
+
+    # 227x227, the paper's grouping: 0.724 G in the AlexNet page's table.
+    assert flops.count_macs(alexnet.AlexNet()) == 724_406_816
+
+
 def test_channels_first_counts_the_same(flops):
     layer = keras.layers.Conv2D(4, 3, data_format="channels_first")
     assert flops.count_macs(model_of(layer, (3, 8, 8))) == 6 * 6 * 4 * 3 * 3 * 3

@@ -12,7 +12,10 @@ for the layers that hold nearly all of them:
   (`in x out` for one image).
 
 Batch normalization, activations, pooling, additions, the SE gate's
-multiplication and the bias additions are not counted, as in the papers.
+multiplication and the bias additions are not counted, as in the papers; nor
+is local response normalization, whose window sums the library computes as a
+small matrix product on TensorFlow (an implementation detail, not a layer the
+papers count).
 
 The count is read off TensorFlow's graph: the model is traced in a
 `tf.function` for a batch of one, and the MACs are summed over the graph's
@@ -33,10 +36,13 @@ import argparse
 import collections
 import math
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+
+from keras_blocks.layers import LocalResponseNormalization
 
 CONVOLUTIONS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput")
 MATRIX_PRODUCTS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
@@ -69,7 +75,32 @@ def mac_table(model, input_shape=None):
     the rows can be grouped by layer. Arguments as `count_macs`.
     """
     graph = _trace(model, input_shape)
-    return list(_graph_macs(graph, prefix=""))
+    skipped = _uncounted_scopes(model)
+    return [
+        row
+        for row in _graph_macs(graph, prefix="")
+        if not skipped.intersection(_scopes(row[0]))
+    ]
+
+
+def _uncounted_scopes(model):
+    """Names of the layers whose operations are not counted (LRN), nested
+    models included."""
+    names, stack = set(), [model]
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, LocalResponseNormalization):
+            names.add(layer.name)
+        stack.extend(getattr(layer, "layers", ()))
+    return names
+
+
+def _scopes(op_name):
+    """The name scopes of an operation, as written and without the `_1` that
+    TensorFlow adds to a scope used again: "alexnet_1/norm1_1/MatMul" ->
+    {"alexnet_1", "alexnet", "norm1_1", "norm1"}."""
+    parts = op_name.split("/")[:-1]
+    return {*parts, *(re.sub(r"_\d+$", "", part) for part in parts)}
 
 
 def macs_by_type(model, input_shape=None):
