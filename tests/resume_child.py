@@ -49,14 +49,14 @@ def pause_in_saves():
     else:
         from keras_blocks.callbacks import _checkpoint_store
 
-        write = _checkpoint_store._write_atomically
+        write = _checkpoint_store.write_atomically
 
         def paused_write(path, text):
             if path.endswith(_checkpoint_store.KERAS_INDEX):
                 announce()
             write(path, text)
 
-        _checkpoint_store._write_atomically = paused_write
+        _checkpoint_store.write_atomically = paused_write
 
 
 def build():

@@ -26,29 +26,32 @@ them and before the index names the checkpoint. `damage` compares the files
 with it before a restore: HDF5 keeps no checksums, so a flipped byte in a
 weight file would otherwise load without a word. Arrays that are not
 variables (the best weights of `EarlyStopping`) go in the checkpoint's
-`arrays.npz`, under the same manifest. A lock file (`checkpoint.lock`, the
-owner's pid and host) keeps a second process from training into the same
-directory.
+`arrays.npz`, under the same manifest (see `_checkpoint_files`).
 """
 
-import contextlib
 import glob
-import hashlib
 import json
 import os
 import shutil
-import socket
 import time
-import warnings
 
 import numpy as np
+
+from keras_blocks.callbacks._checkpoint_files import (
+    ARRAYS,
+    MANIFEST,
+    load_arrays,
+    manifest_damage,
+    save_arrays,
+    sync_directory,
+    sync_file,
+    write_atomically,
+    write_manifest,
+)
 
 TF_INDEX = "checkpoint"
 KERAS_INDEX = "checkpoint.json"
 PREFIX = "ckpt"
-MANIFEST = "manifest.json"
-ARRAYS = "arrays.npz"
-LOCK = "checkpoint.lock"
 
 
 def _tf():
@@ -59,92 +62,6 @@ def _tf():
             "CheckpointManager needs TensorFlow: `pip install tensorflow`."
         ) from error
     return tf
-
-
-def _write_atomically(path, text):
-    partial = f"{path}.partial"
-    with open(partial, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
-    _sync_directory(os.path.dirname(path))
-
-
-def _sync_directory(path):
-    descriptor = os.open(path or ".", os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _digest(path):
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
-def write_manifest(path, files):
-    """Records the size and SHA-256 of `files` (paths in `path`'s folder)."""
-    entries = {
-        os.path.basename(name): {"size": os.path.getsize(name), "sha256": _digest(name)}
-        for name in files
-    }
-    _write_atomically(path, json.dumps({"files": entries}, indent=1))
-
-
-def manifest_damage(path):
-    """Why the files listed by the manifest `path` differ from it, or None."""
-    try:
-        with open(path) as file:
-            entries = json.load(file)["files"]
-    except FileNotFoundError:
-        return (
-            f"its manifest {os.path.basename(path)} is missing (deleted, or "
-            "written by a keras_blocks that kept none)"
-        )
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        return f"its manifest {os.path.basename(path)} is unreadable ({error})"
-    folder = os.path.dirname(path)
-    for name, entry in entries.items():
-        file = os.path.join(folder, name)
-        if not os.path.isfile(file):
-            return f"{name} is missing"
-        size = os.path.getsize(file)
-        if size != entry["size"]:
-            return f"{name} has {size} bytes, {entry['size']} when written"
-        if _digest(file) != entry["sha256"]:
-            return f"the SHA-256 of {name} differs from the one recorded when written"
-    return None
-
-
-def save_arrays(path, arrays):
-    """`arrays` ({name: array}) as an .npz file; dtypes NumPy cannot store
-    (bfloat16) as raw bytes and their name."""
-    stored, dtypes = {}, {}
-    for name, value in arrays.items():
-        value = np.asarray(value)
-        if value.dtype.kind == "V" or value.dtype.name == "bfloat16":
-            dtypes[name] = value.dtype.name
-            value = value.view(f"u{value.dtype.itemsize}")
-        stored[name] = value
-    stored["__dtypes__"] = np.asarray(json.dumps(dtypes))
-    with open(path, "wb") as file:
-        np.savez(file, **stored)
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def load_arrays(path):
-    if not os.path.exists(path):
-        return {}
-    with np.load(path) as stored:
-        dtypes = json.loads(str(stored["__dtypes__"]))
-        return {
-            name: stored[name].view(dtypes[name]) if name in dtypes else stored[name]
-            for name in stored.files
-            if name != "__dtypes__"
-        }
 
 
 def _damaged_index(path, error):
@@ -349,7 +266,7 @@ class KerasStore:
         if os.path.exists(final):  # left by a run that crashed before indexing it
             shutil.rmtree(final)
         os.replace(partial, final)
-        _sync_directory(self._directory)
+        sync_directory(self._directory)
 
         now = time.time()
         entries = [e for e in self._index["checkpoints"] if e["name"] != name]
@@ -372,7 +289,7 @@ class KerasStore:
             "kept": kept,
             "last_kept_time": last_kept,
         }
-        _write_atomically(self._path(KERAS_INDEX), json.dumps(self._index, indent=1))
+        write_atomically(self._path(KERAS_INDEX), json.dumps(self._index, indent=1))
         # Deleted only once the index no longer names them.
         for old in removed:
             shutil.rmtree(self._path(old), ignore_errors=True)
@@ -389,13 +306,9 @@ class KerasStore:
         files.append(os.path.join(partial, ARRAYS))
         save_arrays(files[-1], arrays)
         files.append(os.path.join(partial, "state.json"))
-        _write_atomically(files[-1], json.dumps(state))
+        write_atomically(files[-1], json.dumps(state))
         for path in files[:2]:  # the others were synced as written
-            descriptor = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
+            sync_file(path)
         write_manifest(os.path.join(partial, MANIFEST), files)
 
     def exists(self, path):
@@ -410,7 +323,7 @@ class KerasStore:
         self._index["checkpoints"] = [
             e for e in self._index["checkpoints"] if e["name"] not in names
         ]
-        _write_atomically(self._path(KERAS_INDEX), json.dumps(self._index, indent=1))
+        write_atomically(self._path(KERAS_INDEX), json.dumps(self._index, indent=1))
 
     def read_arrays(self, path):
         return load_arrays(os.path.join(path, ARRAYS))
@@ -436,70 +349,3 @@ def index_written_by_other_backend(directory, backend):
     other = KERAS_INDEX if backend == "tensorflow" else TF_INDEX
     path = os.path.join(directory, other)
     return path if os.path.exists(path) else None
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def acquire_lock(directory):
-    """Creates `directory/checkpoint.lock` (pid, host) or refuses to train.
-
-    A lock of this process (left by a `fit` that raised) is taken over; so is,
-    with a warning, the lock of a process that no longer runs on this host.
-    """
-    path = os.path.join(directory, LOCK)
-    host = socket.gethostname()
-    record = json.dumps({"pid": os.getpid(), "host": host, "time": time.time()})
-    for _ in range(3):
-        try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(descriptor, "w") as file:
-                file.write(record)
-            return path
-        try:
-            with open(path) as file:
-                owner = json.load(file)
-            pid, owner_host = int(owner["pid"]), str(owner["host"])
-        except FileNotFoundError:
-            continue  # released meanwhile
-        except (OSError, ValueError, KeyError, TypeError):
-            pid, owner_host = None, host  # written by a process killed at once
-        if pid != os.getpid() or owner_host != host:
-            if owner_host != host or _alive(pid):
-                where = "" if owner_host == host else f" on host {owner_host}"
-                raise ValueError(
-                    f"The directory {directory} is in use by another training "
-                    f"process (pid {pid}{where}, which holds {path}): two runs "
-                    "writing one directory would overwrite each other's "
-                    "checkpoints. Wait for it to end or choose another "
-                    f"`directory`; if that process no longer runs, delete {path}."
-                )
-            warnings.warn(
-                f"CheckpointManager: taking over the lock {path} of process "
-                f"{pid}, which no longer runs (it did not end its training).",
-                stacklevel=3,
-            )
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-    raise ValueError(f"Could not lock the directory {directory} ({path}).")
-
-
-def release_lock(path):
-    """Removes the lock `path` if this process still holds it."""
-    try:
-        with open(path) as file:
-            owner = json.load(file)
-        if owner.get("pid") == os.getpid():
-            os.remove(path)
-    except (OSError, ValueError, AttributeError):
-        pass
