@@ -422,6 +422,12 @@ def configurations(draw, spec):
     return (kwargs, *shapes)
 
 
+def built(spec, kwargs, input_shape):
+    """A functional model around one layer."""
+    inputs = keras.Input(input_shape[1:])
+    return keras.Model(inputs, spec.cls(**kwargs)(inputs))
+
+
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=COMPUTE_EXAMPLES)
 @given(data=st.data())
@@ -461,8 +467,7 @@ def test_config_round_trip(name, data):
 def test_keras_file_round_trip(name, data, tmp_path_factory):
     spec = REGISTRY[name]
     kwargs, input_shape, _ = data.draw(configurations(spec))
-    inputs = keras.Input(input_shape[1:])
-    model = keras.Model(inputs, spec.cls(**kwargs)(inputs))
+    model = built(spec, kwargs, input_shape)
     path = tmp_path_factory.mktemp(name) / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -498,11 +503,6 @@ INITIALIZER_LAYERS = [
     for name in NAMES
     if "kernel_initializer" in inspect.signature(REGISTRY[name].cls).parameters
 ]
-
-
-def built(spec, kwargs, input_shape):
-    inputs = keras.Input(input_shape[1:])
-    return keras.Model(inputs, spec.cls(**kwargs)(inputs))
 
 
 @pytest.mark.parametrize("name", NAMES)
