@@ -206,12 +206,15 @@ def main(argv=None):
         )
     except datasets.DatasetUnavailableError as error:
         raise SystemExit(str(error)) from None
+    keras.utils.set_random_seed(args.seed)
+    try:
+        model = build(args.model, image_size, datasets.CLASSES[args.dataset])
+    except ValueError as error:  # such as an image size the model cannot take
+        raise SystemExit(str(error)) from None
+    compile_model(model, args.learning_rate)
+    # Written once the run can start: a refused one leaves the directory free.
     logdir.mkdir(parents=True, exist_ok=True)
     (logdir / "run.json").write_text(json.dumps(run, indent=2))
-
-    keras.utils.set_random_seed(args.seed)
-    model = build(args.model, image_size, datasets.CLASSES[args.dataset])
-    compile_model(model, args.learning_rate)
     model.summary()
     print(
         f"{args.model} on {args.dataset} at {image_size}x{image_size}: "
@@ -241,9 +244,10 @@ def main(argv=None):
     classifier = googlenet.inference_model(model)  # without aux heads
     classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     _, accuracy = classifier.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    epochs = f"{args.epochs} epoch" + "s" * (args.epochs != 1)
     print(
         f"Backend {keras.config.backend()}: test accuracy {accuracy:.4f} on "
-        f"{len(x_test)} held-out images after {args.epochs} epochs "
+        f"{len(x_test)} held-out images after {epochs} "
         f"({seconds:.0f} s of training); curves in {logdir / 'curves.png'}."
     )
     return accuracy

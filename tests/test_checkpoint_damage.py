@@ -75,6 +75,10 @@ def damage(checkpoint, how):
         os.remove(next(f for f in files if f.endswith("manifest.json")))
 
 
+def files_of_run(directory):
+    return glob.glob(os.path.join(glob.escape(str(directory)), "ckpt-*"))
+
+
 def assert_same_weights(a, b):
     for x, y in zip(a.get_weights(), b.get_weights(), strict=True):
         np.testing.assert_array_equal(x, y)
@@ -215,3 +219,43 @@ def test_damaged_index_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"The checkpoint index .* is damaged"):
         run(tmp_path, 2)
     assert not (tmp_path / LOCK).exists()
+
+
+def test_a_deleted_index_is_refused_not_trained_over(tmp_path):
+    run(tmp_path, 2)
+    index = (
+        "checkpoint" if keras.config.backend() == "tensorflow" else "checkpoint.json"
+    )
+    os.remove(tmp_path / index)
+    with pytest.raises(
+        ValueError, match=r"holds checkpoints \(ckpt-3, ckpt-6\) but not their index"
+    ):
+        run(tmp_path, 3)
+    # Nothing was written over them, and no index names a new run.
+    assert not (tmp_path / index).exists()
+    assert {os.path.basename(p).split(".")[0] for p in files_of_run(tmp_path)} == {
+        "ckpt-3",
+        "ckpt-6",
+    }
+
+
+def test_fallback_in_a_relative_directory_keeps_the_index_inside_it(
+    tmp_path, monkeypatch
+):
+    # The index names checkpoints relative to its directory: after a damaged
+    # one is taken out, the rotation must delete the run's own old
+    # checkpoints, never files of the same name elsewhere.
+    monkeypatch.chdir(tmp_path)
+    for name in ("ckpt-6.index", "ckpt-6.data-00000-of-00001", "ckpt-6"):
+        (tmp_path / name).write_text("not the run's")
+    run("run", 3, max_to_keep=2)
+    damage(os.path.join("run", "ckpt-9"), "truncate")
+    with pytest.warns(UserWarning, match="restoring run/ckpt-6"):
+        _, manager, history = run("run", 4, max_to_keep=2)
+    assert history.epoch == [2, 3]
+    assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-9", "ckpt-12"]
+    for name in ("ckpt-6.index", "ckpt-6.data-00000-of-00001", "ckpt-6"):
+        assert (tmp_path / name).read_text() == "not the run's"
+    assert not glob.glob(os.path.join("run", "ckpt-6*"))  # rotated out
+    if keras.config.backend() == "tensorflow":
+        assert ".." not in (tmp_path / "run" / "checkpoint").read_text()

@@ -403,3 +403,22 @@ def test_explicit_callbacks_are_left_out_of_the_config(tmp_path):
     assert manager.callbacks == (reducer,)
     assert "callbacks" not in manager.get_config()
     assert CheckpointManager.from_config(manager.get_config()).callbacks is None
+
+
+def test_a_run_early_stopping_ended_trains_no_further(tmp_path):
+    # EarlyStopping ends the run at epoch 1 (the highest loss was epoch 0's);
+    # run again, as after a crash at the end, it stays ended on the best
+    # weights, as the uninterrupted run did.
+    def once():
+        model = small_model()
+        stopper = keras.callbacks.EarlyStopping(
+            "loss", mode="max", patience=1, restore_best_weights=True
+        )
+        manager = CheckpointManager(tmp_path, seed=3, verbose=0)
+        return model, fit(model, [stopper, manager], 6)
+
+    ended, history = once()
+    assert history.epoch == [0, 1]
+    again, history = once()
+    assert history.epoch == []
+    assert_same_weights(ended, again)

@@ -95,6 +95,13 @@ def test_refuses_to_train_over_an_existing_run(tmp_path):
     assert epochs_logged(tmp_path) == [0]  # nothing was overwritten
 
 
+def test_a_refused_image_size_leaves_the_directory_free(tmp_path):
+    args = ["--model", "googlenet_aux", "--epochs", "1", "--logdir", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"at least 65"):
+        train.main([*args, "--image-size", "32"])
+    assert not (tmp_path / "run.json").exists()  # a retry is not "another run"
+
+
 def test_cifar10_offline_is_a_clear_message(tmp_path, monkeypatch):
     def offline():
         raise OSError("[Errno -3] Temporary failure in name resolution")

@@ -63,6 +63,9 @@ def write_manifest(path, files):
 
 def manifest_damage(path):
     """Why the files listed by the manifest `path` differ from it, or None."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        return f"its folder {os.path.basename(folder)} is missing"
     try:
         with open(path) as file:
             entries = json.load(file)["files"]
@@ -73,7 +76,6 @@ def manifest_damage(path):
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"its manifest {os.path.basename(path)} is unreadable ({error})"
-    folder = os.path.dirname(path)
     for name, entry in entries.items():
         file = os.path.join(folder, name)
         if not os.path.isfile(file):

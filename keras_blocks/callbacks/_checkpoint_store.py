@@ -32,6 +32,7 @@ variables (the best weights of `EarlyStopping`) go in the checkpoint's
 import glob
 import json
 import os
+import re
 import shutil
 import time
 
@@ -72,6 +73,32 @@ def _damaged_index(path, error):
     )
 
 
+def _check_not_unindexed(directory, index, pattern):
+    """Refuses a directory that holds checkpoints but not their index.
+
+    Without its index a store sees no checkpoints: the run would start over
+    and overwrite them. (A process killed between writing its very first
+    checkpoint and indexing it leaves one so too; it is refused the same way.)
+    """
+    if os.path.exists(index):
+        return
+    found = sorted(
+        os.path.basename(path)
+        for path in glob.glob(os.path.join(glob.escape(directory), pattern))
+        if re.fullmatch(rf"{PREFIX}-\d+", os.path.basename(path).split(".")[0])
+        and not path.endswith(".partial")
+    )
+    if found:
+        names = sorted({name.split(".")[0] for name in found})
+        raise ValueError(
+            f"The directory {directory} holds checkpoints ({', '.join(names)}) "
+            f"but not their index {os.path.basename(index)}: it was deleted or "
+            "lost, and training here would overwrite them. Restore one by path "
+            "(`restore=...`) into another `directory`, or move them away to "
+            "start over."
+        )
+
+
 def rng_variables(model):
     """Random-generator states (dropout's seeds), which weight files leave out."""
     weights = {id(variable) for variable in model.weights}
@@ -97,6 +124,7 @@ class TFStore:
             step=self._step,
         )
         index = os.path.join(directory, TF_INDEX)
+        _check_not_unindexed(directory, index, f"{PREFIX}-*.index")
         if os.path.exists(index) and tf.train.get_checkpoint_state(directory) is None:
             # TensorFlow logs the parse error and reports no checkpoints: the
             # run would start over and overwrite them.
@@ -166,10 +194,17 @@ class TFStore:
         return manifest_damage(path + "." + MANIFEST)
 
     def forget(self, paths):
-        """Takes `paths` out of the index, leaving the others (and their times)."""
-        tf = self._tf
-        state = tf.train.get_checkpoint_state(self._directory)
-        entries = [
+        """Takes `paths` out of the index, leaving the others (and their times).
+
+        The index is TensorFlow's `CheckpointState` text; it is rewritten with
+        names relative to the directory, as the manager writes them
+        (`update_checkpoint_state` would write them relative to the working
+        directory's view: `../ckpt-10` for a relative `directory`).
+        """
+        from google.protobuf import text_format
+
+        state = self._tf.train.get_checkpoint_state(self._directory)
+        kept = [
             (os.path.basename(path), time)
             for path, time in zip(
                 state.all_model_checkpoint_paths,
@@ -178,13 +213,13 @@ class TFStore:
             )
             if path not in paths
         ]
-        names = [name for name, _ in entries]
-        tf.compat.v1.train.update_checkpoint_state(
-            self._directory,
-            names[-1],
-            names,
-            all_model_checkpoint_timestamps=[time for _, time in entries],
-            last_preserved_timestamp=state.last_preserved_timestamp,
+        del state.all_model_checkpoint_paths[:]
+        del state.all_model_checkpoint_timestamps[:]
+        state.all_model_checkpoint_paths.extend(name for name, _ in kept)
+        state.all_model_checkpoint_timestamps.extend(time for _, time in kept)
+        state.model_checkpoint_path = kept[-1][0]
+        write_atomically(
+            os.path.join(self._directory, TF_INDEX), text_format.MessageToString(state)
         )
         self._manager = self._new_manager()
 
@@ -233,6 +268,7 @@ class KerasStore:
 
     def _read_index(self):
         path = os.path.join(self._directory, KERAS_INDEX)
+        _check_not_unindexed(self._directory, path, f"{PREFIX}-*")
         if not os.path.exists(path):
             # As tf.train.CheckpointManager: hours count from the first start.
             return {"checkpoints": [], "kept": [], "last_kept_time": time.time()}

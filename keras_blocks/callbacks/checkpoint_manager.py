@@ -33,7 +33,9 @@ class CheckpointManager(keras.callbacks.Callback):
     training the latest checkpoint is restored and `fit` goes on from the
     epoch after it: after a crash at the end of epoch 6, `fit(epochs=10)` runs
     epochs 7 to 10. `epochs` therefore counts from the start of the run, as
-    with Keras' `BackupAndRestore`.
+    with Keras' `BackupAndRestore`. A run that a callback ended early
+    (`EarlyStopping`) is complete, as one that ran all its epochs: run again,
+    it trains no further.
 
     On the TensorFlow backend the checkpoints are `tf.train.Checkpoint`s kept
     by a `tf.train.CheckpointManager`. On JAX and PyTorch, whose variables
@@ -96,9 +98,9 @@ class CheckpointManager(keras.callbacks.Callback):
             start of training, when the directory holds checkpoints that
             `restore=None` would start over, checkpoints of another backend,
             a checkpoint that does not fit the model (another architecture),
-            a damaged index or only damaged checkpoints, when the `restore`
-            path is damaged, or when another running process holds the
-            directory's lock.
+            a damaged or missing index or only damaged checkpoints, when the
+            `restore` path is damaged, when the directory cannot be created,
+            or when another running process holds the directory's lock.
         OSError: when a checkpoint cannot be written (disk full, permission
             lost); the previous checkpoint stays the latest.
 
@@ -245,7 +247,13 @@ class CheckpointManager(keras.callbacks.Callback):
                 "them. Resume with the backend that wrote them, or choose "
                 "another `directory`."
             )
-        os.makedirs(self.directory, exist_ok=True)
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as error:
+            raise ValueError(
+                f"CheckpointManager cannot create its directory {self.directory} "
+                f"({error.strerror or error}). Choose a writable `directory`."
+            ) from error
         self._lock = _directory_lock.acquire_lock(self.directory)
         try:
             self._begin(model, backend)
@@ -284,13 +292,18 @@ class CheckpointManager(keras.callbacks.Callback):
             self.best = state["best"]
         self._pending_states = (state["callbacks"], self._store.read_arrays(path))
         # Keras' `fit` starts from `_initial_epoch` when a callback sets it in
-        # `on_train_begin`; `BackupAndRestore` resumes the same way.
+        # `on_train_begin`; `BackupAndRestore` resumes the same way. A run that
+        # a callback stopped trains no further, as one that ran all its epochs.
         model._initial_epoch = self.epoch
+        if state.get("stopped"):
+            epochs = (self.params or {}).get("epochs", self.epoch)
+            model._initial_epoch = max(self.epoch, epochs)
         self._owns_directory = True
         if self.verbose:
+            stopped = ", stopped by a callback" if state.get("stopped") else ""
             print(
                 f"CheckpointManager: restored {path} ({self.epoch} epochs, "
-                f"{self.step} batches done)."
+                f"{self.step} batches done{stopped})."
             )
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -466,7 +479,7 @@ class CheckpointManager(keras.callbacks.Callback):
         warnings.warn(
             f"CheckpointManager: damaged checkpoint ({listed}); restoring "
             f"{path}, the newest intact one, instead, and taking the damaged "
-            "one out of the index (its files stay on disk).",
+            "one out of the index (what is left of its files stays on disk).",
             stacklevel=4,
         )
         store.forget(list(damaged))
@@ -478,6 +491,8 @@ class CheckpointManager(keras.callbacks.Callback):
         state = {
             "epoch": self.epoch,
             "step": self.step,
+            # A callback (EarlyStopping) ended the run before its last epoch.
+            "stopped": bool(getattr(model, "stop_training", False)),
             "best": self.best,
             "callbacks": states,
             "weights": [list(w.shape) for w in model.weights],
