@@ -61,14 +61,16 @@ def test_run_smoke(tmp_path):
             assert op not in row["differences"], row
     for row in results["throughput"]:  # 2 steps of batch 2 a call
         assert row["ours_images_per_s"] == 4 / row["ours_s"]
-    # The callbacks' hook time: the TensorBoard logger's is most of it.
+    # The callbacks' hook time: the reducer's is a small part of the others'
+    # (about 1/1000). The logger's against all three's is not compared: at
+    # smoke sizes both are mostly the logger's first tracing, and which run
+    # pays more of it varies (0.47 against 0.44 in one CI run on two cores);
+    # the benchmark itself compares them at full size.
     shares = {row["case"]: row["hook_share"] for row in results["callbacks"]}
     assert all(share > 0 for share in shares.values()), shares
-    assert (
-        shares["epoch with ReduceLROnPlateau"]
-        < shares["epoch with TensorBoardImageLogger"]
-        < shares["epoch with all three"]
-    ), shares
+    reducer = shares["epoch with ReduceLROnPlateau"]
+    assert reducer < shares["epoch with TensorBoardImageLogger"], shares
+    assert reducer < shares["epoch with all three"], shares
     assert [row["parameters"] for row in results["growth"]] == [5_330_571, 9_177_569]
     assert results["growth"][0]["macs"] == 385_814_752
     assert [row["blocks"] for row in results["growth"]] == [16, 23]
