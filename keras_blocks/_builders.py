@@ -7,6 +7,8 @@ input checks, layer names and head of keras.applications' models.
 
 import keras
 
+from keras_blocks import _validation as check
+
 
 def image_shape(size, data_format=None):
     """The shape of one `size` x `size` RGB image in `data_format` (default:
@@ -44,7 +46,7 @@ def input_shape(value, default_size, min_size, data_format, requirement):
 
 
 def _is_size(value, minimum):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return check._is_int(value) and value >= minimum
 
 
 def classifier_head(

@@ -72,11 +72,12 @@ def _run_hooks(model, manager, save):
     callbacks.on_train_end()
 
 
-def assert_checkpoint_holds_every_variable(build, directory):
-    """Saves a model built by `build()` with `CheckpointManager`, restores it
-    into another one, and compares every variable: weights, BN statistics,
-    random-generator states and the optimizer's slots."""
-    saved = build()
+def assert_checkpoint_holds_every_variable(build, directory, saved=None):
+    """Saves a model built by `build()` (or `saved`, built already) with
+    `CheckpointManager`, restores it into another one built by `build()`, and
+    compares every variable: weights, BN statistics, random-generator states
+    and the optimizer's slots."""
+    saved = build() if saved is None else saved
     saved.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
     scramble(saved.variables, seed=0)
     _run_hooks(saved, CheckpointManager(directory, verbose=0), save=True)

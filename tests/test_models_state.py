@@ -65,10 +65,7 @@ def test_no_two_weights_start_equal_or_proportional(name):
 def test_starting_weights_and_checkpoint(name, tmp_path):
     first = build(name)
     assert correlated_pairs(first.weights) == []
-    models = iter([first])
-    assert_checkpoint_holds_every_variable(
-        lambda: next(models, None) or build(name), tmp_path
-    )
+    assert_checkpoint_holds_every_variable(lambda: build(name), tmp_path, saved=first)
 
 
 def test_demo_resumed_after_the_end_evaluates_as_it_ended(tmp_path, capsys):
