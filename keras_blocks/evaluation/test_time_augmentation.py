@@ -1,0 +1,493 @@
+"""Test-time augmentation: average a classifier's softmax over crops of each image.
+
+Three schemes, as the papers evaluate:
+
+- `"center_crop"`: one crop, the centre (single-crop evaluation).
+- `"ten_crop"`: AlexNet's (Krizhevsky et al. 2012, section 4.1): the four
+  corner crops and the centre crop, and their horizontal mirrors.
+- `"multi_crop"`: GoogLeNet's (Szegedy et al. 2015, section 7): the image
+  resized to 4 scales (shorter side 256, 288, 320 and 352 for 224-pixel
+  crops), the left, centre and right squares of each (top, centre and bottom
+  for portrait images), of each square the four corners, the centre and the
+  square resized to the crop size, and their mirrors: 4 x 3 x 6 x 2 = 144
+  crops.
+
+The crops are taken in NumPy (a crop is a slice; only `multi_crop`'s scales
+resize, with `keras.ops.image.resize`), and the model runs on one crop of a
+batch at a time with `predict_on_batch`, so memory stays that of one batch
+whatever the number of crops, on every backend.
+"""
+
+import collections
+
+import keras
+import numpy as np
+
+from keras_blocks import _validation as check
+
+SCHEMES = ("center_crop", "ten_crop", "multi_crop")
+# GoogLeNet's shorter sides for 224-pixel crops; other crop sizes scale them.
+MULTI_CROP_SCALES = (256, 288, 320, 352)
+PAPER_CROP = 224
+SQUARES = (1, 3)
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos3", "lanczos5", "area")
+
+TTAResult = collections.namedtuple("TTAResult", ["predictions", "accuracy"])
+TTAResult.__doc__ = """What `evaluate_with_tta` returns.
+
+Attributes:
+    predictions: NumPy array `(images, classes)`: the softmax averaged over
+        the crops.
+    accuracy: float. The share of images whose averaged softmax ranks the
+        label first.
+"""
+
+
+def ten_crop(images, crop_size, data_format=None):
+    """AlexNet's ten crops of a batch of images.
+
+    Args:
+        images: array `(batch, height, width, channels)` (or channels first),
+            at least `crop_size` high and wide.
+        crop_size: int or `(height, width)`. The size of the crops.
+        data_format: `"channels_last"`, `"channels_first"` or None (Keras'
+            configured image data format).
+
+    Returns:
+        NumPy array `(10, batch, crop_height, crop_width, channels)`: top
+        left, top right, bottom left, bottom right, centre, then the same
+        five mirrored (torchvision's `TenCrop` order).
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_blocks.evaluation import ten_crop
+    >>> crops = ten_crop(np.zeros((2, 9, 9, 3)), 7, "channels_last")
+    >>> crops.shape
+    (10, 2, 7, 7, 3)
+    """
+    return np.stack(list(_crops(images, "ten_crop", crop_size, data_format)))
+
+
+def multi_crop(
+    images,
+    crop_size,
+    scales=None,
+    squares=3,
+    mirror=True,
+    interpolation="bilinear",
+    data_format=None,
+):
+    """GoogLeNet's crops of a batch of images (144 by default).
+
+    Args:
+        images: array `(batch, height, width, channels)` (or channels first).
+        crop_size: int or `(height, width)`. The size of the crops.
+        scales: tuple of ints or None. The shorter side each scale resizes the
+            images to, each at least the crop size; None gives the paper's
+            256, 288, 320, 352, multiplied by `crop_size / 224` and rounded.
+        squares: 3 (the paper's: left, centre, right) or 1 (centre).
+        mirror: bool. Add the horizontal mirror of every crop.
+        interpolation: str. `keras.ops.image.resize`'s interpolation, with
+            antialiasing.
+        data_format: `"channels_last"`, `"channels_first"` or None.
+
+    Returns:
+        NumPy array `(crops, batch, crop_height, crop_width, channels)`, in
+        the order scale, square, crop (top left, top right, bottom left,
+        bottom right, centre, whole square), then mirrors of all.
+
+    Examples:
+    >>> import numpy as np
+    >>> from keras_blocks.evaluation import multi_crop
+    >>> multi_crop(np.zeros((1, 16, 16, 3)), 14, data_format="channels_last").shape
+    (144, 1, 14, 14, 3)
+    """
+    options = {
+        "scales": scales,
+        "squares": squares,
+        "mirror": mirror,
+        "interpolation": interpolation,
+    }
+    return np.stack(list(_crops(images, "multi_crop", crop_size, data_format, options)))
+
+
+def crop_count(scheme, scales=None, squares=3, mirror=True):
+    """How many crops `scheme` evaluates per image (1, 10, or 144 by default)."""
+    check.one_of("scheme", scheme, SCHEMES)
+    if scheme == "center_crop":
+        return 1
+    if scheme == "ten_crop":
+        return 10
+    count = len(MULTI_CROP_SCALES) if scales is None else len(scales)
+    return count * squares * 6 * (2 if mirror else 1)
+
+
+def predict_with_tta(
+    model,
+    images,
+    scheme="ten_crop",
+    *,
+    crop_size=None,
+    batch_size=32,
+    from_logits=False,
+    data_format=None,
+    **options,
+):
+    """The softmax of `model` averaged over the crops of `scheme`, per image.
+
+    Args:
+        model: a Keras classifier. A model with several outputs (such as
+            GoogLeNet with its auxiliary heads) is read at its first.
+        images: array `(images, height, width, channels)` (or channels
+            first), or an iterable of such batches (a `tf.data.Dataset` of
+            images, or of `(images, labels)` whose labels are ignored).
+        scheme: `"center_crop"`, `"ten_crop"` or `"multi_crop"`.
+        crop_size: int, `(height, width)` or None (the model's input size).
+        batch_size: int. Images per model call, for array inputs.
+        from_logits: bool. Whether the model outputs logits (a softmax is
+            then applied to each crop's output before averaging).
+        data_format: `"channels_last"`, `"channels_first"` or None.
+        **options: `multi_crop`'s `scales`, `squares`, `mirror` and
+            `interpolation`.
+
+    Returns:
+        NumPy array `(images, classes)`.
+    """
+    predictions, _ = _run(
+        model,
+        images,
+        None,
+        scheme,
+        crop_size,
+        batch_size,
+        from_logits,
+        data_format,
+        options,
+    )
+    return predictions
+
+
+def evaluate_with_tta(
+    model,
+    images,
+    labels=None,
+    scheme="ten_crop",
+    *,
+    crop_size=None,
+    batch_size=32,
+    from_logits=False,
+    data_format=None,
+    **options,
+):
+    """Accuracy of `model` with its softmax averaged over the crops of `scheme`.
+
+    Args:
+        model: a Keras classifier (see `predict_with_tta`).
+        images: array `(images, height, width, channels)` (or channels
+            first) with `labels`, or an iterable of `(images, labels)`
+            batches such as a `tf.data.Dataset`.
+        labels: integer class ids `(images,)` or one-hot `(images, classes)`;
+            None when `images` yields `(images, labels)` batches.
+        scheme, crop_size, batch_size, from_logits, data_format, **options:
+            as `predict_with_tta`.
+
+    Returns:
+        `TTAResult(predictions, accuracy)`.
+
+    Examples:
+    >>> import keras, numpy as np
+    >>> from keras_blocks.evaluation import evaluate_with_tta
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 3)),
+    ...     keras.layers.GlobalAveragePooling2D(),
+    ...     keras.layers.Dense(2, activation="softmax"),
+    ... ])
+    >>> images = np.random.default_rng(0).uniform(size=(4, 10, 10, 3))
+    >>> result = evaluate_with_tta(model, images, np.array([0, 1, 0, 1]))
+    >>> result.predictions.shape
+    (4, 2)
+    """
+    if labels is None and _is_array(images):
+        raise ValueError(
+            "Invalid value for argument `labels`. Expected the labels of "
+            "`images`, or None when `images` yields (images, labels) batches. "
+            "Received: labels=None"
+        )
+    return TTAResult(
+        *_run(
+            model,
+            images,
+            labels,
+            scheme,
+            crop_size,
+            batch_size,
+            from_logits,
+            data_format,
+            options,
+            need_labels=True,
+        )
+    )
+
+
+def _run(
+    model,
+    images,
+    labels,
+    scheme,
+    crop_size,
+    batch_size,
+    from_logits,
+    data_format,
+    options,
+    need_labels=False,
+):
+    check.one_of("scheme", scheme, SCHEMES)
+    batch_size = check.positive_int("batch_size", batch_size)
+    check.boolean("from_logits", from_logits)
+    data_format = check.data_format(data_format)
+    unknown = set(options) - {"scales", "squares", "mirror", "interpolation"}
+    if unknown or (options and scheme != "multi_crop"):
+        raise ValueError(
+            f"Unexpected keyword arguments for scheme={scheme!r}: "
+            f"{sorted(options)}. Only scheme='multi_crop' takes scales, "
+            "squares, mirror and interpolation."
+        )
+    if crop_size is None:
+        crop_size = _model_input_size(model, data_format)
+    sums, all_labels = [], []
+    for batch, batch_labels in _batches(images, labels, batch_size, need_labels):
+        total = None
+        for crop in _crops(batch, scheme, crop_size, data_format, options):
+            output = model.predict_on_batch(crop)
+            if isinstance(output, (list, tuple, dict)):  # auxiliary heads
+                output = next(iter(output.values() if isinstance(output, dict) else output))
+            output = keras.ops.convert_to_numpy(output).astype("float64")
+            if from_logits:
+                output = _softmax(output)
+            total = output if total is None else total + output
+        sums.append(total / crop_count(scheme, **options))
+        if batch_labels is not None:
+            all_labels.append(_class_ids(batch_labels))
+    if not sums:
+        raise ValueError(
+            "Invalid value for argument `images`. Expected at least one image."
+        )
+    predictions = np.concatenate(sums).astype("float32")
+    if not need_labels:
+        return predictions, None
+    truth = np.concatenate(all_labels)
+    if len(truth) != len(predictions):
+        raise ValueError(
+            f"Invalid value for argument `labels`. Expected one label per image "
+            f"({len(predictions)}). Received: {len(truth)} labels"
+        )
+    accuracy = float(np.mean(np.argmax(predictions, axis=-1) == truth))
+    return predictions, accuracy
+
+
+def _batches(images, labels, batch_size, need_labels):
+    """(images, labels or None) NumPy batches, from arrays or an iterable."""
+    if _is_array(images):
+        images = keras.ops.convert_to_numpy(images)
+        if labels is not None:
+            labels = keras.ops.convert_to_numpy(labels)
+            if len(labels) != len(images):
+                raise ValueError(
+                    "Invalid value for argument `labels`. Expected one label per "
+                    f"image ({len(images)}). Received: {len(labels)} labels"
+                )
+        for start in range(0, len(images), batch_size):
+            stop = start + batch_size
+            yield images[start:stop], None if labels is None else labels[start:stop]
+        return
+    if labels is not None:
+        raise ValueError(
+            "Invalid value for argument `labels`. Expected None when `images` "
+            "is a dataset or iterable of batches (it yields the labels). "
+            f"Received: labels of type {type(labels).__name__}"
+        )
+    for element in images:
+        if isinstance(element, (tuple, list)):
+            batch, batch_labels = element[0], element[1] if len(element) > 1 else None
+        else:
+            batch, batch_labels = element, None
+        if need_labels and batch_labels is None:
+            raise ValueError(
+                "Invalid value for argument `images`. Expected (images, labels) "
+                "batches to evaluate; received batches of images only."
+            )
+        yield (
+            keras.ops.convert_to_numpy(batch),
+            None if batch_labels is None else keras.ops.convert_to_numpy(batch_labels),
+        )
+
+
+def _crops(images, scheme, crop_size, data_format, options=None):
+    """Yields each crop of the batch `images` (NumPy), one batch per crop."""
+    images = keras.ops.convert_to_numpy(images)
+    data_format = check.data_format(data_format)
+    crop = _size("crop_size", crop_size)
+    if images.ndim != 4:
+        raise ValueError(
+            "Invalid value for argument `images`. Expected a batch of images "
+            f"(a 4D array). Received: images.shape={images.shape}"
+        )
+    if data_format == "channels_first":  # crop in channels_last, give back as given
+        images = images.transpose(0, 2, 3, 1)
+    height, width = images.shape[1:3]
+    if scheme == "multi_crop":
+        crops = _multi_crops(images, crop, **(options or {}))
+    else:
+        if height < crop[0] or width < crop[1]:
+            raise ValueError(
+                f"Invalid value for argument `crop_size`. Expected at most the "
+                f"images' size ({height}, {width}). Received: crop_size={crop_size}"
+            )
+        boxes = _corner_boxes(height, width, crop)
+        crops = (
+            [boxes[-1]]
+            if scheme == "center_crop"
+            else boxes + [(*b, "mirror") for b in boxes]
+        )
+        crops = (_take(images, box) for box in crops)
+    for batch in crops:
+        if data_format == "channels_first":
+            batch = batch.transpose(0, 3, 1, 2)
+        yield np.ascontiguousarray(batch)
+
+
+def _corner_boxes(height, width, crop):
+    """(top, left, height, width) of the four corners and the centre."""
+    h, w = crop
+    return [
+        (0, 0, h, w),
+        (0, width - w, h, w),
+        (height - h, 0, h, w),
+        (height - h, width - w, h, w),
+        ((height - h) // 2, (width - w) // 2, h, w),  # keras.layers.CenterCrop's
+    ]
+
+
+def _take(images, box):
+    top, left, h, w, *mirror = box
+    patch = images[:, top : top + h, left : left + w, :]
+    return patch[:, :, ::-1, :] if mirror else patch
+
+
+def _multi_crops(
+    images, crop, scales=None, squares=3, mirror=True, interpolation="bilinear"
+):
+    height, width = images.shape[1:3]
+    scales = _scales(scales, crop)
+    check.choice("squares", squares, SQUARES)
+    check.boolean("mirror", mirror)
+    check.one_of("interpolation", interpolation, INTERPOLATIONS)
+    crops = []
+    for scale in scales:
+        # The shorter side to `scale`, the aspect ratio kept.
+        shorter = min(height, width)
+        size = (round(height * scale / shorter), round(width * scale / shorter))
+        resized = _resize(images, size, interpolation)
+        for top, left in _squares(size, scale, squares):
+            square = resized[:, top : top + scale, left : left + scale, :]
+            crops.extend(
+                _take(square, box) for box in _corner_boxes(scale, scale, crop)
+            )
+            crops.append(_resize(square, crop, interpolation))  # the whole square
+    if mirror:
+        crops += [batch[:, :, ::-1, :] for batch in crops]
+    return crops
+
+
+def _squares(size, side, squares):
+    """(top, left) of the squares of `side` along the longer axis of `size`."""
+    height, width = size
+    if squares == 1:
+        return [((height - side) // 2, (width - side) // 2)]
+    if width >= height:  # left, centre, right
+        return [(0, left) for left in (0, (width - side) // 2, width - side)]
+    return [(top, 0) for top in (0, (height - side) // 2, height - side)]
+
+
+def _scales(scales, crop):
+    smallest = max(crop)
+    if scales is None:
+        return tuple(
+            max(smallest, round(s * smallest / PAPER_CROP)) for s in MULTI_CROP_SCALES
+        )
+    if (
+        not isinstance(scales, (tuple, list))
+        or not scales
+        or not all(check._is_int(s) and s >= smallest for s in scales)
+    ):
+        raise ValueError(
+            "Invalid value for argument `scales`. Expected a non-empty tuple of "
+            f"integers, each at least the crop size ({smallest}). "
+            f"Received: scales={scales!r}"
+        )
+    return tuple(int(s) for s in scales)
+
+
+def _resize(images, size, interpolation):
+    if tuple(images.shape[1:3]) == tuple(size):
+        return images
+    resized = keras.ops.image.resize(
+        images,
+        size,
+        interpolation=interpolation,
+        antialias=interpolation != "nearest",
+        data_format="channels_last",
+    )
+    return keras.ops.convert_to_numpy(resized).astype(images.dtype)
+
+
+def _size(name, value):
+    if check._is_int(value):
+        value = (value, value)
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(check._is_int(v) and v > 0 for v in value)
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a strictly positive "
+            f"integer or a tuple of 2 of them. Received: {name}={value!r}"
+        )
+    return tuple(int(v) for v in value)
+
+
+def _model_input_size(model, data_format):
+    try:  # functional and Sequential models, and keras_blocks' Ensemble
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        shape = None
+    if isinstance(shape, list):  # several inputs: not an image classifier
+        shape = None
+    if shape is None or len(shape) != 4:
+        raise ValueError(
+            "Invalid value for argument `crop_size`. Expected a size when the "
+            "model has no 4D input shape. Received: crop_size=None"
+        )
+    size = shape[1:3] if data_format == "channels_last" else shape[2:4]
+    if None in size:
+        raise ValueError(
+            "Invalid value for argument `crop_size`. Expected a size when the "
+            f"model's input size is unknown ({tuple(shape)}). Received: crop_size=None"
+        )
+    return tuple(int(s) for s in size)
+
+
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _class_ids(labels):
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[-1] > 1:  # one-hot
+        return np.argmax(labels, axis=-1)
+    return labels.reshape(-1).astype("int64")
+
+
+def _is_array(value):
+    return hasattr(value, "shape") and hasattr(value, "dtype")
