@@ -259,8 +259,10 @@ def _run(
         total = None
         for crop in _crops(batch, scheme, crop_size, data_format, options):
             output = model.predict_on_batch(crop)
-            if isinstance(output, (list, tuple, dict)):  # auxiliary heads
-                output = next(iter(output.values() if isinstance(output, dict) else output))
+            if isinstance(output, dict):  # auxiliary heads: the first output
+                output = next(iter(output.values()))
+            elif isinstance(output, (list, tuple)):
+                output = output[0]
             output = keras.ops.convert_to_numpy(output).astype("float64")
             if from_logits:
                 output = _softmax(output)
