@@ -1,13 +1,19 @@
-"""VGG-11/13/16/19 (configurations A, B, D, E) and their BN variants, from one table.
+"""VGG-11/13/16/19 (configurations A to E) and their BN variants, from one table.
 
 Five stages of 3x3 convolutions with ReLU, each ending in 2x2 max pooling,
 with 64, 128, 256, 512 and 512 filters; then two 4096-unit fully connected
 layers with dropout 0.5 and the classifier. Depth only changes how many
-convolutions each stage has.
+convolutions each stage has; two flags give the paper's other configurations:
+- `lrn=True`: local response normalization after the first convolution (its
+  ReLU included), with AlexNet's parameters, as the paper takes them:
+  configuration A-LRN with depth 11. No weights.
+- `last_1x1=True`: the last convolution of stages 3, 4 and 5 is 1x1
+  (configuration C with depth 16, "conv1-256" and "conv1-512" in table 1).
 
 Reference:
     Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale
-    Image Recognition", ICLR 2015 (table 1, configurations A, B, D, E).
+    Image Recognition", ICLR 2015 (table 1, configurations A, A-LRN, B, C, D,
+    E; table 2, their parameters).
 
 Two configurations:
 - the paper's (default): the layer names, weight order and parameters of
@@ -19,6 +25,12 @@ Two configurations:
   convolutions keep their biases).
 The convolutions start from He's initialization (the paper pretrained the
 deeper configurations from A); the dense layers from Glorot's.
+
+The named models are the paper's configurations and torchvision's BN
+variants of A, B, D and E. A-LRN and C have no named BN variant: BN after
+each convolution does the normalizing that LRN was there for (the flags still
+combine, `VGG(11, lrn=True, batch_norm=True)`, but that is no published
+network), and no reference implementation has a C-BN to check one against.
 
     python -m examples.vgg --model vgg16 --smoke
 
@@ -50,11 +62,15 @@ STAGE_FILTERS = (64, 128, 256, 512, 512)
 # depth: convolutions per stage  # (configuration) parameters with 1000 classes;
 # trainable parameters with batch_norm=True (= torchvision's vgg*_bn)
 DEPTHS = {
+    # lrn=True (A-LRN): 132,863,336, the paper's 133 M (LRN has no weights)
     11: (1, 1, 2, 2, 2),  # (A) 132,863,336; 132,868,840
     13: (2, 2, 2, 2, 2),  # (B) 133,047,848; 133,053,736
+    # last_1x1=True (C): 133,638,952, the paper's 134 M
     16: (2, 2, 3, 3, 3),  # (D) 138,357,544; 138,365,992
     19: (2, 2, 4, 4, 4),  # (E) 143,667,240; 143,678,248
 }
+# last_1x1=True: the stages whose last convolution is 1x1 (configuration C)
+LAST_1X1_STAGES = (3, 4, 5)
 FC_UNITS = 4096
 DROPOUT = 0.5
 
@@ -63,6 +79,8 @@ def VGG(
     depth=16,
     *,
     batch_norm=False,
+    lrn=False,
+    last_1x1=False,
     include_top=True,
     classes=1000,
     input_shape=None,
@@ -70,11 +88,17 @@ def VGG(
     classifier_activation="softmax",
     name=None,
 ):
-    """A VGG of `depth` 11, 13, 16 or 19; `batch_norm=True` gives VGG-BN."""
+    """A VGG of `depth` 11, 13, 16 or 19; `batch_norm=True` gives VGG-BN,
+    `lrn=True` LRN after the first convolution (A-LRN with depth 11),
+    `last_1x1=True` 1x1 last convolutions in stages 3-5 (C with depth 16)."""
     check.choice("depth", depth, DEPTHS)
+    check.boolean("batch_norm", batch_norm)
+    check.boolean("lrn", lrn)
+    check.boolean("last_1x1", last_1x1)
     check.choice("pooling", pooling, POOLINGS)
     if include_top:
         check.positive_int("classes", classes)
+    name = name or _name(depth, batch_norm, lrn, last_1x1)
     inputs = image_input(
         input_shape,
         DEFAULT_SIZE,
@@ -88,32 +112,38 @@ def VGG(
         zip(STAGE_FILTERS, DEPTHS[depth], strict=True), start=1
     ):
         for index in range(1, convs + 1):
+            one_by_one = last_1x1 and index == convs and stage in LAST_1X1_STAGES
             x = layers.ConvBNAct(
                 filters,
-                3,
+                1 if one_by_one else 3,
                 batch_norm=batch_norm,
                 use_bias=True,  # keras.applications' and torchvision's
                 name=f"block{stage}_conv{index}",
             )(x)
+            if lrn and (stage, index) == (1, 1):  # the layer's defaults: AlexNet's
+                x = layers.LocalResponseNormalization(name="block1_lrn")(x)
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{stage}_pool")(x)
     # (7, 7, 512) at 224x224 inputs
 
     if not include_top:
         outputs = classifier(x, False, classes, pooling, classifier_activation)
-        return keras.Model(inputs, outputs, name=name or _name(depth, batch_norm))
+        return keras.Model(inputs, outputs, name=name)
     # Flattens (batch, 7 * 7 * 512) at 224.
     names = (("fc1", "fc1_dropout"), ("fc2", "fc2_dropout"))
     outputs = dense_head(x, FC_UNITS, DROPOUT, names, classes, classifier_activation)
-    return keras.Model(inputs, outputs, name=name or _name(depth, batch_norm))
+    return keras.Model(inputs, outputs, name=name)
 
 
-def _name(depth, batch_norm):
-    return f"vgg{depth}{'_bn' if batch_norm else ''}"
+def _name(depth, batch_norm, lrn, last_1x1):
+    flags = (("_lrn", lrn), ("_1x1", last_1x1), ("_bn", batch_norm))
+    return f"vgg{depth}" + "".join(suffix for suffix, on in flags if on)
 
 
 MODELS = {
     **{f"vgg{d}": functools.partial(VGG, d) for d in DEPTHS},
     **{f"vgg{d}_bn": functools.partial(VGG, d, batch_norm=True) for d in DEPTHS},
+    "vgg11_lrn": functools.partial(VGG, 11, lrn=True),  # A-LRN
+    "vgg16_1x1": functools.partial(VGG, 16, last_1x1=True),  # C
 }
 
 

@@ -4,7 +4,7 @@ is saved whole by `CheckpointManager`; the demo resumes where it stopped.
 One model of each family (with every kind of block) is checked on every
 backend, starting weights and checkpoint; on TensorFlow, the starting weights
 of every other named model too. Deeper members repeat the same blocks, and
-checkpoints of all 44 models take about 9 minutes on two cores:
+checkpoints of all 47 models take about 9 minutes on two cores:
 `KERAS_BLOCKS_ALL_MODELS=1` checks every model on every backend.
 """
 

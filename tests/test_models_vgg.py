@@ -1,5 +1,6 @@
 """examples/vgg.py: parameter counts, keras.applications' VGG16 and VGG19 weights
-giving the same logits, the BN variant, sizes, bad input."""
+giving the same logits, configurations A-LRN and C against the paper's table 1,
+the BN variant, sizes, bad input."""
 
 import re
 
@@ -7,8 +8,10 @@ import keras
 import numpy as np
 import pytest
 from layer_checks import to_numpy
+from model_checks import assert_same_predictions, assert_same_weight_shapes, randomize
 
 from examples import vgg
+from keras_blocks import layers
 
 _JAX = keras.config.backend() == "jax"
 _NOT_ON_JAX = pytest.mark.skipif(
@@ -29,21 +32,26 @@ def pixels(shape, seed=0):
 
 @_NOT_ON_JAX
 @pytest.mark.parametrize(
-    "depth, batch_norm, expected",
+    "name, expected, paper_millions",
     [
         # VGG16 and VGG19: test_keras_applications_weights_give_same_logits.
-        (11, False, 132_863_336),
-        (13, False, 133_047_848),
-        (16, True, 138_365_992),  # torchvision's vgg16_bn
+        ("vgg11", 132_863_336, 133),  # A
+        ("vgg11_lrn", 132_863_336, 133),  # A-LRN: LRN has no weights
+        ("vgg13", 133_047_848, 133),  # B
+        ("vgg16_1x1", 133_638_952, 134),  # C
+        ("vgg16_bn", 138_365_992, None),  # torchvision's vgg16_bn
     ],
 )
-def test_parameter_counts(depth, batch_norm, expected):
-    model = vgg.VGG(depth, batch_norm=batch_norm)
+def test_parameter_counts(name, expected, paper_millions):
+    model = vgg.MODELS[name]()
     # Trainable as PyTorch counts them: BN's moving statistics are not.
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == expected
+    if paper_millions is not None:  # the paper's table 2, in millions
+        assert model.count_params() == expected
+        assert round(expected / 1e6) == paper_millions
     assert model.input_shape == (None, 224, 224, 3)
-    assert model.name == f"vgg{depth}{'_bn' if batch_norm else ''}"
+    assert model.name == name
 
 
 @pytest.mark.parametrize(
@@ -103,6 +111,62 @@ def test_paper_layers():
     assert model.get_layer("block5_pool").output.shape == (None, 1, 1, 512)
 
 
+# The paper's table 1, column by column, as plain Keras layers: "conv3-64" is
+# a 3x3 convolution with 64 filters and ReLU, "LRN" AlexNet's normalization.
+TABLE_1 = {
+    "vgg11_lrn": (
+        "conv3-64 LRN maxpool conv3-128 maxpool conv3-256 conv3-256 maxpool "
+        "conv3-512 conv3-512 maxpool conv3-512 conv3-512 maxpool"
+    ),
+    "vgg16_1x1": (
+        "conv3-64 conv3-64 maxpool conv3-128 conv3-128 maxpool conv3-256 "
+        "conv3-256 conv1-256 maxpool conv3-512 conv3-512 conv1-512 maxpool "
+        "conv3-512 conv3-512 conv1-512 maxpool"
+    ),
+}
+
+
+def plain_keras(column, input_shape, classes):
+    x = inputs = keras.Input(input_shape)
+    for entry in column.split():
+        if entry == "maxpool":
+            x = keras.layers.MaxPooling2D(2)(x)
+        elif entry == "LRN":  # AlexNet's n = 5, k = 2, alpha = 1e-4, beta = 0.75
+            x = layers.LocalResponseNormalization(2, 2.0, 1e-4, 0.75)(x)
+        else:
+            kernel, filters = entry.removeprefix("conv").split("-")
+            x = keras.layers.Conv2D(
+                int(filters), int(kernel), padding="same", activation="relu"
+            )(x)
+    x = keras.layers.Flatten()(x)
+    for _ in range(2):
+        x = keras.layers.Dense(4096, activation="relu")(x)
+        x = keras.layers.Dropout(0.5)(x)
+    return keras.Model(inputs, keras.layers.Dense(classes)(x))  # logits
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_1))
+def test_configurations_a_lrn_and_c_are_the_papers_table_1(name):
+    ours = vgg.MODELS[name](input_shape=SMALL, classes=5, classifier_activation=None)
+    theirs = plain_keras(TABLE_1[name], SMALL, 5)
+    assert ours.name == name
+    # The same weights, in the same order (LRN has none).
+    assert_same_weight_shapes(ours, theirs)
+    randomize(ours)  # biases too; He's kernels keep the signal through the depth
+    theirs.set_weights(ours.get_weights())
+    x = pixels((2, *SMALL), seed=2) / 128
+    logits = assert_same_predictions(ours, theirs, x)
+    scale = float(np.abs(logits).max())
+    assert np.abs(logits[0] - logits[1]).max() > 1e-2 * scale  # a real comparison
+    if name == "vgg11_lrn":  # it can fail: A, the same weights without LRN
+        plain = vgg.VGG(11, input_shape=SMALL, classes=5, classifier_activation=None)
+        plain.set_weights(ours.get_weights())
+        assert np.abs(to_numpy(plain(x)) - logits).max() > 1e-2 * scale
+    else:  # C's 1x1 kernels, where D has 3x3 ones
+        kernels = [ours.get_layer(f"block{i}_conv3").conv.kernel for i in (3, 4, 5)]
+        assert [tuple(k.shape[:2]) for k in kernels] == [(1, 1)] * 3
+
+
 @pytest.mark.parametrize("depth, batch_norm", [(11, True), (19, False)])
 def test_forward_at_the_smallest_size(depth, batch_norm):
     model = vgg.VGG(depth, batch_norm=batch_norm, input_shape=SMALL, classes=5)
@@ -138,6 +202,14 @@ def test_main_smoke(capsys):
         (
             dict(depth=18),
             "Invalid value for argument `depth`. Expected one of (11, 13, 16, 19). Received: depth=18",
+        ),
+        (
+            dict(lrn=1),
+            "Invalid value for argument `lrn`. Expected a boolean. Received: lrn=1",
+        ),
+        (
+            dict(last_1x1="yes"),
+            "Invalid value for argument `last_1x1`. Expected a boolean. Received: last_1x1='yes'",
         ),
         (
             dict(pooling="mean"),

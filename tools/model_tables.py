@@ -184,6 +184,22 @@ def _vgg_rows():
     ]
     rows += [
         Row(
+            "VGG-11 (A-LRN), `lrn=True`",
+            vgg.MODELS["vgg11_lrn"],
+            None,
+            (Figure("133 M", "vgg", "Table 2"),),
+            (Figure(NOT_GIVEN, "vgg"),),
+        ),
+        Row(
+            "VGG-16 (C), `last_1x1=True`",
+            vgg.MODELS["vgg16_1x1"],
+            None,
+            (Figure("134 M", "vgg", "Table 2"),),
+            (Figure(NOT_GIVEN, "vgg"),),
+        ),
+    ]
+    rows += [
+        Row(
             f"VGG-{d}-BN",
             functools.partial(vgg.VGG, d, batch_norm=True),
             None,
@@ -307,6 +323,13 @@ NOTES = {
         "the ResNet paper (section 3.3) counts 19.6 billion multiply-adds for "
         "VGG-19, {VGG-19 (E)} here. VGG-16 and VGG-19 are keras.applications' "
         "networks: the same parameters and MACs.",
+        "A-LRN is A with AlexNet's local response normalization after the "
+        "first convolution: no weights, and its operations are not counted, "
+        "so A's counts. C is D with a 1x1 convolution as the last one of "
+        "stages 3, 4 and 5: {VGG-16 (C), `last_1x1=True`} against "
+        "{VGG-16 (D)}. Neither has a BN variant here: BN does the "
+        "normalizing LRN was there for, and no reference implementation has "
+        "a C with BN.",
         "The BN variants (not in the paper, which predates batch "
         "normalization) keep the convolutions' biases, as torchvision's "
         "`vgg*_bn`, whose trainable parameters they have. BN adds 4 numbers "
