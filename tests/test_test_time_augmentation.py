@@ -51,6 +51,9 @@ def test_ten_crop_is_the_corners_the_centre_and_their_mirrors():
     assert crops.shape == (10, 2, 5, 5, 3)
     for index, patch in enumerate(expected):
         np.testing.assert_array_equal(crops[index], patch, err_msg=f"crop {index}")
+    # Without mirrors: the five crops, for classes a mirror changes (digits).
+    five = ten_crop(images, 5, "channels_last", mirror=False)
+    np.testing.assert_array_equal(five, crops[:5])
 
 
 def test_ten_crop_takes_rectangles_and_channels_first():
@@ -114,6 +117,7 @@ def test_multi_crop_is_googlenets_144_crops():
 def test_multi_crop_defaults_are_the_papers_for_224_crops():
     assert crop_count("multi_crop") == 144
     assert crop_count("ten_crop") == 10
+    assert crop_count("ten_crop", mirror=False) == 5
     assert crop_count("center_crop") == 1
     # Portrait images: squares from top, centre and bottom.
     images = image_batch(batch=1, height=6, width=3)
@@ -139,6 +143,15 @@ def test_predictions_average_the_softmax_of_every_crop():
     # Batches of 2 (the last one short) must not change anything.
     np.testing.assert_allclose(
         predict_with_tta(model, images, "ten_crop", batch_size=2), by_hand, atol=1e-6
+    )
+    crops = multi_crop(images, 7, scales=(7, 9), interpolation="nearest")
+    by_hand = np.mean([model.predict_on_batch(crop) for crop in crops], axis=0)
+    np.testing.assert_allclose(
+        predict_with_tta(
+            model, images, "multi_crop", scales=(7, 9), interpolation="nearest"
+        ),
+        by_hand,
+        atol=1e-6,
     )
     centre = model.predict_on_batch(images[:, 1:8, 1:8])
     np.testing.assert_allclose(
@@ -219,7 +232,9 @@ def test_the_crop_size_defaults_to_the_models_input():
         ({"scheme": "five_crop"}, "Invalid value for argument `scheme`"),
         ({"batch_size": 0}, "Invalid value for argument `batch_size`"),
         ({"crop_size": (7,)}, "Invalid value for argument `crop_size`"),
-        ({"scheme": "ten_crop", "scales": (8,)}, "Only scheme='multi_crop' takes"),
+        ({"scheme": "ten_crop", "scales": (8,)}, "scheme='ten_crop' takes mirror"),
+        ({"scheme": "center_crop", "mirror": False}, "Unexpected keyword arguments"),
+        ({"scheme": "ten_crop", "mirror": 0}, "Invalid value for argument `mirror`"),
         (
             {"scheme": "multi_crop", "scales": (6,)},
             "Invalid value for argument `scales`",

@@ -43,7 +43,7 @@ Attributes:
 """
 
 
-def ten_crop(images, crop_size, data_format=None):
+def ten_crop(images, crop_size, data_format=None, mirror=True):
     """AlexNet's ten crops of a batch of images.
 
     Args:
@@ -52,6 +52,8 @@ def ten_crop(images, crop_size, data_format=None):
         crop_size: int or `(height, width)`. The size of the crops.
         data_format: `"channels_last"`, `"channels_first"` or None (Keras'
             configured image data format).
+        mirror: bool. Add the five mirrored crops; False gives five crops,
+            for images whose mirror is another class (digits, text).
 
     Returns:
         NumPy array `(10, batch, crop_height, crop_width, channels)`: top
@@ -65,7 +67,8 @@ def ten_crop(images, crop_size, data_format=None):
     >>> crops.shape
     (10, 2, 7, 7, 3)
     """
-    return np.stack(list(_crops(images, "ten_crop", crop_size, data_format)))
+    options = {"mirror": mirror}
+    return np.stack(list(_crops(images, "ten_crop", crop_size, data_format, options)))
 
 
 def multi_crop(
@@ -117,7 +120,7 @@ def crop_count(scheme, scales=None, squares=3, mirror=True):
     if scheme == "center_crop":
         return 1
     if scheme == "ten_crop":
-        return 10
+        return 10 if mirror else 5
     count = len(MULTI_CROP_SCALES) if scales is None else len(scales)
     return count * squares * 6 * (2 if mirror else 1)
 
@@ -147,7 +150,8 @@ def predict_with_tta(
         from_logits: bool. Whether the model outputs logits (a softmax is
             then applied to each crop's output before averaging).
         data_format: `"channels_last"`, `"channels_first"` or None.
-        **options: `multi_crop`'s `scales`, `squares`, `mirror` and
+        **options: `mirror` (`ten_crop` and `multi_crop`: False leaves out
+            the mirrored crops), and `multi_crop`'s `scales`, `squares` and
             `interpolation`.
 
     Returns:
@@ -245,15 +249,25 @@ def _run(
     batch_size = check.positive_int("batch_size", batch_size)
     check.boolean("from_logits", from_logits)
     data_format = check.data_format(data_format)
-    unknown = set(options) - {"scales", "squares", "mirror", "interpolation"}
-    if unknown or (options and scheme != "multi_crop"):
+    allowed = {
+        "center_crop": set(),
+        "ten_crop": {"mirror"},
+        "multi_crop": {"scales", "squares", "mirror", "interpolation"},
+    }[scheme]
+    if set(options) - allowed:
         raise ValueError(
             f"Unexpected keyword arguments for scheme={scheme!r}: "
-            f"{sorted(options)}. Only scheme='multi_crop' takes scales, "
-            "squares, mirror and interpolation."
+            f"{sorted(set(options) - allowed)}. scheme='ten_crop' takes mirror; "
+            "scheme='multi_crop' takes scales, squares, mirror and interpolation."
         )
     if crop_size is None:
         crop_size = _model_input_size(model, data_format)
+    count = crop_count(
+        scheme,
+        options.get("scales"),
+        options.get("squares", 3),
+        options.get("mirror", True),
+    )
     sums, all_labels = [], []
     for batch, batch_labels in _batches(images, labels, batch_size, need_labels):
         total = None
@@ -267,7 +281,7 @@ def _run(
             if from_logits:
                 output = _softmax(output)
             total = output if total is None else total + output
-        sums.append(total / crop_count(scheme, **options))
+        sums.append(total / count)
         if batch_labels is not None:
             all_labels.append(_class_ids(batch_labels))
     if not sums:
@@ -346,12 +360,11 @@ def _crops(images, scheme, crop_size, data_format, options=None):
                 f"images' size ({height}, {width}). Received: crop_size={crop_size}"
             )
         boxes = _corner_boxes(height, width, crop)
-        crops = (
-            [boxes[-1]]
-            if scheme == "center_crop"
-            else boxes + [(*b, "mirror") for b in boxes]
-        )
-        crops = (_take(images, box) for box in crops)
+        if scheme == "center_crop":
+            boxes = boxes[-1:]
+        elif check.boolean("mirror", (options or {}).get("mirror", True)):
+            boxes = boxes + [(*box, "mirror") for box in boxes]
+        crops = (_take(images, box) for box in boxes)
     for batch in crops:
         if data_format == "channels_first":
             batch = batch.transpose(0, 3, 1, 2)
