@@ -34,8 +34,12 @@ VARIANTS = {
     "b7": efficientnet.EfficientNetB7,  # 66,658,680
 }
 
+# Named as their keys (the library's builders take keras.applications'
+# names, "efficientnetb0").
 MODELS = {
-    f"efficientnet_{variant}": functools.partial(builder, include_preprocessing=False)
+    f"efficientnet_{variant}": functools.partial(
+        builder, include_preprocessing=False, name=f"efficientnet_{variant}"
+    )
     for variant, builder in VARIANTS.items()
 }
 

@@ -149,7 +149,7 @@ def GoogLeNet(
     return keras.Model(
         inputs,
         [outputs, *aux_outputs] if aux_classifiers else outputs,
-        name=name or _name(batch_norm, lrn),
+        name=name or _name(batch_norm, lrn, aux_classifiers),
     )
 
 
@@ -173,8 +173,9 @@ def inference_model(model):
     return keras.Model(model.input, model.outputs[0], name=model.name)
 
 
-def _name(batch_norm, lrn):
-    return f"googlenet{'' if batch_norm else '_no_bn'}{'_lrn' if lrn else ''}"
+def _name(batch_norm, lrn, aux_classifiers):
+    flags = (("_no_bn", not batch_norm), ("_lrn", lrn), ("_aux", aux_classifiers))
+    return "googlenet" + "".join(suffix for suffix, on in flags if on)
 
 
 # Trainable parameters with 1000 classes; with aux_classifiers=True, 6,379,984

@@ -159,11 +159,15 @@ def ResNet(
         )(x)
         x = keras.layers.Activation("relu", name="post_relu")(x)
     outputs = classifier(x, include_top, classes, pooling, classifier_activation)
-    return keras.Model(inputs, outputs, name=name or _name(depth, preact, se_ratio))
+    name = name or _name(depth, preact, se_ratio, groups, base_width)
+    return keras.Model(inputs, outputs, name=name)
 
 
-def _name(depth, preact, se_ratio):
-    return f"{'se_' if se_ratio else ''}resnet{depth}{'v2' if preact else ''}"
+def _name(depth, preact, se_ratio, groups, base_width):
+    """resnet50, resnet50v2, se_resnet50, resnext50_32x4d (the MODELS keys)."""
+    grouped = (groups, base_width) != (1, 64)
+    net = f"resnext{depth}_{groups}x{base_width}d" if grouped else f"resnet{depth}"
+    return f"{'se_' if se_ratio else ''}{net}{'v2' if preact else ''}"
 
 
 MODELS = {

@@ -186,6 +186,21 @@ def test_command_line(module, argv, capsys):
     assert "one step: loss" in out
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnext50_32x4d",
+        pytest.param("resnext101_32x8d", marks=skip_on_jax),
+        "se_resnet18",
+        "resnet18v2",
+    ],
+)
+def test_named_models_carry_their_names(name):
+    # Every named model of every family: test_models_state.py.
+    model = resnet.MODELS[name](input_shape=(32, 32, 3), include_top=False)
+    assert model.name == name
+
+
 def test_command_line_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         resnet.main(["--help"])

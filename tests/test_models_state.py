@@ -57,13 +57,16 @@ def test_family_members_are_named_models():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", INIT_ONLY_NAMES)
 def test_no_two_weights_start_equal_or_proportional(name):
-    assert correlated_pairs(build(name).weights) == []
+    model = build(name)
+    assert model.name == name  # the name it is run and logged under
+    assert correlated_pairs(model.weights) == []
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CHECKPOINT_NAMES)
 def test_starting_weights_and_checkpoint(name, tmp_path):
     first = build(name)
+    assert first.name == name
     assert correlated_pairs(first.weights) == []
     assert_checkpoint_holds_every_variable(lambda: build(name), tmp_path, saved=first)
 
