@@ -27,9 +27,11 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def positive_int(name, value):
+def positive_int(name, value, note=None):
+    """`note`, where given, qualifies the message: what else is allowed where."""
     if not _is_int(value) or value <= 0:
-        raise _invalid(name, "a strictly positive integer", value)
+        expected = "a strictly positive integer" + (f" ({note})" if note else "")
+        raise _invalid(name, expected, value)
     return int(value)
 
 

@@ -127,10 +127,21 @@ def test_paper_parameter_count_without_batch_norm():
             "Invalid value for argument `filters_3x3_reduce`. The naive module has no 1x1 reductions or projection: expected None with naive=True. Received: filters_3x3_reduce=3",
         ),
         ((4, None, 5, None, 3, 2), dict(naive=True), "Received: filters_pool_proj=2"),
+        # The signature allows None: the message says where (issue 16).
         (
             (4, 3, 5, None, 3, 2),
             dict(),
-            "Invalid value for argument `filters_5x5_reduce`. Expected a strictly positive integer. Received: filters_5x5_reduce=None",
+            "Invalid value for argument `filters_5x5_reduce`. Expected a strictly positive integer (None only with naive=True). Received: filters_5x5_reduce=None",
+        ),
+        (
+            (4, 0, 5, 2, 3, 2),
+            dict(),
+            "Invalid value for argument `filters_3x3_reduce`. Expected a strictly positive integer (None only with naive=True). Received: filters_3x3_reduce=0",
+        ),
+        (
+            (4, 3, 5, 2, 3, None),
+            dict(naive=False),
+            "Invalid value for argument `filters_pool_proj`. Expected a strictly positive integer (None only with naive=True). Received: filters_pool_proj=None",
         ),
         (
             (0, 3, 5, 2, 3, 2),

@@ -40,13 +40,16 @@ class InceptionModule(keras.layers.Layer):
     Args:
         filters_1x1: int. Filters of the 1x1 branch ("#1x1" in the paper).
         filters_3x3_reduce: int or None. Filters of the 1x1 reduction before
-            the 3x3 ("#3x3 reduce"); None (required) when `naive=True`.
+            the 3x3 ("#3x3 reduce"): a strictly positive int, or None when
+            (and only when) `naive=True`.
         filters_3x3: int. Filters of the 3x3 convolution ("#3x3").
         filters_5x5_reduce: int or None. Filters of the 1x1 reduction before
-            the 5x5 ("#5x5 reduce"); None (required) when `naive=True`.
+            the 5x5 ("#5x5 reduce"): a strictly positive int, or None when
+            (and only when) `naive=True`.
         filters_5x5: int. Filters of the 5x5 convolution ("#5x5").
         filters_pool_proj: int or None. Filters of the 1x1 projection after
-            pooling ("pool proj"); None (required) when `naive=True`.
+            pooling ("pool proj"): a strictly positive int, or None when (and
+            only when) `naive=True`.
         naive: bool. Build the naive module without 1x1 reductions.
         batch_norm: bool. BN after every convolution.
         use_bias: bool or None. Convolution biases; `None` gives them only
@@ -162,8 +165,8 @@ class InceptionModule(keras.layers.Layer):
         self.branch_pool_proj = unit(self.filters_pool_proj, 1, "branch_pool_proj")
 
     def _reduction(self, name, value):
-        if not self.naive:
-            return check.positive_int(name, value)
+        if not self.naive:  # the signature allows None: say where
+            return check.positive_int(name, value, note="None only with naive=True")
         if value is not None:
             raise ValueError(
                 f"Invalid value for argument `{name}`. The naive module has no "
