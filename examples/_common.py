@@ -10,6 +10,7 @@ same command line:
 """
 
 import argparse
+import math
 import os
 import time
 
@@ -72,6 +73,52 @@ def dense_head(x, units, dropout, names, classes, classifier_activation):
     return keras.layers.Dense(
         classes, activation=classifier_activation, name="predictions"
     )(x)
+
+
+class HelpFormatter(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    """`--help` with the description as written and each option's default.
+
+    An option whose default is None says in its help what None stands for; a
+    flag's default (off) goes without saying.
+    """
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def positive_int(text):
+    """argparse `type=`: an integer above 0, refused in the library's wording."""
+    return _argument(text, int, lambda value: value > 0, "a strictly positive integer")
+
+
+def non_negative_int(text):
+    """argparse `type=`: an integer of at least 0."""
+    return _argument(text, int, lambda value: value >= 0, "a non-negative integer")
+
+
+def positive_float(text):
+    """argparse `type=`: a finite number above 0 (not nan, not inf)."""
+    return _argument(
+        text,
+        float,
+        lambda value: 0 < value < math.inf,
+        "a strictly positive finite number",
+    )
+
+
+def _argument(text, convert, valid, expected):
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not valid(value):
+        # argparse prefixes the option: "argument --epochs: Expected ...".
+        raise argparse.ArgumentTypeError(f"Expected {expected}. Received: {text}")
+    return value
 
 
 def trainable_count(model):

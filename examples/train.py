@@ -4,6 +4,7 @@
     python -m examples.train --model cifar10_cnn --epochs 5
     python -m examples.train --model resnet18 --dataset cifar10 --data-dir ~/cifar10
     python -m examples.train --logdir runs/demo --resume --epochs 30   # continue a run
+    python -m examples.train --logdir runs/demo --evaluate-only        # test a run
 
 `--dataset digits` (the default) is scikit-learn's bundled 8x8 digits, resized
 to the model's input; `cifar10` downloads through `keras.datasets` or reads a
@@ -14,15 +15,19 @@ images, a confusion matrix, weight histograms and the learning rate), the
 per-epoch metrics (`metrics.csv`), the training curves (`curves.png`), the
 run's settings (`run.json`) and the checkpoints of
 `keras_blocks.callbacks.CheckpointManager`, which `--resume` continues from
-exactly, even after a crash. Images are inputs in [0, 1]; models are trained
-with Adam, sparse categorical cross-entropy and `keras_blocks`' learning-rate
-reduction on plateaus.
+exactly, even after a crash (`--epochs` counts from the run's start; resume
+on the backend that trained it), and from which `--evaluate-only` reports the
+test accuracy. Images are inputs in [0, 1]; models are trained with Adam,
+sparse categorical cross-entropy and `keras_blocks`' learning-rate reduction
+on plateaus.
 """
 
 import argparse
 import csv
+import difflib
 import json
 import os
+import textwrap
 import time
 from pathlib import Path
 
@@ -40,7 +45,13 @@ from examples import (
     resnet,
     vgg,
 )
-from examples._common import image_shape
+from examples._common import (
+    HelpFormatter,
+    image_shape,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from keras_blocks.callbacks import (
     CheckpointManager,
     ReduceLROnPlateau,
@@ -69,6 +80,20 @@ def build(name, image_size, classes):
     return builder(input_shape=image_shape(image_size), classes=classes)
 
 
+def model_name(name):
+    """argparse `type=` for --model: a misspelled name gets the nearest ones."""
+    if name in MODELS:
+        return name
+    close = difflib.get_close_matches(name, MODELS, n=3)
+    hint = ""
+    if close:
+        *first, last = close
+        hint = f"did you mean {', '.join(first) + ' or ' if first else ''}{last}? "
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {name!r} ({hint}--help lists the {len(MODELS)} models)"
+    )
+
+
 def default_image_size(name, dataset):
     """16x16 for the 8x8 digits, 32x32 for CIFAR-10, or the model's smallest."""
     return max(16 if dataset == "digits" else 32, MODELS[name][1])
@@ -82,43 +107,72 @@ def accuracy_metric(model):
     return f"{model.output_names[0]}_accuracy"
 
 
-def callbacks(logdir, resume, validation_data, seed, model):
-    """Checkpoints, TensorBoard logs, the metrics file and plateau LR reduction."""
+def per_output(model, y):
+    """The labels once per output: auxiliary heads learn the same labels."""
+    return y if len(model.outputs) == 1 else (y,) * len(model.outputs)
+
+
+def epochs_text(count):
+    return f"{count} epoch" + "s" * (count != 1)
+
+
+def checkpoint_manager(logdir, resume, seed, model):
+    """Weights, optimizer, epoch and the reducer's state, for --resume; the
+    per-epoch seed makes a resumed run draw what an uninterrupted one would."""
+    return CheckpointManager(
+        logdir / "checkpoints",
+        monitor=f"val_{accuracy_metric(model)}",
+        restore="latest" if resume else None,
+        seed=seed,
+    )
+
+
+def callbacks(logdir, resume, validation_data, model):
+    """TensorBoard logs, plateau LR reduction and the metrics file."""
     # TensorBoardImageLogger draws predictions of a single-output classifier:
     # a model with auxiliary heads gets its histograms and learning rate only.
     single = len(model.outputs) == 1
     images = {} if single else {"image_freq": 0, "confusion_matrix_freq": 0}
     return [
-        # Weights, optimizer, epoch and the reducer's state, for --resume; the
-        # per-epoch seed makes a resumed run draw what an uninterrupted would.
-        CheckpointManager(
-            logdir / "checkpoints",
-            monitor=f"val_{accuracy_metric(model)}",
-            restore="latest" if resume else None,
-            seed=seed,
-        ),
-        keras.callbacks.CSVLogger(str(logdir / "metrics.csv"), append=resume),
         keras.callbacks.TensorBoard(str(logdir)),  # the metrics
         TensorBoardImageLogger(logdir / "images", validation_data, **images),
+        # After the two loggers, which log the rate this epoch used (the
+        # reducer lowers it for the next), and before the CSV logger, which
+        # writes the logs as they are when it runs: the reducer adds
+        # `learning_rate` to them.
         ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5, verbose=1
         ),
+        keras.callbacks.CSVLogger(str(logdir / "metrics.csv"), append=resume),
     ]
 
 
-def check_logdir(logdir, run, resume):
-    """Never trains over another run; `--resume` continues only the same run."""
+def check_logdir(logdir, run, resume, evaluate_only=False):
+    """Never trains over another run; `--resume` and `--evaluate-only` take
+    only the same run, on the backend that trained it. Writes nothing."""
     settings = logdir / "run.json"
     if not settings.exists():
+        if evaluate_only:
+            raise SystemExit(
+                f"Nothing to evaluate in {logdir}: it holds no run (run.json). "
+                "Train one there first, or pass the --logdir of one."
+            )
         if resume:
             print(f"Nothing to resume in {logdir}: starting a new run.")
         return False
-    if not resume:
+    if not (resume or evaluate_only):
         raise SystemExit(
             f"{logdir} already holds a run. Pass --resume to continue it, or "
             "choose another --logdir."
         )
     previous = json.loads(settings.read_text())
+    backend = previous.get("backend", run["backend"])
+    if backend != run["backend"]:
+        raise SystemExit(
+            f"The run in {logdir} was trained on {backend}; resume it with "
+            f"KERAS_BACKEND={backend} (this is {run['backend']}): each backend "
+            "reads only its own checkpoints."
+        )
     different = {
         key: (previous.get(key), run[key])
         for key in RUN_KEYS
@@ -166,28 +220,121 @@ def compile_model(model, learning_rate):
     )
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="models: " + ", ".join(MODELS),
+        description=__doc__,
+        formatter_class=HelpFormatter,
+        epilog=textwrap.fill(f"models ({len(MODELS)}): " + ", ".join(MODELS), 79),
     )
-    parser.add_argument("--model", choices=MODELS, default=MODEL, metavar="NAME")
-    parser.add_argument("--dataset", choices=datasets.DATASETS, default="digits")
+    parser.add_argument(
+        "--model", type=model_name, default=MODEL, metavar="NAME", help="listed below"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=datasets.DATASETS,
+        default="digits",
+        help="digits: offline; cifar10: downloaded, or read from --data-dir",
+    )
     parser.add_argument("--data-dir", help="local copy of the dataset (cifar10)")
     parser.add_argument(
         "--image-size",
-        type=int,
+        type=positive_int,
         help="default: 16 (digits) or 32 (cifar10), or the model's smallest input",
     )
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=EPOCHS,
+        help="epochs of the whole run, counted from its start when resumed",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=BATCH_SIZE, help="images per step"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        default=LEARNING_RATE,
+        help="Adam's, before reductions on plateaus",
+    )
     parser.add_argument("--logdir", help="default: runs/MODEL-DATASET")
     parser.add_argument("--resume", action="store_true", help="continue --logdir")
-    parser.add_argument("--seed", type=int, default=SEED)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="train nothing: restore the run in --logdir (its latest checkpoint) "
+        "and report its test accuracy",
+    )
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=SEED,
+        help="the digits split, the starting weights, shuffling and dropout",
+    )
+    return parser.parse_args(argv)
 
+
+def load(dataset, image_size, data_dir, seed):
+    """Training, validation and test data: the last tenth of the training
+    images validates, as `validation_split` would."""
+    try:
+        (x_train, y_train), test = datasets.load(dataset, image_size, data_dir, seed)
+    except datasets.DatasetUnavailableError as error:
+        raise SystemExit(str(error)) from None
+    split = int(len(x_train) * (1 - VALIDATION_SPLIT))
+    return (x_train[:split], y_train[:split]), (x_train[split:], y_train[split:]), test
+
+
+def build_and_compile(name, image_size, dataset, learning_rate, seed):
+    keras.utils.set_random_seed(seed)
+    try:
+        model = build(name, image_size, datasets.CLASSES[dataset])
+    except ValueError as error:  # such as an image size the model cannot take
+        raise SystemExit(str(error)) from None
+    compile_model(model, learning_rate)
+    return model
+
+
+def train(model, args, logdir, resume, train_data, validation_data):
+    """Trains up to `args.epochs` in all; returns the checkpoint manager (its
+    `epoch`: the epochs the run has done), the history and the seconds."""
+    manager = checkpoint_manager(logdir, resume, args.seed, model)
+    (x_train, y_train), (x_val, y_val) = train_data, validation_data
+    start = time.perf_counter()
+    history = model.fit(
+        x_train,
+        per_output(model, y_train),
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        validation_data=(x_val, per_output(model, y_val)),
+        callbacks=[manager, *callbacks(logdir, resume, validation_data, model)],
+    )
+    return manager, history, time.perf_counter() - start
+
+
+def restore(model, logdir, train_data, seed):
+    """The run's latest checkpoint into `model`; returns the manager."""
+    manager = checkpoint_manager(logdir, True, seed, model)
+    # The manager restores at the start of `fit`; zero epochs train nothing.
+    x, y = train_data
+    model.fit(x[:1], per_output(model, y[:1]), epochs=0, callbacks=[manager])
+    if manager.latest_checkpoint is None:
+        raise SystemExit(
+            f"Nothing to evaluate in {logdir}: the run saved no checkpoint (it "
+            "stopped during its first epoch). Pass --resume to train it."
+        )
+    return manager
+
+
+def evaluate(model, x_test, y_test):
+    """Test accuracy of the main output."""
+    classifier = googlenet.inference_model(model)  # without aux heads
+    classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    _, accuracy = classifier.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    return accuracy
+
+
+def main(argv=None):
+    args = parse_args(argv)
     image_size = args.image_size or default_image_size(args.model, args.dataset)
     logdir = Path(args.logdir or f"runs/{args.model}-{args.dataset}")
     run = {
@@ -199,56 +346,52 @@ def main(argv=None):
         "seed": args.seed,
         "backend": keras.config.backend(),
     }
-    resume = check_logdir(logdir, run, args.resume)
-    try:
-        (x_train, y_train), (x_test, y_test) = datasets.load(
-            args.dataset, image_size, args.data_dir, args.seed
-        )
-    except datasets.DatasetUnavailableError as error:
-        raise SystemExit(str(error)) from None
-    keras.utils.set_random_seed(args.seed)
-    try:
-        model = build(args.model, image_size, datasets.CLASSES[args.dataset])
-    except ValueError as error:  # such as an image size the model cannot take
-        raise SystemExit(str(error)) from None
-    compile_model(model, args.learning_rate)
-    # Written once the run can start: a refused one leaves the directory free.
-    logdir.mkdir(parents=True, exist_ok=True)
-    (logdir / "run.json").write_text(json.dumps(run, indent=2))
-    model.summary()
+    resume = check_logdir(logdir, run, args.resume, args.evaluate_only)
+    # Nothing is written before the data are loaded and the model is built:
+    # a start that fails leaves --logdir free for the next try.
+    train_data, validation_data, (x_test, y_test) = load(
+        args.dataset, image_size, args.data_dir, args.seed
+    )
+    model = build_and_compile(
+        args.model, image_size, args.dataset, args.learning_rate, args.seed
+    )
     print(
         f"{args.model} on {args.dataset} at {image_size}x{image_size}: "
-        f"{len(x_train)} training images, {len(x_test)} test images, logs in "
-        f"{logdir}{' (resumed)' if resume else ''}"
-    )
-    # The last tenth of the training images validates, as `validation_split`.
-    split = int(len(x_train) * (1 - VALIDATION_SPLIT))
-    (x_train, x_val), (y_train, y_val) = (
-        (a[:split], a[split:]) for a in (x_train, y_train)
+        f"{len(train_data[0])} training, {len(validation_data[0])} validation "
+        f"and {len(x_test)} test images, logs in {logdir}"
+        f"{' (resumed)' if resume and not args.evaluate_only else ''}"
     )
 
-    def per_output(y):  # auxiliary heads (googlenet_aux) learn the same labels
-        return y if len(model.outputs) == 1 else (y,) * len(model.outputs)
+    if args.evaluate_only:
+        manager = restore(model, logdir, train_data, args.seed)
+        how = f"restored from {manager.latest_checkpoint}, no training"
+    else:
+        if not resume:  # a resumed run's run.json holds these settings already
+            logdir.mkdir(parents=True, exist_ok=True)
+            (logdir / "run.json").write_text(json.dumps(run, indent=2))
+        model.summary()
+        manager, history, seconds = train(
+            model, args, logdir, resume, train_data, validation_data
+        )
+        if not history.epoch:
+            print(
+                f"Nothing left to do: the run in {logdir} has done "
+                f"{epochs_text(manager.epoch)}, and --epochs {args.epochs} "
+                "counts from its start. Pass --epochs M with M > "
+                f"{manager.epoch} to train more, or --evaluate-only to report "
+                "its test accuracy."
+            )
+            return None
+        plot_curves(
+            logdir / "metrics.csv", logdir / "curves.png", accuracy_metric(model)
+        )
+        how = f"{seconds:.0f} s of training; curves in {logdir / 'curves.png'}"
 
-    start = time.perf_counter()
-    model.fit(
-        x_train,
-        per_output(y_train),
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        validation_data=(x_val, per_output(y_val)),
-        callbacks=callbacks(logdir, resume, (x_val, y_val), args.seed, model),
-    )
-    seconds = time.perf_counter() - start
-    plot_curves(logdir / "metrics.csv", logdir / "curves.png", accuracy_metric(model))
-    classifier = googlenet.inference_model(model)  # without aux heads
-    classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    _, accuracy = classifier.evaluate(x_test, y_test, batch_size=256, verbose=0)
-    epochs = f"{args.epochs} epoch" + "s" * (args.epochs != 1)
+    accuracy = evaluate(model, x_test, y_test)
     print(
         f"Backend {keras.config.backend()}: test accuracy {accuracy:.4f} on "
-        f"{len(x_test)} held-out images after {epochs} "
-        f"({seconds:.0f} s of training); curves in {logdir / 'curves.png'}."
+        f"{len(x_test)} held-out images after {epochs_text(manager.epoch)} "
+        f"({how})."
     )
     return accuracy
 

@@ -2,6 +2,7 @@
 resuming, and the errors a user meets."""
 
 import csv
+import json
 
 import keras
 import pytest
@@ -45,14 +46,36 @@ def test_train_demo_learns_digits(tmp_path, capsys):
 
 
 def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
-    # The smallest model and images: two runs compile twice (slow on JAX).
+    # The smallest model and images: each run compiles again (slow on JAX).
     args = ["--model", "cifar10_cnn", "--image-size", "8", "--logdir", str(tmp_path)]
     train.main([*args, "--epochs", "2"])
-    train.main([*args, "--epochs", "3", "--resume"])
+    accuracy = train.main([*args, "--epochs", "3", "--resume"])
     out = capsys.readouterr().out
     assert "(resumed)" in out
     assert "CheckpointManager: restored" in out and "(2 epochs" in out
     assert epochs_logged(tmp_path) == [0, 1, 2]  # only the third epoch ran again
+    # The reducer's learning rate is a column, in the resumed rows too.
+    with open(tmp_path / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    for row in rows:
+        assert None not in row and "NA" not in row.values()  # the header's columns
+    # Three epochs without improvement come before a reduction (patience).
+    rates = [float(row["learning_rate"]) for row in rows]
+    assert rates == pytest.approx([train.LEARNING_RATE] * 3)
+
+    # A finished run trains nothing more, and is evaluated only if asked.
+    assert train.main([*args, "--epochs", "3", "--resume"]) is None
+    out = capsys.readouterr().out
+    assert "Nothing left to do" in out and "has done 3 epochs," in out
+    assert "--epochs M with M > 3" in out and "--evaluate-only" in out
+    assert "Backend" not in out  # no test accuracy
+    settings = (tmp_path / "run.json").read_text()
+    # The restored checkpoint is the model the resumed run evaluated.
+    assert train.main([*args, "--evaluate-only"]) == pytest.approx(accuracy, abs=1e-6)
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "after 3 epochs (restored from" in out
+    assert epochs_logged(tmp_path) == [0, 1, 2]  # nothing trained or written
+    assert (tmp_path / "run.json").read_text() == settings
 
 
 @pytest.mark.skipif(
@@ -119,3 +142,105 @@ def test_every_model_name_is_a_reference_model():
         assert name in train.MODELS
     assert "efficientnet_b7" in train.MODELS
     assert "cifar10_cnn" in train.MODELS
+
+
+# What a new user met (issue 16); test_resume_continues_where_the_run_stopped
+# checks a finished run and the learning-rate column.
+
+SMALLEST = ["--model", "cifar10_cnn", "--image-size", "8"]  # quick to compile
+
+
+def test_evaluate_only_needs_a_run(tmp_path):
+    args = [*SMALLEST, "--logdir", str(tmp_path / "run"), "--evaluate-only"]
+    with pytest.raises(SystemExit, match=r"Nothing to evaluate in .*run"):
+        train.main(args)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--model", "vgg11", "--image-size", "16"], "at least 32"),
+        (["--dataset", "cifar10", "--data-dir", "nowhere"], "does not hold"),
+    ],
+    ids=["image-size", "cifar10-missing"],
+)
+def test_a_start_that_fails_writes_nothing(tmp_path, args, match):
+    logdir = tmp_path / "run"
+    with pytest.raises(SystemExit, match=match):
+        train.main([*args, "--epochs", "1", "--logdir", str(logdir)])
+    assert not logdir.exists()  # a retry, resumed or not, is not blocked
+
+
+def test_resuming_on_another_backend_is_refused_up_front(tmp_path):
+    other = next(
+        b for b in ("tensorflow", "jax", "torch") if b != keras.config.backend()
+    )
+    run = {
+        "model": "cifar10_cnn",
+        "dataset": "digits",
+        "image_size": 8,
+        "batch_size": train.BATCH_SIZE,
+        "learning_rate": train.LEARNING_RATE,
+        "seed": train.SEED,
+        "backend": other,
+    }
+    settings = json.dumps(run, indent=2)
+    (tmp_path / "run.json").write_text(settings)
+    args = [*SMALLEST, "--epochs", "1", "--logdir", str(tmp_path)]
+    for mode in ("--resume", "--evaluate-only"):
+        with pytest.raises(SystemExit) as error:
+            train.main([*args, mode])
+        message = str(error.value)
+        assert f"trained on {other}; resume it with KERAS_BACKEND={other}" in message
+        assert f"(this is {keras.config.backend()})" in message
+    assert (tmp_path / "run.json").read_text() == settings
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run.json"]
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--epochs", "-1", "a strictly positive integer"),
+        ("--epochs", "0", "a strictly positive integer"),
+        ("--epochs", "1.5", "a strictly positive integer"),
+        ("--batch-size", "0", "a strictly positive integer"),
+        ("--image-size", "0", "a strictly positive integer"),
+        ("--seed", "-1", "a non-negative integer"),
+        ("--learning-rate", "-1", "a strictly positive finite number"),
+        ("--learning-rate", "0", "a strictly positive finite number"),
+        ("--learning-rate", "nan", "a strictly positive finite number"),
+        ("--learning-rate", "inf", "a strictly positive finite number"),
+    ],
+)
+def test_bad_numbers_are_refused_as_the_library_refuses_them(
+    tmp_path, capsys, option, value, expected
+):
+    args = [*SMALLEST, "--epochs", "1", "--logdir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as error:
+        train.main([*args, option, value])
+    assert error.value.code == 2  # argparse's usage error
+    message = f"argument {option}: Expected {expected}. Received: {value}"
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())  # unwrapped
+    for default in (train.EPOCHS, train.BATCH_SIZE, train.LEARNING_RATE, train.SEED):
+        assert f"(default: {default})" in out
+    assert f"(default: {train.MODEL})" in out and "(default: digits)" in out
+    assert "python -m examples.train --model cifar10_cnn" in out  # the usage text
+    assert all(name in out for name in train.MODELS)  # the list of models
+
+
+def test_a_misspelled_model_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as error:
+        train.main(["--model", "resnet5"])
+    assert error.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --model: invalid choice: 'resnet5' (did you mean resnet50" in err
+    assert "--help lists the" in err
+    assert "cifar_resnet20" not in err  # not the whole list
