@@ -266,6 +266,46 @@ def normalization_cases(draw):
     return kwargs, draw(st.integers(1, 8)), 1
 
 
+# PCAColorAugmentation: given statistics, since one that is not adapted
+# refuses to run in training; its inputs are RGB.
+
+UNIT_FLOATS = st.floats(-1.0, 1.0)
+
+
+@st.composite
+def pca_color_augmentation_cases(draw):
+    kwargs = {
+        "eigenvalues": draw(st.lists(st.floats(0.0, 1.0), min_size=3, max_size=3)),
+        "eigenvectors": draw(
+            st.lists(
+                st.lists(UNIT_FLOATS, min_size=3, max_size=3), min_size=3, max_size=3
+            )
+        ),
+        "alpha_std": draw(st.floats(0.0, 1.0)),
+        "seed": draw(st.one_of(st.none(), st.integers(0, 2**16))),
+    }
+    return kwargs, 3, 1
+
+
+NOT_EIGENVALUES = st.one_of(
+    st.lists(st.floats(0.0, 1.0), max_size=5).filter(lambda v: len(v) != 3),
+    st.tuples(st.floats(max_value=-1e-6), st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
+    st.tuples(
+        st.sampled_from([math.nan, math.inf, "1", True]), UNIT_FLOATS, UNIT_FLOATS
+    ),
+    st.text(max_size=3),
+    st.none(),
+)
+NOT_EIGENVECTORS = st.one_of(
+    st.lists(UNIT_FLOATS, min_size=3, max_size=3),
+    st.lists(st.lists(UNIT_FLOATS, min_size=2, max_size=2), min_size=3, max_size=3),
+    st.lists(st.lists(UNIT_FLOATS, min_size=3, max_size=3), min_size=2, max_size=2),
+    st.just([[1.0, 0.0, 0.0], [0.0, math.nan, 0.0], [0.0, 0.0, 1.0]]),
+    st.text(max_size=3),
+    st.none(),
+)
+
+
 def unchanged(kwargs, height, width, channels):
     return height, width, channels
 
@@ -369,6 +409,18 @@ REGISTRY = {
         unchanged,
         {"rate": NOT_RATE, "seed": st.one_of(st.integers(max_value=-1), NOT_INT)},
         has_data_format=False,
+    ),
+    "PCAColorAugmentation": Spec(
+        layers.PCAColorAugmentation,
+        pca_color_augmentation_cases(),
+        unchanged,
+        {
+            "eigenvalues": NOT_EIGENVALUES,
+            "eigenvectors": NOT_EIGENVECTORS,
+            "alpha_std": NOT_NON_NEGATIVE_FLOAT,
+            "seed": st.one_of(st.integers(max_value=-1), NOT_INT),
+            "data_format": NOT_DATA_FORMAT,
+        },
     ),
     "Normalization": Spec(
         layers.Normalization,

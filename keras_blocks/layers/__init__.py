@@ -9,6 +9,7 @@ from keras_blocks.layers.local_response_normalization import (
 )
 from keras_blocks.layers.mb_conv_block import MBConvBlock
 from keras_blocks.layers.normalization import Normalization
+from keras_blocks.layers.pca_color_augmentation import PCAColorAugmentation
 from keras_blocks.layers.residual_block import ResidualBlock
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
 
@@ -20,6 +21,7 @@ __all__ = [
     "LocalResponseNormalization",
     "MBConvBlock",
     "Normalization",
+    "PCAColorAugmentation",
     "ResidualBlock",
     "SqueezeExcite",
 ]
