@@ -4,8 +4,10 @@ Three stages of two 3x3 convolution-BN-ReLU units (32, 64 and 128 filters),
 each stage followed by 2x2 max pooling, then global average pooling (or, to
 compare, the Flatten of the original notes), dropout 0.5, a 50-unit ReLU
 layer, dropout 0.2 and a softmax classifier. The switches the course compares
-are arguments: `flatten`, `l2` (weight decay on every kernel) and
-`kernel_initializer` (He or Xavier); examples/course_experiments.py trains them.
+are arguments: `flatten`, `l2` (weight decay on every kernel),
+`kernel_initializer` (He or Xavier), `filters` (the first stage's; each stage
+doubles it), `convs_per_stage` (depth) and `downsampling` (max pooling or
+stride-2 convolutions); examples/course_experiments.py trains them.
 
 References:
     Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training
@@ -30,8 +32,10 @@ from keras_blocks import layers
 
 DEFAULT_SIZE = 32
 MIN_SIZE = 8  # three 2x2 max poolings
-STAGES = (32, 64, 128)  # filters of each stage
+FILTERS = 32  # of the first stage; then 64 and 128
+STAGES = 3
 CONVS_PER_STAGE = 2
+DOWNSAMPLINGS = ("max_pool", "strided_conv")
 HIDDEN_UNITS = 50
 DROPOUT = 0.5  # before the hidden layer
 HIDDEN_DROPOUT = 0.2  # before the classifier
@@ -44,6 +48,9 @@ def CIFAR10CNN(
     flatten=False,
     l2=None,
     kernel_initializer="he_normal",
+    filters=FILTERS,
+    convs_per_stage=CONVS_PER_STAGE,
+    downsampling="max_pool",
     include_top=True,
     classes=10,
     input_shape=None,
@@ -61,6 +68,12 @@ def CIFAR10CNN(
         kernel_initializer: str or `keras.initializers.Initializer`, for every
             convolution and dense kernel (`"he_normal"` or `"glorot_uniform"`,
             i.e. Xavier, in the course).
+        filters: int. Filters of the first stage; the second and third have
+            2x and 4x as many.
+        convs_per_stage: int. Convolution-BN-ReLU units per stage.
+        downsampling: `"max_pool"` (2x2 max pooling after each stage) or
+            `"strided_conv"` (the stage's last convolution has stride 2; the
+            same parameters).
         include_top: bool. Whether to end with the dense classifier.
         classes: int. Number of classes, with `include_top`.
         input_shape: tuple or None. Image shape; None gives 32x32 RGB.
@@ -88,6 +101,9 @@ def CIFAR10CNN(
             "of a Keras initializer (e.g. 'he_normal', 'glorot_uniform') or an "
             f"initializer. Received: kernel_initializer={kernel_initializer!r}"
         )
+    check.positive_int("filters", filters)
+    check.positive_int("convs_per_stage", convs_per_stage)
+    check.one_of("downsampling", downsampling, DOWNSAMPLINGS)
     check.choice("pooling", pooling, POOLINGS)
     if include_top:
         check.positive_int("classes", classes)
@@ -104,14 +120,22 @@ def CIFAR10CNN(
         "kernel_regularizer": regularizer,
     }
 
+    strided = downsampling == "strided_conv"
     x = inputs
-    for stage, filters in enumerate(STAGES, start=1):
-        for index in range(1, CONVS_PER_STAGE + 1):
+    for stage in range(1, STAGES + 1):
+        width = filters * 2 ** (stage - 1)
+        for index in range(1, convs_per_stage + 1):
+            last = index == convs_per_stage
             x = layers.ConvBNAct(
-                filters, 3, name=f"block{stage}_conv{index}", **kernel
+                width,
+                3,
+                strides=2 if strided and last else 1,
+                name=f"block{stage}_conv{index}",
+                **kernel,
             )(x)
-        x = keras.layers.MaxPooling2D(2, name=f"block{stage}_pool")(x)
-    # (h/8, w/8, 128): (4, 4, 128) at 32x32 inputs
+        if not strided:
+            x = keras.layers.MaxPooling2D(2, name=f"block{stage}_pool")(x)
+    # (h/8, w/8, 4 * filters): (4, 4, 128) at 32x32 inputs
 
     if include_top:
         if flatten:

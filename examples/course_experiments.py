@@ -1,15 +1,18 @@
 """The course's CIFAR-10 experiments: one baseline, one setting changed per run.
 
-The baseline is the course's CNN (examples/cifar10_cnn.py) trained with Adam,
-batch size 32, shuffled batches, global average pooling, no L2, He
-initialization and a constant learning rate. Each experiment of `EXPERIMENTS`
-changes one of these; every run starts from the same seed and validates on the
-test split after each epoch. Writes into --output:
+The baseline is the course's CNN (examples/cifar10_cnn.py: filters 32-64-128,
+two convolutions per stage, max pooling) trained with Adam, batch size 32,
+shuffled batches, global average pooling, no L2, He initialization, a
+constant learning rate, no augmentation and a fixed number of epochs. Each
+experiment of `EXPERIMENTS` changes one of these; every run starts from the
+same seed, validates on the last tenth of the training images after each
+epoch (what the learning-rate reduction and early stopping watch), and is
+tested once, on the test split, at the end. Writes into --output:
 
 - `val_accuracy.png`: validation accuracy per epoch, one panel per group of
   experiments, the baseline in each;
-- `results.md`: experiment, setting, test accuracy, best validation accuracy
-  and seconds per run (printed at the end too);
+- `results.md`: experiment, setting, test accuracy, best validation accuracy,
+  epochs trained and seconds per run (printed at the end too);
 - `results.json`: the same, with the per-epoch histories.
 
     python -m examples.course_experiments                  # digits, offline
@@ -31,9 +34,11 @@ import keras
 
 from examples import datasets
 from examples.cifar10_cnn import CIFAR10CNN, MIN_SIZE
+from keras_blocks import augmentation
 from keras_blocks.callbacks import ReduceLROnPlateau
 
-EPOCHS = 8  # digits: 97-99% best val accuracy; all 8 runs ~7 min on 2 cores (TF)
+EPOCHS = 8  # digits: 97-99% best val accuracy; all 15 runs ~15 min on 2 cores (TF)
+VALIDATION_SPLIT = 0.1  # the last tenth of the training images
 IMAGE_SIZE = 32  # the network's native size; digits are upscaled to it
 SEED = 0
 OUTPUT = "runs/course_experiments"
@@ -49,11 +54,20 @@ BASELINE = {
     "l2": None,
     "kernel_initializer": "he_normal",
     "reduce_lr": False,
+    "augment": False,
+    "filters": 32,  # of the first stage; 64 and 128 after
+    "convs_per_stage": 2,
+    "downsampling": "max_pool",
+    "early_stopping": False,
 }
 # name: (group, setting, overrides of BASELINE). The baseline belongs to
-# every group: it is batch size 32, shuffle on, GAP, no L2, He, constant LR.
+# every group.
 EXPERIMENTS = {
-    "baseline": (None, "Adam, batch 32, shuffle, GAP, no L2, He, fixed LR", {}),
+    "baseline": (
+        None,
+        "Adam, batch 32, shuffle, GAP, no L2, He, fixed LR, no augmentation",
+        {},
+    ),
     "no_shuffle": ("shuffle", "shuffle off", {"shuffle": False}),
     "batch_8": ("batch size", "batch size 8", {"batch_size": 8}),
     "batch_128": ("batch size", "batch size 128", {"batch_size": 128}),
@@ -65,27 +79,72 @@ EXPERIMENTS = {
         {"kernel_initializer": "glorot_uniform"},
     ),
     "reduce_lr": ("learning rate", "reduce on plateau", {"reduce_lr": True}),
+    "augment": (
+        "augmentation",
+        "shift 4 px, crop, mirror (cifar_augmentation)",
+        {"augment": True},
+    ),
+    "filters_16": ("filters", "filters 16-32-64", {"filters": 16}),
+    "filters_64": ("filters", "filters 64-128-256", {"filters": 64}),
+    "depth_1": ("depth", "1 convolution per stage", {"convs_per_stage": 1}),
+    "depth_3": ("depth", "3 convolutions per stage", {"convs_per_stage": 3}),
+    "strided": (
+        "downsampling",
+        "stride-2 convolutions instead of max pooling",
+        {"downsampling": "strided_conv"},
+    ),
+    "early_stopping": (
+        "early stopping",
+        "EarlyStopping, patience 2, best weights",
+        {"early_stopping": True},
+    ),
 }
 # ReduceLROnPlateau as the course sets it: halve the learning rate after 2
 # epochs without a better validation accuracy.
 LR_MONITOR, LR_FACTOR, LR_PATIENCE, MIN_LR = "val_accuracy", 0.5, 2, 1e-5
+# EarlyStopping: stop after 2 epochs without a better validation accuracy and
+# keep the best epoch's weights.
+STOP_MONITOR, STOP_PATIENCE = "val_accuracy", 2
 
 
-def run_experiment(name, data, classes, epochs, seed, eager=False, verbose=0):
-    """Trains one experiment from `seed`; returns its result as a dict."""
+def build_model(config, input_shape, classes, mirror=True, seed=0):
+    """The CNN of `config`, behind the augmentation layers when it has them
+    (active in training only: validation and test images pass unchanged)."""
+    model = CIFAR10CNN(
+        flatten=config["flatten"],
+        l2=config["l2"],
+        kernel_initializer=config["kernel_initializer"],
+        filters=config["filters"],
+        convs_per_stage=config["convs_per_stage"],
+        downsampling=config["downsampling"],
+        input_shape=input_shape,
+        classes=classes,
+    )
+    if not config["augment"]:
+        return model
+    channels_last = keras.config.image_data_format() == "channels_last"
+    size = input_shape[0] if channels_last else input_shape[1]
+    # The paper's 4 pixels at 32x32, in proportion at other sizes.
+    padding = max(1, round(augmentation.CIFAR_PADDING * size / 32))
+    inputs = keras.Input(input_shape)
+    augment = augmentation.cifar_augmentation(size, padding, mirror=mirror, seed=seed)
+    return keras.Model(inputs, model(augment(inputs)), name="augmented_cifar10_cnn")
+
+
+def run_experiment(
+    name, data, classes, epochs, seed, eager=False, verbose=0, mirror=True
+):
+    """Trains one experiment from `seed`; returns its result as a dict.
+
+    `mirror`: whether augmentation mirrors images (not for digits).
+    """
     group, setting, overrides = EXPERIMENTS[name]
     config = {**BASELINE, **overrides}
     (x_train, y_train), (x_test, y_test) = data
     keras.backend.clear_session()  # frees the previous run's graphs
     keras.utils.set_random_seed(seed)  # the same initial weights and batches
     start = time.perf_counter()
-    model = CIFAR10CNN(
-        flatten=config["flatten"],
-        l2=config["l2"],
-        kernel_initializer=config["kernel_initializer"],
-        input_shape=x_train.shape[1:],
-        classes=classes,
-    )
+    model = build_model(config, x_train.shape[1:], classes, mirror, seed)
     model.compile(
         optimizer=keras.optimizers.Adam(),
         loss="sparse_categorical_crossentropy",
@@ -93,6 +152,14 @@ def run_experiment(name, data, classes, epochs, seed, eager=False, verbose=0):
         run_eagerly=eager,
     )
     callbacks = []
+    if config["early_stopping"]:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=STOP_MONITOR,
+                patience=STOP_PATIENCE,
+                restore_best_weights=True,
+            )
+        )
     if config["reduce_lr"]:
         callbacks.append(
             ReduceLROnPlateau(
@@ -102,30 +169,32 @@ def run_experiment(name, data, classes, epochs, seed, eager=False, verbose=0):
                 min_lr=MIN_LR,
             )
         )
+    # Validation on held-out training images: the test split is used once,
+    # below, so no setting is tuned on it.
+    split = len(x_train) - max(1, round(len(x_train) * VALIDATION_SPLIT))
     history = model.fit(
-        x_train,
-        y_train,
+        x_train[:split],
+        y_train[:split],
         batch_size=config["batch_size"],
         epochs=epochs,
         shuffle=config["shuffle"],
-        validation_data=(x_test, y_test),
+        validation_data=(x_train[split:], y_train[split:]),
         callbacks=callbacks,
         verbose=verbose,
     )
+    _, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     seconds = time.perf_counter() - start
     curves = {
         key: [float(v) for v in values] for key, values in history.history.items()
     }
-    # The test split is the validation data, so the last epoch's validation
-    # is the final model's test score (a separate evaluate() would recompile).
-    test_accuracy = curves["val_accuracy"][-1]
     return {
         "name": name,
         "group": group,
         "setting": setting,
         "config": config,
-        "test_accuracy": test_accuracy,
+        "test_accuracy": float(test_accuracy),
         "best_val_accuracy": max(curves["val_accuracy"]),
+        "epochs": len(curves["val_accuracy"]),
         "seconds": seconds,
         "history": curves,
     }
@@ -133,14 +202,15 @@ def run_experiment(name, data, classes, epochs, seed, eager=False, verbose=0):
 
 def markdown_table(results):
     lines = [
-        "| experiment | setting | test accuracy | best val accuracy | seconds |",
-        "|---|---|---:|---:|---:|",
+        "| experiment | setting | test accuracy | best val accuracy | epochs "
+        "| seconds |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for result in results:
         lines.append(
             f"| {result['name']} | {result['setting']} | "
             f"{result['test_accuracy']:.4f} | {result['best_val_accuracy']:.4f} | "
-            f"{result['seconds']:.1f} |"
+            f"{result['epochs']} | {result['seconds']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -251,6 +321,7 @@ def main(argv=None):
             args.seed,
             eager=args.smoke,
             verbose=0 if args.smoke else 2,
+            mirror=datasets.MIRROR_INVARIANT[args.dataset],
         )
         results.append(result)
         print(

@@ -20,6 +20,10 @@ import numpy as np
 DATASETS = ("digits", "cifar10")
 CLASSES = {"digits": 10, "cifar10": 10}
 NATIVE_SIZE = {"digits": 8, "cifar10": 32}
+# Whether a left-right mirror keeps an image's class: not for digits (a
+# mirrored 2, 3, 4, 5, 7 or 9 is no digit), so augmentation and test-time
+# crops leave mirrors out there.
+MIRROR_INVARIANT = {"digits": False, "cifar10": True}
 TEST_FRACTION = 0.2
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_FOLDER = "cifar-10-batches-py"

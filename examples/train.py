@@ -5,6 +5,7 @@
     python -m examples.train --model resnet18 --dataset cifar10 --data-dir ~/cifar10
     python -m examples.train --logdir runs/demo --resume --epochs 30   # continue a run
     python -m examples.train --logdir runs/demo --evaluate-only        # test a run
+    python -m examples.train --augment --tta ten_crop   # the papers' crops
 
 `--dataset digits` (the default) is scikit-learn's bundled 8x8 digits, resized
 to the model's input; `cifar10` downloads through `keras.datasets` or reads a
@@ -20,6 +21,18 @@ on the backend that trained it), and from which `--evaluate-only` reports the
 test accuracy. Images are inputs in [0, 1]; models are trained with Adam,
 sparse categorical cross-entropy and `keras_blocks`' learning-rate reduction
 on plateaus.
+
+`--augment` trains with the family's augmentation from
+`keras_blocks.augmentation` (AlexNet's random crops, mirrors and PCA colour
+for AlexNet, the CIFAR shift and mirror for the CIFAR ResNets and the course
+CNN, EfficientNet's for EfficientNet, random crops and mirrors otherwise; no
+mirrors on digits), as the model's first layer: the crop recipes take images
+of 256/224 the input size (18 for 16) and evaluate their centre crop.
+`--tta ten_crop` or `multi_crop` also evaluates the test images with
+`keras_blocks.evaluation.evaluate_with_tta` (AlexNet's ten crops or
+GoogLeNet's 144) and reports the difference; the crops come from the larger
+images of a crop recipe, else from the test images zero-padded as the CIFAR
+shift pads them. The test results also go to `test.json`.
 """
 
 import argparse
@@ -34,6 +47,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+import numpy as np
 
 from examples import (
     alexnet,
@@ -52,11 +66,14 @@ from examples._common import (
     positive_float,
     positive_int,
 )
+from keras_blocks import augmentation
 from keras_blocks.callbacks import (
     CheckpointManager,
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
+from keras_blocks.evaluation import crop_count, evaluate_with_tta
+from keras_blocks.layers import PCAColorAugmentation
 
 FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
 # name: (builder, smallest input size)
@@ -65,6 +82,15 @@ MODELS = {
     for family in FAMILIES
     for name, builder in family.MODELS.items()
 }
+FAMILY = {name: family for family in FAMILIES for name in family.MODELS}
+# The family's --augment recipe; the other families crop and mirror.
+RECIPES = {
+    alexnet: "alexnet",
+    cifar_resnet: "cifar",
+    cifar10_cnn: "cifar",
+    efficientnet: "efficientnet",
+}
+TTA_SCHEMES = ("ten_crop", "multi_crop")
 MODEL = "cifar_resnet20"
 EPOCHS = 10
 BATCH_SIZE = 64
@@ -72,7 +98,15 @@ LEARNING_RATE = 2e-3
 VALIDATION_SPLIT = 0.1
 SEED = 0
 # What must match for --resume to continue a run.
-RUN_KEYS = ("model", "dataset", "image_size", "batch_size", "learning_rate", "seed")
+RUN_KEYS = (
+    "model",
+    "dataset",
+    "image_size",
+    "batch_size",
+    "learning_rate",
+    "seed",
+    "augment",
+)
 
 
 def build(name, image_size, classes):
@@ -97,6 +131,49 @@ def model_name(name):
 def default_image_size(name, dataset):
     """16x16 for the 8x8 digits, 32x32 for CIFAR-10, or the model's smallest."""
     return max(16 if dataset == "digits" else 32, MODELS[name][1])
+
+
+def recipe(name, augment):
+    """The --augment recipe of model `name` ("cifar", "alexnet", ...), or None."""
+    return RECIPES.get(FAMILY[name], "crop_flip") if augment else None
+
+
+def data_size(image_size, kind):
+    """The size of the images to load: larger for the crop recipes."""
+    if kind in (None, "cifar"):
+        return image_size
+    return augmentation.source_size(image_size)
+
+
+def cifar_padding(image_size):
+    """The CIFAR shift: 4 pixels at 32x32, in proportion at other sizes."""
+    return max(1, round(augmentation.CIFAR_PADDING * image_size / 32))
+
+
+def augmentation_layers(kind, image_size, dataset, x_train, seed):
+    """The recipe's `keras.layers.Pipeline`, AlexNet's colour step adapted to
+    the training images."""
+    options = {"mirror": datasets.MIRROR_INVARIANT[dataset], "seed": seed}
+    if kind == "cifar":
+        return augmentation.cifar_augmentation(
+            image_size, cifar_padding(image_size), **options
+        )
+    source = augmentation.source_size(image_size)
+    if kind == "alexnet":
+        color = PCAColorAugmentation(seed=seed + 3)
+        color.adapt(x_train)  # the training images' RGB principal components
+        return augmentation.alexnet_augmentation(
+            image_size, source, color=color, **options
+        )
+    if kind == "efficientnet":
+        return augmentation.efficientnet_augmentation(image_size, source, **options)
+    return augmentation.crop_flip_augmentation(image_size, source, **options)
+
+
+def with_augmentation(net, layers, size):
+    """`net` behind the augmentation `layers`, taking `size` images."""
+    inputs = keras.Input(image_shape(size))
+    return keras.Model(inputs, net(layers(inputs)), name=net.name)
 
 
 def accuracy_metric(model):
@@ -256,6 +333,17 @@ def parse_args(argv):
         default=LEARNING_RATE,
         help="Adam's, before reductions on plateaus",
     )
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="train with the family's augmentation (see above)",
+    )
+    parser.add_argument(
+        "--tta",
+        choices=TTA_SCHEMES,
+        help="also evaluate the test images on AlexNet's ten crops or "
+        "GoogLeNet's 144, averaging the softmax (see above)",
+    )
     parser.add_argument("--logdir", help="default: runs/MODEL-DATASET")
     parser.add_argument("--resume", action="store_true", help="continue --logdir")
     parser.add_argument(
@@ -284,14 +372,18 @@ def load(dataset, image_size, data_dir, seed):
     return (x_train[:split], y_train[:split]), (x_train[split:], y_train[split:]), test
 
 
-def build_and_compile(name, image_size, dataset, learning_rate, seed):
+def build_and_compile(name, image_size, dataset, learning_rate, seed, layers, size):
+    """(model, net): `net` takes `image_size` images (the crops); the model
+    trained is `net` behind the augmentation `layers` (None: `net` itself),
+    taking `size` images."""
     keras.utils.set_random_seed(seed)
     try:
-        model = build(name, image_size, datasets.CLASSES[dataset])
+        net = build(name, image_size, datasets.CLASSES[dataset])
     except ValueError as error:  # such as an image size the model cannot take
         raise SystemExit(str(error)) from None
+    model = net if layers is None else with_augmentation(net, layers, size)
     compile_model(model, learning_rate)
-    return model
+    return model, net
 
 
 def train(model, args, logdir, resume, train_data, validation_data):
@@ -333,6 +425,33 @@ def evaluate(model, x_test, y_test):
     return accuracy
 
 
+def tta_images(x_test, image_size, kind):
+    """The images --tta crops: a crop recipe's larger ones, else the test
+    images zero-padded as the CIFAR shift pads them (its corners are its
+    extreme shifts)."""
+    if data_size(image_size, kind) > image_size:  # loaded larger: crop recipes
+        return x_test
+    pad = cifar_padding(image_size)
+    spatial = (1, 2) if keras.config.image_data_format() == "channels_last" else (2, 3)
+    widths = [(pad, pad) if axis in spatial else (0, 0) for axis in range(4)]
+    return np.pad(x_test, widths)
+
+
+def evaluate_crops(net, x_test, y_test, scheme, image_size, kind, dataset):
+    """Test accuracy with the softmax averaged over the crops of `scheme`."""
+    mirror = datasets.MIRROR_INVARIANT[dataset]
+    result = evaluate_with_tta(
+        googlenet.inference_model(net),
+        tta_images(x_test, image_size, kind),
+        y_test,
+        scheme,
+        crop_size=image_size,
+        batch_size=64,
+        mirror=mirror,
+    )
+    return result.accuracy, crop_count(scheme, mirror=mirror)
+
+
 def main(argv=None):
     args = parse_args(argv)
     image_size = args.image_size or default_image_size(args.model, args.dataset)
@@ -344,16 +463,30 @@ def main(argv=None):
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "seed": args.seed,
+        "augment": args.augment,
         "backend": keras.config.backend(),
     }
     resume = check_logdir(logdir, run, args.resume, args.evaluate_only)
     # Nothing is written before the data are loaded and the model is built:
     # a start that fails leaves --logdir free for the next try.
+    kind = recipe(args.model, args.augment)
+    size = data_size(image_size, kind)
     train_data, validation_data, (x_test, y_test) = load(
-        args.dataset, image_size, args.data_dir, args.seed
+        args.dataset, size, args.data_dir, args.seed
     )
-    model = build_and_compile(
-        args.model, image_size, args.dataset, args.learning_rate, args.seed
+    layers = None
+    if kind is not None:
+        layers = augmentation_layers(
+            kind, image_size, args.dataset, train_data[0], args.seed
+        )
+    model, net = build_and_compile(
+        args.model,
+        image_size,
+        args.dataset,
+        args.learning_rate,
+        args.seed,
+        layers,
+        size,
     )
     print(
         f"{args.model} on {args.dataset} at {image_size}x{image_size}: "
@@ -361,6 +494,9 @@ def main(argv=None):
         f"and {len(x_test)} test images, logs in {logdir}"
         f"{' (resumed)' if resume and not args.evaluate_only else ''}"
     )
+    if layers is not None:
+        steps = ", ".join(layer.__class__.__name__ for layer in layers.layers)
+        print(f"Augmentation ({layers.name}, {size}x{size} images): {steps}")
 
     if args.evaluate_only:
         manager = restore(model, logdir, train_data, args.seed)
@@ -388,11 +524,35 @@ def main(argv=None):
         how = f"{seconds:.0f} s of training; curves in {logdir / 'curves.png'}"
 
     accuracy = evaluate(model, x_test, y_test)
+    single = "centre crop" if size > image_size else "whole images"
     print(
         f"Backend {keras.config.backend()}: test accuracy {accuracy:.4f} on "
-        f"{len(x_test)} held-out images after {epochs_text(manager.epoch)} "
-        f"({how})."
+        f"{len(x_test)} held-out images ({single}) after "
+        f"{epochs_text(manager.epoch)} ({how})."
     )
+    results = {
+        "epochs": manager.epoch,
+        "augment": kind,
+        "accuracy": float(accuracy),
+        "tta": None,
+    }
+    if args.tta:
+        tta_accuracy, crops = evaluate_crops(
+            net, x_test, y_test, args.tta, image_size, kind, args.dataset
+        )
+        results["tta"] = {
+            "scheme": args.tta,
+            "crops": crops,
+            "accuracy": tta_accuracy,
+        }
+        print(
+            f"With {args.tta} ({crops} crops per image"
+            f"{'' if datasets.MIRROR_INVARIANT[args.dataset] else ', no mirrors'}, "
+            "softmax averaged): test "
+            f"accuracy {tta_accuracy:.4f}, {tta_accuracy - accuracy:+.4f} against "
+            f"the {single}."
+        )
+    (logdir / "test.json").write_text(json.dumps(results, indent=2))
     return accuracy
 
 

@@ -1,7 +1,14 @@
 """keras_blocks: reusable, composable CNN layers and training callbacks for Keras 3."""
 
-from keras_blocks import callbacks, efficientnet, layers
+from keras_blocks import augmentation, callbacks, efficientnet, evaluation, layers
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "callbacks", "efficientnet", "layers"]
+__all__ = [
+    "__version__",
+    "augmentation",
+    "callbacks",
+    "efficientnet",
+    "evaluation",
+    "layers",
+]

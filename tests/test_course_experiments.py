@@ -30,8 +30,15 @@ def png_size(path):
 def test_smoke_runs_every_experiment_and_writes_plot_table_and_json(tmp_path):
     # One test for the whole smoke run: pytest-xdist could split tests sharing
     # a module-scoped fixture between workers and run it twice.
-    results = course_experiments.main(["--smoke", "--output", str(tmp_path)])
-    assert [r["name"] for r in results] == list(course_experiments.EXPERIMENTS)
+    # Every experiment on TensorFlow; elsewhere those that change the model or
+    # the training loop (eager JAX takes ~10 s a run).
+    names = list(course_experiments.EXPERIMENTS)
+    argv = ["--smoke", "--output", str(tmp_path)]
+    if keras.config.backend() != "tensorflow":
+        names = ["baseline", "reduce_lr", "augment", "strided", "early_stopping"]
+        argv += ["--only", *names]
+    results = course_experiments.main(argv)
+    assert [r["name"] for r in results] == names
     for result in results:
         group, setting, overrides = course_experiments.EXPERIMENTS[result["name"]]
         # Each run is the baseline with its overrides, and nothing else.
@@ -43,22 +50,83 @@ def test_smoke_runs_every_experiment_and_writes_plot_table_and_json(tmp_path):
             assert len(result["history"][key]) == 1  # one epoch
     by_name = {r["name"]: r for r in results}
     assert "learning_rate" in by_name["reduce_lr"]["history"]
+    assert all(r["epochs"] == 1 for r in results)
 
-    # Six groups (all but the baseline's) in a 3x2 grid of 450x350-pixel panels.
-    assert png_size(tmp_path / "val_accuracy.png") == (1350, 700)
+    # A panel per group but the baseline's, 3 a row, each 450x350 pixels.
+    rows = -(-(len(names) - 1) // 3)
+    assert png_size(tmp_path / "val_accuracy.png") == (1350, 350 * rows)
     assert (tmp_path / "val_accuracy.png").stat().st_size > 20_000
 
     table = (tmp_path / "results.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| experiment | setting | test accuracy |")
-    assert [row.split(" | ")[0][2:] for row in rows[1:]] == list(
-        course_experiments.EXPERIMENTS
-    )
+    assert [row.split(" | ")[0][2:] for row in rows[1:]] == names
 
     saved = json.loads((tmp_path / "results.json").read_text())
     assert (saved["dataset"], saved["epochs"], saved["smoke"]) == ("digits", 1, True)
     assert saved["backend"] == keras.config.backend()
     assert saved["results"] == results  # plain JSON types throughout
+
+
+def test_validation_is_held_out_training_data_and_the_test_split_is_used_once(
+    monkeypatch,
+):
+    (x, y), (x_test, y_test) = datasets.load("digits", 8)
+    data = ((x[:40], y[:40]), (x_test[:16], y_test[:16]))
+    seen = {}
+    fit, evaluate = keras.Model.fit, keras.Model.evaluate
+
+    def spy_fit(self, x=None, y=None, validation_data=None, **kwargs):
+        seen["train"], seen["validation"] = x, validation_data[0]
+        return fit(self, x, y, validation_data=validation_data, **kwargs)
+
+    def spy_evaluate(self, x=None, y=None, **kwargs):
+        seen["test"] = x
+        return evaluate(self, x, y, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", spy_fit)
+    monkeypatch.setattr(keras.Model, "evaluate", spy_evaluate)
+    course_experiments.run_experiment("baseline", data, 10, 1, 0, eager=True)
+    # The last tenth of the training images validates; the rest trains.
+    np.testing.assert_array_equal(seen["validation"], x[36:40])
+    np.testing.assert_array_equal(seen["train"], x[:36])
+    np.testing.assert_array_equal(seen["test"], x_test[:16])
+
+
+@pytest.mark.parametrize(
+    "name, check",
+    [
+        (
+            "strided",
+            lambda m: (
+                not any(
+                    isinstance(layer, keras.layers.MaxPooling2D) for layer in m.layers
+                )
+            ),
+        ),
+        ("depth_3", lambda m: "block1_conv3" in {layer.name for layer in m.layers}),
+        ("filters_16", lambda m: m.get_layer("block1_conv1").filters == 16),
+    ],
+)
+def test_experiments_build_what_they_say(name, check):
+    config = {**course_experiments.BASELINE, **course_experiments.EXPERIMENTS[name][2]}
+    assert check(course_experiments.build_model(config, (8, 8, 3), 10))
+    baseline = course_experiments.build_model(
+        course_experiments.BASELINE, (8, 8, 3), 10
+    )
+    assert not check(baseline)
+
+
+def test_augment_shifts_training_images_only():
+    config = {**course_experiments.BASELINE, "augment": True}
+    model = course_experiments.build_model(config, (8, 8, 3), 10, mirror=False)
+    augment = model.layers[1]
+    assert augment.name == "cifar_augmentation"
+    assert [type(layer).__name__ for layer in augment.layers] == ["RandomTranslation"]
+    images = np.random.default_rng(0).uniform(size=(4, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(augment(images, training=False)), images
+    )
 
 
 def write_fake_cifar10(folder, seed=0):

@@ -244,3 +244,52 @@ def test_a_misspelled_model_gets_a_suggestion(capsys):
     assert "argument --model: invalid choice: 'resnet5' (did you mean resnet50" in err
     assert "--help lists the" in err
     assert "cifar_resnet20" not in err  # not the whole list
+
+
+def test_augment_and_ten_crops_report_their_effect(tmp_path, capsys):
+    args = ["--model", "cifar10_cnn", "--image-size", "8", "--logdir", str(tmp_path)]
+    accuracy = train.main([*args, "--epochs", "1", "--augment", "--tta", "ten_crop"])
+    out = capsys.readouterr().out
+    assert "Augmentation (cifar_augmentation, 8x8 images): RandomTranslation" in out
+    assert "With ten_crop (5 crops per image, no mirrors" in out  # digits
+    saved = json.loads((tmp_path / "test.json").read_text())
+    assert saved["augment"] == "cifar" and saved["accuracy"] == pytest.approx(accuracy)
+    assert saved["tta"]["crops"] == 5 and 0 <= saved["tta"]["accuracy"] <= 1
+    assert json.loads((tmp_path / "run.json").read_text())["augment"] is True
+    # A resume must keep the augmentation setting.
+    with pytest.raises(SystemExit, match="augment: True -> False"):
+        train.main([*args, "--epochs", "2", "--resume"])
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("alexnet", "alexnet"),
+        ("cifar_resnet20", "cifar"),
+        ("cifar10_cnn", "cifar"),
+        ("efficientnet_b0", "efficientnet"),
+        ("resnet18", "crop_flip"),
+        ("vgg11_lrn", "crop_flip"),
+        ("googlenet", "crop_flip"),
+    ],
+)
+def test_each_family_gets_its_papers_recipe(name, kind):
+    assert train.recipe(name, True) == kind
+    assert train.recipe(name, False) is None
+
+
+def test_crop_recipes_take_larger_images_and_crop_them():
+    (x, _), _, (x_test, _) = train.load("digits", 18, None, 0)  # 16 x 256 / 224
+    layers = train.augmentation_layers("alexnet", 16, "digits", x[:64], 0)
+    colour = layers.layers[-1]
+    assert type(colour).__name__ == "PCAColorAugmentation"
+    assert float(keras.ops.max(colour.adapted_eigenvalues)) > 0  # adapted
+    assert "RandomFlip" not in [type(layer).__name__ for layer in layers.layers]
+    model, net = train.build_and_compile(
+        "cifar10_cnn", 16, "digits", 1e-3, 0, layers, 18
+    )
+    assert model.input_shape[1:3] == (18, 18) and net.input_shape[1:3] == (16, 16)
+    # --tta crops the larger test images as they are; other runs' are padded.
+    assert train.tta_images(x_test, 16, "alexnet") is x_test
+    (_, _), _, (small, _) = train.load("digits", 16, None, 0)
+    assert train.tta_images(small, 16, "cifar").shape[1:3] == (20, 20)

@@ -50,6 +50,8 @@ PUBLIC_MODULES = (
     "keras_blocks.layers",
     "keras_blocks.callbacks",
     "keras_blocks.efficientnet",
+    "keras_blocks.augmentation",
+    "keras_blocks.evaluation",
 )
 ID = re.compile(r"""\bid=["']?([^"' >]+)""")
 

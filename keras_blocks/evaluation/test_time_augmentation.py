@@ -40,6 +40,13 @@ Attributes:
         the crops.
     accuracy: float. The share of images whose averaged softmax ranks the
         label first.
+
+Examples:
+>>> import numpy as np
+>>> from keras_blocks.evaluation import TTAResult
+>>> predictions, accuracy = TTAResult(np.eye(2), 1.0)
+>>> accuracy
+1.0
 """
 
 
@@ -115,7 +122,15 @@ def multi_crop(
 
 
 def crop_count(scheme, scales=None, squares=3, mirror=True):
-    """How many crops `scheme` evaluates per image (1, 10, or 144 by default)."""
+    """How many crops `scheme` evaluates per image (1, 10, or 144 by default).
+
+    Examples:
+    >>> from keras_blocks.evaluation import crop_count
+    >>> crop_count("ten_crop"), crop_count("multi_crop")
+    (10, 144)
+    >>> crop_count("ten_crop", mirror=False)
+    5
+    """
     check.one_of("scheme", scheme, SCHEMES)
     if scheme == "center_crop":
         return 1
@@ -156,6 +171,18 @@ def predict_with_tta(
 
     Returns:
         NumPy array `(images, classes)`.
+
+    Examples:
+    >>> import keras, numpy as np
+    >>> from keras_blocks.evaluation import predict_with_tta
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 3)),
+    ...     keras.layers.GlobalAveragePooling2D(),
+    ...     keras.layers.Dense(2, activation="softmax"),
+    ... ])
+    >>> images = np.random.default_rng(0).uniform(size=(4, 10, 10, 3))
+    >>> predict_with_tta(model, images, "multi_crop", squares=1).shape
+    (4, 2)
     """
     predictions, _ = _run(
         model,
