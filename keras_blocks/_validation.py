@@ -41,10 +41,20 @@ def non_negative_int(name, value):
     return int(value)
 
 
-def odd_positive_int(name, value):
-    if not _is_int(value) or value <= 0 or value % 2 == 0:
-        raise _invalid(name, "a strictly positive odd integer", value)
-    return int(value)
+def kernel_size(name, value, odd=False, note=None):
+    """An int or a tuple (or list) of 2 ints, as `keras.layers.Conv2D` takes a
+    kernel size; returned as Conv2D stores it: a tuple of 2 ints. `odd=True`
+    asks for odd sizes; `note` says when (for the message)."""
+    pair = (value, value) if _is_int(value) else value
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or not all(_is_int(v) and v > 0 and (v % 2 or not odd) for v in pair)
+    ):
+        kind = "strictly positive odd integer" if odd else "strictly positive integer"
+        expected = f"a {kind} or a tuple of 2 {kind}s" + (f" {note}" if note else "")
+        raise _invalid(name, expected, value)
+    return tuple(int(v) for v in pair)
 
 
 def positive_float(name, value):

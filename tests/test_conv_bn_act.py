@@ -27,6 +27,12 @@ from keras_blocks.layers import ConvBNAct
             (2, 5, 5, 3),
             (2, 5, 5, 4),
         ),
+        # A non-square kernel, as keras.layers.Conv2D takes it.
+        (
+            dict(filters=4, kernel_size=(3, 5), strides=2, padding="symmetric"),
+            (2, 8, 8, 3),
+            (2, 4, 4, 4),
+        ),
     ],
 )
 def test_layer(kwargs, input_shape, output_shape, tmp_path):
@@ -47,7 +53,10 @@ def plain_keras_unit(
     inputs = keras.Input(input_shape[1:])
     x = inputs
     if padding == "symmetric" and strides > 1:
-        x = keras.layers.ZeroPadding2D(kernel_size // 2, data_format=data_format)(x)
+        # PyTorch's padding=(kh // 2, kw // 2): on both sides of each dimension.
+        kh, kw = (kernel_size,) * 2 if isinstance(kernel_size, int) else kernel_size
+        pads = ((kh // 2, kh // 2), (kw // 2, kw // 2))
+        x = keras.layers.ZeroPadding2D(pads, data_format=data_format)(x)
         padding = "valid"
     elif padding == "symmetric":
         padding = "same"
@@ -87,6 +96,22 @@ def plain_keras_unit(
         ),
         dict(
             kernel_size=3, strides=2, padding="symmetric", data_format="channels_first"
+        ),
+        # Non-square kernels: each dimension pads and strides on its own.
+        dict(kernel_size=(3, 1), strides=2, padding="same"),
+        dict(  # a plain convolution: Conv2D alone
+            kernel_size=(1, 3),
+            strides=2,
+            padding="valid",
+            batch_norm=False,
+            activation=None,
+        ),
+        dict(kernel_size=(3, 5), strides=2, padding="symmetric"),
+        dict(
+            kernel_size=(1, 3),
+            strides=2,
+            padding="symmetric",
+            data_format="channels_first",
         ),
     ],
 )
@@ -130,6 +155,23 @@ def test_symmetric_padding_differs_from_same_on_strided_even_inputs():
     assert not np.allclose(to_numpy(same(x)), to_numpy(symmetric(x)))
 
 
+@pytest.mark.parametrize(
+    "kernel_size, expected",
+    [(3, (3, 3)), ([3, 1], (3, 1)), ((np.int64(1), 3), (1, 3))],
+)
+def test_kernel_size_is_stored_as_keras_conv2d_stores_it(kernel_size, expected):
+    # As keras.layers.Conv2D: an int or two, kept as a tuple of two ints.
+    unit = ConvBNAct(4, kernel_size)
+    assert keras.layers.Conv2D(4, kernel_size).kernel_size == expected
+    assert unit.kernel_size == expected
+    assert type(unit.kernel_size[0]) is int
+    config = unit.get_config()
+    assert config["kernel_size"] == expected
+    assert ConvBNAct.from_config(config).get_config() == config
+    unit.build((None, 6, 6, 2))
+    assert tuple(unit.conv.kernel.shape) == (*expected, 2, 4)
+
+
 def test_bias_only_without_batch_norm():
     def weight_names(unit):
         unit.build((None, 5, 5, 3))
@@ -164,11 +206,23 @@ def test_no_activation_is_linear():
         (dict(filters=True), "Received: filters=True"),
         (
             dict(filters=8, kernel_size=0),
-            "Invalid value for argument `kernel_size`. Expected a strictly positive integer. Received: kernel_size=0",
+            "Invalid value for argument `kernel_size`. Expected a strictly positive integer or a tuple of 2 strictly positive integers. Received: kernel_size=0",
         ),
+        (dict(filters=8, kernel_size=(3,)), "Received: kernel_size=(3,)"),
+        (dict(filters=8, kernel_size=(3, 0)), "Received: kernel_size=(3, 0)"),
+        (dict(filters=8, kernel_size=(3, 3, 3)), "Received: kernel_size=(3, 3, 3)"),
+        (dict(filters=8, kernel_size=(3, 2.0)), "Received: kernel_size=(3, 2.0)"),
+        (dict(filters=8, kernel_size=(True, 3)), "Received: kernel_size=(True, 3)"),
+        (dict(filters=8, kernel_size="3"), "Received: kernel_size='3'"),
+        (dict(filters=8, kernel_size=True), "Received: kernel_size=True"),
+        (dict(filters=8, kernel_size=None), "Received: kernel_size=None"),
         (
             dict(filters=8, kernel_size=2, padding="symmetric"),
-            "Invalid value for argument `kernel_size`. Expected a strictly positive odd integer. Received: kernel_size=2",
+            "Invalid value for argument `kernel_size`. Expected a strictly positive odd integer or a tuple of 2 strictly positive odd integers with padding='symmetric'. Received: kernel_size=2",
+        ),
+        (
+            dict(filters=8, kernel_size=(3, 2), padding="symmetric"),
+            "Received: kernel_size=(3, 2)",
         ),
         (
             dict(filters=8, strides=0),
@@ -226,7 +280,22 @@ def test_bad_args(kwargs, message):
         (
             dict(filters=4, kernel_size=5, padding="valid"),
             (None, 8, 4, 3),
-            "with padding='valid' needs inputs at least kernel_size=5 high and wide. Received: input_shape=(None, 8, 4, 3)",
+            "with padding='valid' needs inputs at least 5 high and 5 wide (kernel_size=(5, 5)). Received: input_shape=(None, 8, 4, 3)",
+        ),
+        (
+            dict(filters=4, kernel_size=(1, 5), padding="valid"),
+            (None, 8, 4, 3),
+            "with padding='valid' needs inputs at least 1 high and 5 wide (kernel_size=(1, 5)). Received: input_shape=(None, 8, 4, 3)",
+        ),
+        (
+            dict(
+                filters=4,
+                kernel_size=(5, 1),
+                padding="valid",
+                data_format="channels_first",
+            ),
+            (None, 3, 4, 8),
+            "with padding='valid' needs inputs at least 5 high and 1 wide (kernel_size=(5, 1)). Received: input_shape=(None, 3, 4, 8)",
         ),
     ],
 )

@@ -48,6 +48,17 @@ def test_layer(kwargs, input_shape, output_shape, tmp_path):
 # before a strided depthwise convolution) and EfficientNetV2's fused block.
 
 
+def correct_pad(x, kernel):
+    """keras.applications' padding before a stride-2 convolution of an odd
+    kernel (an int, or (height, width)), dimension by dimension."""
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    pads = [
+        (k // 2 - 1 + size % 2, k // 2)
+        for size, k in zip(x.shape[1:3], kernel, strict=True)
+    ]
+    return layers.ZeroPadding2D(tuple(pads))(x)
+
+
 def plain_keras_mbconv(input_shape, filters, kernel_size, strides, expand_ratio, fused):
     channels = input_shape[-1]
     expanded = channels * expand_ratio
@@ -55,9 +66,7 @@ def plain_keras_mbconv(input_shape, filters, kernel_size, strides, expand_ratio,
 
     def conv_bn(x, filters, kernel, stride, activation=True):
         if stride > 1:
-            size = x.shape[1]
-            pad = kernel // 2
-            x = layers.ZeroPadding2D(((pad - 1 + size % 2, pad),) * 2)(x)
+            x = correct_pad(x, kernel)
         x = layers.Conv2D(
             filters,
             kernel,
@@ -76,9 +85,7 @@ def plain_keras_mbconv(input_shape, filters, kernel_size, strides, expand_ratio,
         if expand_ratio > 1:
             x = conv_bn(x, expanded, 1, 1)
         if strides > 1:
-            pad = kernel_size // 2
-            adjust = 1 - x.shape[1] % 2
-            x = layers.ZeroPadding2D(((pad - adjust, pad),) * 2)(x)
+            x = correct_pad(x, kernel_size)
         x = layers.DepthwiseConv2D(
             kernel_size,
             strides=strides,
@@ -109,6 +116,9 @@ def plain_keras_mbconv(input_shape, filters, kernel_size, strides, expand_ratio,
         ((2, 8, 8, 8), 8, 3, 1, 4, True),
         ((2, 8, 8, 8), 16, 3, 2, 4, True),
         ((2, 7, 7, 8), 8, 3, 1, 1, True),
+        # Non-square kernels, as keras.layers.Conv2D takes them.
+        ((2, 8, 7, 8), 16, (3, 5), 2, 6, False),  # pads (0, 1) rows, (2, 2) columns
+        ((2, 7, 7, 8), 8, (3, 1), 1, 1, True),
     ],
 )
 @pytest.mark.parametrize("training", [False, True])
@@ -131,6 +141,15 @@ def test_matches_keras_applications_block(
         atol=1e-4,
         rtol=1e-4,
     )
+
+
+def test_non_square_kernel():
+    block = MBConvBlock(8, kernel_size=[1, 3])
+    assert block.kernel_size == (1, 3)  # as keras.layers.Conv2D stores it
+    assert block.get_config()["kernel_size"] == (1, 3)
+    assert MBConvBlock(8).kernel_size == (3, 3)
+    block.build((None, 6, 6, 4))
+    assert tuple(block.depthwise.kernel.shape[:2]) == (1, 3)
 
 
 def test_weight_order_and_squeeze_width():
@@ -197,7 +216,14 @@ def test_stochastic_depth_drops_whole_branch():
             dict(filters=0),
             "Invalid value for argument `filters`. Expected a strictly positive integer. Received: filters=0",
         ),
-        (dict(filters=8, kernel_size=0), "Received: kernel_size=0"),
+        (
+            dict(filters=8, kernel_size=0),
+            "Invalid value for argument `kernel_size`. Expected a strictly positive integer or a tuple of 2 strictly positive integers. Received: kernel_size=0",
+        ),
+        (dict(filters=8, kernel_size=(3, 0)), "Received: kernel_size=(3, 0)"),
+        (dict(filters=8, kernel_size=(3,)), "Received: kernel_size=(3,)"),
+        (dict(filters=8, kernel_size="3"), "Received: kernel_size='3'"),
+        (dict(filters=8, kernel_size=True), "Received: kernel_size=True"),
         (dict(filters=8, strides=-1), "Received: strides=-1"),
         (
             dict(filters=8, expand_ratio=2.5),

@@ -58,6 +58,29 @@ def not_one_of(options, allow_none=False):
 
 
 NOT_DATA_FORMAT = not_one_of(("channels_last", "channels_first"), allow_none=True)
+SIZES = st.integers(1, 5)
+NOT_KERNEL_SIZE = st.one_of(  # keras.layers.Conv2D's kernel_size: an int or two
+    NOT_POSITIVE_INT,
+    st.tuples(SIZES),
+    st.tuples(SIZES, SIZES, SIZES),
+    st.tuples(SIZES, st.integers(max_value=0)),
+    st.tuples(NOT_POSITIVE_INT, SIZES),
+)
+
+
+def kernel_sizes(sizes):
+    """A kernel size as keras.layers.Conv2D takes it: an int or a pair."""
+    one = st.sampled_from(sizes)
+    return st.one_of(one, st.tuples(one, one))
+
+
+def kernel_pair(kernel_size):
+    """(height, width) of a kernel size, as keras.layers.Conv2D stores it."""
+    if isinstance(kernel_size, int):
+        return (kernel_size, kernel_size)
+    return tuple(kernel_size)
+
+
 ACTIVATIONS = st.sampled_from(["relu", "swish", "gelu", None])
 COMMON_INVALID = {
     "kernel_initializer": NOT_INITIALIZER,
@@ -90,9 +113,7 @@ def same_size(size, strides):
 def conv_bn_act_cases(draw):
     groups = draw(st.sampled_from([1, 2]))
     padding = draw(st.sampled_from(["same", "valid", "symmetric"]))
-    kernel_size = draw(
-        st.sampled_from([1, 3, 5] if padding == "symmetric" else [1, 2, 3])
-    )
+    kernel_size = draw(kernel_sizes([1, 3, 5] if padding == "symmetric" else [1, 2, 3]))
     kwargs = {
         "filters": groups * draw(st.integers(1, 6)),
         "kernel_size": kernel_size,
@@ -103,13 +124,13 @@ def conv_bn_act_cases(draw):
         "batch_norm": draw(st.booleans()),
         "activation": draw(ACTIVATIONS),
     }
-    return kwargs, groups * draw(st.integers(1, 4)), kernel_size
+    return kwargs, groups * draw(st.integers(1, 4)), max(kernel_pair(kernel_size))
 
 
 def conv_bn_act_formula(kwargs, height, width, channels):
-    k, s = kwargs["kernel_size"], kwargs["strides"]
+    (kh, kw), s = kernel_pair(kwargs["kernel_size"]), kwargs["strides"]
     if kwargs["padding"] == "valid":
-        return (height - k) // s + 1, (width - k) // s + 1, kwargs["filters"]
+        return (height - kh) // s + 1, (width - kw) // s + 1, kwargs["filters"]
     return same_size(height, s), same_size(width, s), kwargs["filters"]
 
 
@@ -180,7 +201,7 @@ def mb_conv_cases(draw):
     fused = draw(st.booleans())
     kwargs = {
         "filters": draw(st.integers(1, 8)),
-        "kernel_size": draw(st.sampled_from([1, 3, 5])),
+        "kernel_size": draw(kernel_sizes([1, 3, 5])),
         "strides": draw(st.integers(1, 3)),
         "expand_ratio": draw(st.integers(1, 4)),
         "se_ratio": draw(st.sampled_from([None, 0.25, 1.0])),
@@ -317,7 +338,7 @@ REGISTRY = {
         conv_bn_act_formula,
         {
             "filters": NOT_POSITIVE_INT,
-            "kernel_size": NOT_POSITIVE_INT,
+            "kernel_size": NOT_KERNEL_SIZE,
             "strides": NOT_POSITIVE_INT,
             "padding": not_one_of(("same", "valid", "symmetric")),
             "groups": NOT_POSITIVE_INT,
@@ -350,7 +371,7 @@ REGISTRY = {
         residual_formula,
         {
             "filters": NOT_POSITIVE_INT,
-            "kernel_size": NOT_POSITIVE_INT,
+            "kernel_size": NOT_KERNEL_SIZE,
             "strides": NOT_POSITIVE_INT,
             "expand_ratio": NOT_POSITIVE_INT,
             "se_ratio": NOT_FRACTION,
@@ -510,6 +531,8 @@ def test_config_round_trip(name, data):
     for key, value in kwargs.items():
         if key in ("activation", "gate_activation"):
             continue  # Stored serialized ("swish" reads back as "silu").
+        if key == "kernel_size":  # stored as a pair, as keras.layers.Conv2D
+            value = kernel_pair(value)
         assert config[key] == value, key
 
 

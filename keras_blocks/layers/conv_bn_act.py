@@ -37,11 +37,14 @@ class ConvBNAct(keras.layers.Layer):
 
     Args:
         filters: int. Number of output channels.
-        kernel_size: int. Height and width of the square kernel.
+        kernel_size: int or tuple of 2 ints. Height and width of the kernel
+            (one int for a square kernel), as `keras.layers.Conv2D` takes it;
+            stored as a tuple of 2 ints, as Conv2D stores it.
         strides: int. Stride in both spatial dimensions.
         padding: str. `"same"` (TensorFlow's rule, extra padding at the bottom
-            and right), `"valid"` (none) or `"symmetric"` (`kernel_size // 2`
-            on every side, PyTorch's rule; needs an odd `kernel_size`). With a
+            and right), `"valid"` (none) or `"symmetric"` (`kh // 2` rows at
+            the top and bottom, `kw // 2` columns left and right for a
+            `(kh, kw)` kernel: PyTorch's rule; needs odd kernel sizes). With a
             stride of 1 and an odd kernel, `"same"` and `"symmetric"` agree.
         groups: int. Number of channel groups (grouped convolution, ResNeXt).
             Must divide `filters` and the input channels.
@@ -70,7 +73,8 @@ class ConvBNAct(keras.layers.Layer):
     Output shape:
         4D tensor with `filters` channels; each spatial size becomes
         `ceil(size / strides)` for `"same"` and `"symmetric"` padding, and
-        `floor((size - kernel_size) / strides) + 1` for `"valid"`.
+        `floor((size - k) / strides) + 1` for `"valid"`, with `k` the
+        kernel's size in that dimension.
 
     Raises:
         ValueError: on an invalid argument, or when building on an input that
@@ -85,12 +89,15 @@ class ConvBNAct(keras.layers.Layer):
         (2, 9, 9, 32)
         >>> [w.path.split("/", 1)[1] for w in unit.weights]
         ['conv/kernel', 'bn/gamma', 'bn/beta', 'bn/moving_mean', 'bn/moving_variance']
+        >>> row = keras_blocks.layers.ConvBNAct(8, (1, 3), padding="valid")
+        >>> tuple(row(np.zeros((2, 5, 5, 3))).shape), row.kernel_size
+        ((2, 5, 3, 8), (1, 3))
     """
 
     def __init__(
         self,
         filters: int,
-        kernel_size: int = 3,
+        kernel_size: int | tuple[int, int] = 3,
         strides: int = 1,
         padding: str = "same",
         groups: int = 1,
@@ -106,11 +113,13 @@ class ConvBNAct(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
-        self.kernel_size = check.positive_int("kernel_size", kernel_size)
+        self.kernel_size = check.kernel_size("kernel_size", kernel_size)
         self.strides = check.positive_int("strides", strides)
         self.padding = check.one_of("padding", padding, PADDINGS)
         if padding == "symmetric":
-            check.odd_positive_int("kernel_size", kernel_size)
+            check.kernel_size(
+                "kernel_size", kernel_size, odd=True, note="with padding='symmetric'"
+            )
         self.groups = check.positive_int("groups", groups)
         if self.filters % self.groups:
             raise ValueError(
@@ -133,12 +142,12 @@ class ConvBNAct(keras.layers.Layer):
         explicit_pad = self.padding == "symmetric" and self.strides > 1
         self.pad = (
             keras.layers.ZeroPadding2D(
-                self.kernel_size // 2,
+                tuple((k // 2, k // 2) for k in self.kernel_size),  # (rows, columns)
                 data_format=self.data_format,
                 dtype=self.dtype_policy,
                 name="pad",
             )
-            if explicit_pad and self.kernel_size > 1
+            if explicit_pad and max(self.kernel_size) > 1
             else None
         )
         self.conv = Conv2D(
@@ -163,14 +172,16 @@ class ConvBNAct(keras.layers.Layer):
                 f"Layer '{self.name}' has groups={self.groups}, which must "
                 f"divide the input channels. Received: input_shape={input_shape}"
             )
-        if self.padding == "valid":
-            for size in spatial_shape(input_shape, self.data_format):
-                if size is not None and size < self.kernel_size:
-                    raise ValueError(
-                        f"Layer '{self.name}' with padding='valid' needs inputs "
-                        f"at least kernel_size={self.kernel_size} high and wide. "
-                        f"Received: input_shape={input_shape}"
-                    )
+        sizes = zip(
+            spatial_shape(input_shape, self.data_format), self.kernel_size, strict=True
+        )
+        if self.padding == "valid" and any(s is not None and s < k for s, k in sizes):
+            height, width = self.kernel_size
+            raise ValueError(
+                f"Layer '{self.name}' with padding='valid' needs inputs at least "
+                f"{height} high and {width} wide (kernel_size={self.kernel_size}). "
+                f"Received: input_shape={input_shape}"
+            )
         shape = input_shape
         if self.pad is not None:
             self.pad.build(shape)
@@ -192,8 +203,8 @@ class ConvBNAct(keras.layers.Layer):
         height, width = spatial_shape(input_shape, self.data_format)
         if self.padding == "valid":
             height, width = (
-                None if size is None else (size - self.kernel_size) // self.strides + 1
-                for size in (height, width)
+                None if size is None else (size - kernel) // self.strides + 1
+                for size, kernel in zip((height, width), self.kernel_size, strict=True)
             )
         else:
             height = strided_size(height, self.strides)

@@ -59,7 +59,9 @@ class MBConvBlock(keras.layers.Layer):
 
     Args:
         filters: int. Number of output channels.
-        kernel_size: int. Size of the depthwise (or fused) convolution kernel.
+        kernel_size: int or tuple of 2 ints. Size (height, width) of the
+            depthwise (or fused) convolution kernel, as `keras.layers.Conv2D`
+            takes it; stored as a tuple of 2 ints.
         strides: int. Stride of the depthwise (or fused) convolution.
         expand_ratio: int. Expanded channels per input channel; with 1 there
             is no expansion convolution.
@@ -120,7 +122,7 @@ class MBConvBlock(keras.layers.Layer):
     def __init__(
         self,
         filters: int,
-        kernel_size: int = 3,
+        kernel_size: int | tuple[int, int] = 3,
         strides: int = 1,
         expand_ratio: int = 6,
         se_ratio: float | None = 0.25,
@@ -138,7 +140,7 @@ class MBConvBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
-        self.kernel_size = check.positive_int("kernel_size", kernel_size)
+        self.kernel_size = check.kernel_size("kernel_size", kernel_size)
         self.strides = check.positive_int("strides", strides)
         self.expand_ratio = check.positive_int("expand_ratio", expand_ratio)
         self.se_ratio = check.optional(check.fraction, "se_ratio", se_ratio)
