@@ -287,11 +287,207 @@ def test_sample_of_channels_first_grayscale(sparse_run):
 def test_standardized_images_fill_the_range(sparse_run):
     events = read_events(sparse_run["dirs"]["std"])
     assert set(events) == {"images/predictions", "confusion_matrix"}
-    assert steps(events, "images/predictions") == [0]
+    # image_freq=3 over 3 epochs: the first and the last (the final model).
+    assert steps(events, "images/predictions") == [0, 2]
     assert steps(events, "confusion_matrix") == [0, 2]
     cells = cell_images(last(events, "images/predictions"), 4, 8, 12)
     assert (cells.min(axis=(1, 2, 3)) == 0).all()
     assert (cells.max(axis=(1, 2, 3)) == 255).all()
+
+
+# -- The last epoch, whatever the frequencies ------------------------------------
+
+
+class StopAfter(keras.callbacks.Callback):
+    """Stops training at the end of epoch `epoch`, as EarlyStopping would."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.model.stop_training = True
+
+
+@pytest.fixture(scope="module")
+def last_epoch_runs(tmp_path_factory):
+    """Default frequencies over 3 epochs; 6 epochs stopped after the second
+    by a callback before or after the logger; 4 epochs from initial_epoch=1."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(2).random((20, 8, 8, 1), dtype="float32")
+    y = np.arange(20) % 2
+    model = small_model()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    dirs = {
+        name: tmp_path_factory.mktemp(name)
+        for name in ("default", "stopped_before", "stopped_after", "resumed")
+    }
+    sparse = dict(histogram_freq=3, learning_rate=False, data_format="channels_last")
+
+    def logger(name):
+        return TensorBoardImageLogger(dirs[name], (x[:8], y[:8]), **sparse)
+
+    fit = dict(batch_size=10, verbose=0)
+    model.fit(x, y, epochs=3, callbacks=[logger("default")], **fit)
+    stop = StopAfter(1)
+    model.fit(x, y, epochs=6, callbacks=[stop, logger("stopped_before")], **fit)
+    model.fit(x, y, epochs=6, callbacks=[logger("stopped_after"), stop], **fit)
+    model.fit(x, y, epochs=4, initial_epoch=1, callbacks=[logger("resumed")], **fit)
+    return {name: read_events(path) for name, path in dirs.items()}
+
+
+@pytest.mark.parametrize(
+    "run, expected, images",
+    [
+        # confusion_matrix_freq=5 and histogram_freq=3: at the first epoch, and
+        # at the last, with the final model.
+        ("default", [0, 2], [0, 1, 2]),
+        ("stopped_before", [0, 1], [0, 1]),  # the stop is seen at the epoch's end
+        ("stopped_after", [0, 1], [0, 1]),  # the stop is seen at the training's end
+        ("resumed", [3], [1, 2, 3]),  # epochs 1 to 3 of 4
+    ],
+)
+def test_the_last_epoch_is_always_logged(last_epoch_runs, run, expected, images):
+    events = last_epoch_runs[run]
+    assert steps(events, "confusion_matrix") == expected
+    assert steps(events, "weights/cnn/conv/kernel") == expected
+    assert steps(events, "images/predictions") == images
+
+
+# -- Validation data as a tf.data.Dataset ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dataset_runs(tmp_path_factory):
+    """The same images and one-hot labels as arrays, as a dataset of batches
+    of 5 (the last one of 2), and repeated forever with 2 steps of 4; one
+    logger each, every feature on, in one fit of 2 epochs."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(3)
+    x = rng.random((TRAIN + VAL, 8, 8, 3), dtype="float32")
+    y = np.eye(3, dtype="float32")[np.arange(TRAIN + VAL) % 3]
+    x_val, y_val = x[TRAIN:], y[TRAIN:]
+    model = cnn((8, 8, 3), 3)
+    model.compile("adam", "categorical_crossentropy")
+    dirs = {
+        name: tmp_path_factory.mktemp(name)
+        for name in ("arrays", "dataset", "first_8", "repeated")
+    }
+    every = dict(
+        num_images=5,
+        confusion_matrix_freq=1,
+        activation_layers=("conv",),
+        gradient_histograms=True,
+        data_format="channels_last",
+    )
+    batches = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(5)
+    loggers = [
+        TensorBoardImageLogger(dirs["arrays"], (x_val, y_val), **every),
+        TensorBoardImageLogger(dirs["dataset"], batches, **every),
+        TensorBoardImageLogger(dirs["first_8"], (x_val[:8], y_val[:8]), **every),
+        TensorBoardImageLogger(
+            dirs["repeated"],
+            tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(4).repeat(),
+            validation_steps=2,
+            **every,
+        ),
+    ]
+    model.fit(
+        x[:TRAIN],
+        y[:TRAIN],
+        batch_size=16,
+        epochs=2,
+        validation_data=batches,
+        verbose=0,
+        callbacks=loggers,
+    )
+    return {name: read_events(path) for name, path in dirs.items()}
+
+
+def assert_same_events(ours, theirs):
+    assert set(ours) == set(theirs)
+    for tag in ours:
+        assert steps(ours, tag) == steps(theirs, tag) == [0, 1], tag
+        for (_, a), (_, b) in zip(ours[tag], theirs[tag], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=tag)
+
+
+def test_a_dataset_logs_what_its_arrays_log(dataset_runs):
+    # The same sample (drawn with the same seed from the same 12 images), the
+    # same confusion matrix over all of them, the same histograms.
+    assert "confusion_matrix" in dataset_runs["dataset"]
+    assert "gradients/cnn/head/bias" in dataset_runs["dataset"]
+    assert_same_events(dataset_runs["dataset"], dataset_runs["arrays"])
+
+
+def test_a_repeated_dataset_is_read_for_validation_steps(dataset_runs):
+    # 2 steps of 4: the first 8 images, at every epoch.
+    assert_same_events(dataset_runs["repeated"], dataset_runs["first_8"])
+    # It can fail: the matrix over 8 images is not the one over 12.
+    matrices = [
+        last(dataset_runs[n], "confusion_matrix") for n in ("first_8", "arrays")
+    ]
+    assert not np.array_equal(*matrices)
+
+
+def dataset(n=4, batch=2):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices(valid_data(n)).batch(batch)
+
+
+@pytest.mark.parametrize(
+    "make_data, kwargs, message",
+    [
+        (
+            lambda: dataset().repeat(),
+            {},
+            "Invalid value for argument `validation_steps`. A dataset that repeats forever needs a number of batches to read. Received: validation_steps=None",
+        ),
+        (
+            lambda: dataset().unbatch(),
+            {},
+            "Invalid value for argument `validation_data`. Expected a dataset of `(x, y)` batches: 4D images `x` of shape (batch, height, width, channels). Received: x of shape (8, 8, 1)",
+        ),
+        (
+            lambda: dataset().map(lambda x, y: x),
+            {},
+            "Invalid value for argument `validation_data`. Expected a dataset of `(x, y)` batches. Received: a dataset of TensorSpec",
+        ),
+        (
+            lambda: dataset().map(lambda x, y: (x, y - 1)),
+            {},
+            "Invalid value for argument `validation_data`. Expected non-negative integer labels `y`. Received: y with values from -1 to 0",
+        ),
+        (
+            lambda: dataset().take(0),
+            {},
+            "Invalid value for argument `validation_data`. The dataset holds no images.",
+        ),
+        (
+            dataset,
+            dict(validation_steps=0),
+            "Invalid value for argument `validation_steps`. Expected a strictly positive integer. Received: validation_steps=0",
+        ),
+        (
+            lambda: valid_data(),
+            dict(validation_steps=2),
+            "Invalid value for argument `validation_steps`. It bounds a dataset, and `validation_data` is arrays. Received: validation_steps=2",
+        ),
+    ],
+)
+def test_bad_datasets(make_data, kwargs, message, tmp_path):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TensorBoardImageLogger(tmp_path, make_data(), **kwargs)
+
+
+def test_a_dataset_has_no_config(tmp_path):
+    logger = TensorBoardImageLogger(tmp_path, dataset())
+    with pytest.raises(NotImplementedError, match=re.escape("a tf.data.Dataset")):
+        logger.get_config()
 
 
 # -- Errors --------------------------------------------------------------------
@@ -311,7 +507,7 @@ def valid_data(n=4):
         (dict(log_dir=3), "Received: log_dir=3"),
         (
             dict(validation_data=np.zeros((4, 8, 8, 1))),
-            "Invalid value for argument `validation_data`. Expected a tuple `(x, y)` of images and labels. Received: validation_data of type ndarray",
+            "Invalid value for argument `validation_data`. Expected a tuple `(x, y)` of images and labels, or a `tf.data.Dataset` of `(x, y)` batches. Received: validation_data of type ndarray",
         ),
         (
             dict(validation_data=(np.zeros((4, 8, 8)), np.zeros(4))),

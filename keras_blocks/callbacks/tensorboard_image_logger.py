@@ -1,6 +1,7 @@
 """TensorBoardImageLogger: what a classifier sees and predicts, in TensorBoard."""
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,8 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
 
     - `images/predictions` (every `image_freq` epochs): one grid image of a
       fixed sample of `num_images` validation images, chosen once (seeded) and
-      kept in their order in `validation_data`; each cell has a green border
+      kept in their order in `validation_data` (for a dataset: in the order
+      of its first reading); each cell has a green border
       when the model's prediction is right and a red one when it is wrong,
       with the true and predicted labels below.
     - `confusion_matrix` (every `confusion_matrix_freq` epochs): a heat map
@@ -54,8 +56,13 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
     The step of every summary is the epoch index as Keras passes it to
     callbacks (0-based). A feature is written at epochs where
     `epoch % freq == 0`, as Keras' `TensorBoard` callback does, so the first
-    epoch is always logged. A disabled feature writes nothing, and the event
-    file is created only when there is something to write.
+    epoch is always logged, and also at the last epoch of the run, so that
+    the final model is always logged: the last of `fit`'s `epochs`, or the
+    epoch after which a callback (such as `EarlyStopping`) stopped training;
+    one listed after this logger is seen at the end of training, and the
+    features are written then, under that epoch's step. A disabled feature
+    writes nothing, and the event file is created only when there is
+    something to write.
 
     For the images, the model must be a classifier with a single output of
     shape `(batch, classes)` (probabilities or logits). Summaries are written with
@@ -65,9 +72,15 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
 
     Args:
         log_dir: str or path. Directory the event file is written to.
-        validation_data: tuple `(x, y)` of NumPy arrays: 4D images `x` in
-            the model's `data_format`, and integer labels `y` of shape
-            `(n,)` or `(n, 1)` or one-hot labels of shape `(n, classes)`.
+        validation_data: tuple `(x, y)` of NumPy arrays, or a
+            `tf.data.Dataset` of `(x, y)` (or `(x, y, sample_weight)`)
+            batches, as `model.fit(validation_data=...)` takes them: 4D
+            images `x` in the model's `data_format`, and integer labels `y` of
+            shape `(n,)` or `(n, 1)` or one-hot labels of shape `(n, classes)`.
+            A dataset is read twice when the logger is made (to count its
+            images and draw the fixed sample, then to take the sample's
+            images, which are kept) and once more at each confusion matrix,
+            batch by batch; sample weights are ignored.
             Images in [0, 1] or [0, 255] are shown as they are; others (such
             as standardized inputs) are rescaled to each image's range.
             Images with 3 or 4 channels are shown as RGB (dropping alpha),
@@ -76,7 +89,8 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             `get_config()` holds the arrays as nested lists with their dtypes
             (Keras' serialization of NumPy arrays), so the config is JSON and
             `from_config` restores the same data: as large as the data, in
-            text.
+            text. A dataset has no config (`get_config()` raises
+            `NotImplementedError`).
         class_names: sequence of str or None. Names of the classes, in label
             order; `None` shows the labels' indices.
         num_images: int. Size of the fixed sample (all of `validation_data`
@@ -97,7 +111,12 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             the layout of `x`; `None` uses `keras.config.image_data_format()`.
         seed: int or None. Seed for choosing the fixed sample; `None` picks a
             different sample in each process.
-        batch_size: int. Batch size of the predictions.
+        batch_size: int. Batch size of the predictions (a dataset's batches
+            are predicted as they come).
+        validation_steps: int or None. With a dataset, the number of batches
+            read (from its start) each time; None reads the whole dataset,
+            which must then end (one that repeats forever is refused).
+            Only for a dataset.
 
     Raises:
         ValueError: on an invalid argument; at the start of training, when
@@ -106,6 +125,8 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             matches the labels and `class_names`.
         ImportError: at the start of training, when TensorFlow or TensorBoard
             is missing.
+        NotImplementedError: from `get_config()`, when `validation_data` is
+            a dataset.
 
     Examples:
         >>> import os, tempfile
@@ -139,7 +160,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
     def __init__(
         self,
         log_dir: str | os.PathLike,
-        validation_data: tuple[Any, Any],
+        validation_data: Any,
         class_names: Sequence[str] | None = None,
         num_images: int = 16,
         image_freq: int = 1,
@@ -151,6 +172,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         data_format: str | None = None,
         seed: int | None = 0,
         batch_size: int = 32,
+        validation_steps: int | None = None,
     ):
         super().__init__()
         if not isinstance(log_dir, str | os.PathLike) or not os.fspath(log_dir):
@@ -163,10 +185,23 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         self.class_names = _names(
             "class_names", class_names, "None or a non-empty sequence of strings"
         )
-        self.validation_data = _validation_data(
-            validation_data, self.data_format, self.class_names
-        )
         self.num_images = check.positive_int("num_images", num_images)
+        self.seed = check.optional(check.non_negative_int, "seed", seed)
+        self.validation_steps = check.optional(
+            check.positive_int, "validation_steps", validation_steps
+        )
+        if _is_dataset(validation_data):
+            self.validation_data = _checked_dataset(
+                validation_data, self.validation_steps, self.data_format
+            )
+        elif self.validation_steps is not None:
+            raise ValueError(
+                "Invalid value for argument `validation_steps`. It bounds a "
+                "dataset, and `validation_data` is arrays. Received: "
+                f"validation_steps={validation_steps!r}"
+            )
+        else:
+            self.validation_data = _validation_data(validation_data, self.data_format)
         self.image_freq = check.non_negative_int("image_freq", image_freq)
         self.confusion_matrix_freq = check.non_negative_int(
             "confusion_matrix_freq", confusion_matrix_freq
@@ -182,7 +217,6 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             "gradient_histograms", gradient_histograms
         )
         self.learning_rate = check.boolean("learning_rate", learning_rate)
-        self.seed = check.optional(check.non_negative_int, "seed", seed)
         self.batch_size = check.positive_int("batch_size", batch_size)
 
         # Opt-in histograms that histogram_freq=0 would silently never write.
@@ -206,14 +240,30 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
                 f"{keras.backend.backend()!r} backend"
             )
 
-        x, y = self.validation_data
-        self._labels = _integer_labels(y)  # (n,)
-        count = min(self.num_images, len(x))
+        if self._from_dataset:
+            # Labels (all) and the one-hot width (or None), then the sample.
+            self._labels, self._label_width = _dataset_labels(
+                self._batches(), self.data_format
+            )
+        else:
+            x, y = self.validation_data
+            self._labels = _integer_labels(y)  # (n,)
+            self._label_width = y.shape[1] if y.ndim == 2 and y.shape[1] > 1 else None
+        _check_class_names(self.class_names, self._labels, self._label_width)
+        count = min(self.num_images, len(self._labels))
         # Sorted, so that the grid follows the order of validation_data.
         self._sample = np.sort(
-            np.random.default_rng(self.seed).choice(len(x), count, replace=False)
+            np.random.default_rng(self.seed).choice(
+                len(self._labels), count, replace=False
+            )
         )
-        self._display = display_images(x[self._sample], self.data_format)
+        if self._from_dataset:
+            self._sample_x, self._sample_y = _take(self._batches(), self._sample)
+        else:
+            self._sample_x, self._sample_y = x[self._sample], y[self._sample]
+        self._display = display_images(self._sample_x, self.data_format)
+        self._last_epoch = None  # the last epoch seen, and whether it was
+        self._logged_last = False  # logged as the run's last
         self._writer = None
         self._table_writers = {}
         self._summary = None
@@ -222,8 +272,21 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
 
     # -- Training hooks --------------------------------------------------------
 
+    @property
+    def _from_dataset(self):
+        return not isinstance(self.validation_data, tuple)
+
+    def _batches(self):
+        """The dataset's `(x, y)` NumPy batches, `validation_steps` at most."""
+        dataset = self.validation_data
+        if self.validation_steps is not None:
+            dataset = dataset.take(self.validation_steps)
+        for batch in dataset.as_numpy_iterator():
+            yield batch[0], batch[1]  # without sample weights
+
     def on_train_begin(self, logs=None):
         self._close_writer()
+        self._last_epoch, self._logged_last = None, False
         self._activation_model = self._gradients = None
         if not (
             self.image_freq
@@ -245,16 +308,37 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             self._gradients = loss_gradient_function(model)
 
     def on_epoch_end(self, epoch, logs=None):
-        grid = _due(self.image_freq, epoch)
-        matrix = _due(self.confusion_matrix_freq, epoch)
-        histograms = _due(self.histogram_freq, epoch)
-        if not (grid or matrix or histograms or self.learning_rate):
+        # The run's last epoch: fit's last, or one a callback listed before
+        # this one stopped training after.
+        epochs = (self.params or {}).get("epochs")
+        last = epoch + 1 == epochs or bool(getattr(self.model, "stop_training", 0))
+        self._last_epoch, self._logged_last = epoch, last
+        due = (_due(freq, epoch) or (freq > 0 and last) for freq in self._freqs)
+        self._write(epoch, *due, learning_rate=self.learning_rate)
+
+    def on_train_end(self, logs=None):
+        epoch = self._last_epoch
+        if epoch is not None and not self._logged_last:
+            # A callback listed after this one stopped training: the features
+            # its frequency skipped at this last epoch, with the final model.
+            skipped = (freq > 0 and not _due(freq, epoch) for freq in self._freqs)
+            self._write(epoch, *skipped, learning_rate=False)  # rate: logged
+        self._close_writer()
+        self._activation_model = self._gradients = None
+
+    @property
+    def _freqs(self):
+        return (self.image_freq, self.confusion_matrix_freq, self.histogram_freq)
+
+    def _write(self, epoch, grid, matrix, histograms, learning_rate):
+        """Writes the features flagged, under the step `epoch`."""
+        if not (grid or matrix or histograms or learning_rate):
             return
         model = self.model  # on JAX, reading it syncs the trained state back
         if self._writer is None:
             self._writer = self._summary.create_file_writer(self.log_dir)
         with self._writer.as_default():
-            if self.learning_rate:
+            if learning_rate:
                 rate = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
                 self._summary.scalar("learning_rate", float(rate), step=epoch)
             if grid or matrix:
@@ -262,10 +346,6 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             if histograms:
                 self._write_histograms(model, epoch)
         self._writer.flush()
-
-    def on_train_end(self, logs=None):
-        self._close_writer()
-        self._activation_model = self._gradients = None
 
     def _close_writer(self):
         if self._writer is not None:
@@ -276,31 +356,42 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
     # -- Summaries -------------------------------------------------------------
 
     def _write_images(self, model, epoch, grid, matrix):
-        x, _ = self.validation_data
-        if matrix:
+        predicted = None  # of the sample
+        if matrix and self._from_dataset:
+            counts = sum(  # batch by batch
+                self._confusion(labels, self._predict(model, x))
+                for x, labels in self._batches()
+            )
+        elif matrix:
+            x, _ = self.validation_data
             predicted = self._predict(model, x)
-            classes = self._classes
-            counts = np.bincount(
-                self._labels * classes + predicted, minlength=classes * classes
-            ).reshape(classes, classes)  # (true, predicted)
+            counts = self._confusion(self._labels, predicted)
+            predicted = predicted[self._sample]
+        if matrix:
             image = confusion_image(counts, self.class_names)
             self._summary.image("confusion_matrix", image[None], step=epoch)
-            predicted = predicted[self._sample]
-        elif grid:
-            predicted = self._predict(model, x[self._sample])
         if grid:
-            image = prediction_grid(
-                self._display, self._labels[self._sample], predicted, self.class_names
-            )
+            if predicted is None:
+                predicted = self._predict(model, self._sample_x)
+            labels = _integer_labels(self._sample_y)
+            image = prediction_grid(self._display, labels, predicted, self.class_names)
             self._summary.image("images/predictions", image[None], step=epoch)
+
+    def _confusion(self, labels, predicted):
+        """Counts of (true, predicted) pairs, (classes, classes)."""
+        labels = _integer_labels(np.asarray(labels))
+        classes = self._classes
+        _check_label_range(labels, classes)  # a dataset's may change
+        return np.bincount(
+            labels * classes + predicted, minlength=classes * classes
+        ).reshape(classes, classes)
 
     def _write_histograms(self, model, epoch):
         tables = {}  # tag: (buckets, 3) table, written together below
         for variable in model.weights:
             if "float" in str(variable.dtype):  # not counters
                 tables[f"weights/{variable.path}"] = histogram_table(variable)
-        x, y = self.validation_data
-        sample = x[self._sample]
+        sample = self._sample_x
         if self._activation_model is not None:
             outputs = _predict(self._activation_model, sample, self.batch_size)
             if len(self.activation_layers) == 1:
@@ -308,7 +399,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             for name, output in zip(self.activation_layers, outputs, strict=True):
                 tables[f"activations/{name}"] = histogram_table(output)
         if self._gradients is not None:
-            gradients = self._gradients(sample, y[self._sample])
+            gradients = self._gradients(sample, self._sample_y)
             for variable, gradient in zip(
                 model.trainable_variables, gradients, strict=True
             ):
@@ -345,19 +436,14 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         if len(shape) != 2 or shape[-1] is None or shape[-1] < 2:
             raise ValueError(self._not_a_classifier(f"output shape {shape}"))
         self._classes = classes = int(shape[-1])
-        _, y = self.validation_data
-        if y.ndim == 2 and y.shape[1] > 1 and y.shape[1] != classes:
+        width = self._label_width
+        if width is not None and width != classes:
             raise ValueError(
                 f"The model predicts {classes} classes, but the one-hot labels "
-                f"of `validation_data` have {y.shape[1]}. Received: "
-                f"y.shape={y.shape}"
+                f"of `validation_data` have {width}. Received: "
+                f"y.shape=({len(self._labels)}, {width})"
             )
-        if self._labels.max() >= classes:
-            raise ValueError(
-                f"The model predicts {classes} classes, but `validation_data` "
-                f"has labels up to {self._labels.max()}. Labels must be in "
-                f"[0, {classes})."
-            )
+        _check_label_range(self._labels, classes)
         if self.class_names is not None and len(self.class_names) != classes:
             raise ValueError(
                 f"Invalid value for argument `class_names`. Expected one name "
@@ -397,6 +483,12 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
     # -- Serialization ---------------------------------------------------------
 
     def get_config(self):
+        if self._from_dataset:
+            raise NotImplementedError(
+                "TensorBoardImageLogger has no config when its `validation_data` "
+                "is a tf.data.Dataset, which is not serializable. Give it `(x, y)` "
+                "arrays for a config."
+            )
         return {
             "log_dir": self.log_dir,
             "validation_data": [
@@ -414,6 +506,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             "data_format": self.data_format,
             "seed": self.seed,
             "batch_size": self.batch_size,
+            "validation_steps": self.validation_steps,
         }
 
     @classmethod
@@ -450,36 +543,119 @@ def _names(name, value, expected, allow_empty=False):
     return tuple(value)
 
 
-def _validation_data(value, data_format, class_names):
+def _is_dataset(value):
+    """Whether `value` is a `tf.data.Dataset` (TensorFlow imported: it made it)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(value, tf.data.Dataset)
+
+
+def _layout(data_format):
+    if data_format == "channels_last":
+        return "(batch, height, width, channels)"
+    return "(batch, channels, height, width)"
+
+
+def _validation_data(value, data_format):
     """Checks `(x, y)` and returns them as NumPy arrays."""
     if not isinstance(value, tuple | list) or len(value) != 2:
         size = f" and length {len(value)}" if isinstance(value, tuple | list) else ""
         raise ValueError(
             "Invalid value for argument `validation_data`. Expected a tuple "
-            "`(x, y)` of images and labels. Received: validation_data of type "
-            f"{type(value).__name__}{size}"
+            "`(x, y)` of images and labels, or a `tf.data.Dataset` of `(x, y)` "
+            f"batches. Received: validation_data of type {type(value).__name__}"
+            f"{size}"
         )
     x, y = (np.asarray(item) for item in value)
-    layout = (
-        "(batch, height, width, channels)"
-        if data_format == "channels_last"
-        else "(batch, channels, height, width)"
-    )
+    _check_images(x, data_format)
+    _check_labels(y, len(x))
+    return x, y
+
+
+def _checked_dataset(dataset, steps, data_format):
+    """Checks what a dataset's elements are, and that reading it ends."""
+    import tensorflow as tf
+
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+        kind = type(spec).__name__
+        if isinstance(spec, tuple):
+            kind += f" of length {len(spec)}"
+        raise ValueError(
+            "Invalid value for argument `validation_data`. Expected a dataset of "
+            f"`(x, y)` batches. Received: a dataset of {kind}"
+        )
+    shape = spec[0].shape
+    if shape.rank != 4:
+        raise ValueError(
+            "Invalid value for argument `validation_data`. Expected a dataset of "
+            f"`(x, y)` batches: 4D images `x` of shape {_layout(data_format)}. "
+            f"Received: x of shape {tuple(shape) if shape.rank is not None else shape}"
+        )
+    if steps is None and dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(
+            "Invalid value for argument `validation_steps`. A dataset that "
+            "repeats forever needs a number of batches to read. Received: "
+            "validation_steps=None"
+        )
+    return dataset
+
+
+def _dataset_labels(batches, data_format):
+    """All integer labels of a dataset's batches, checked as arrays' are, and
+    the width of one-hot labels (None for integer labels)."""
+    labels, width, count = [], None, 0
+    for x, y in batches:
+        count += 1
+        _check_images(x, data_format)
+        _check_labels(y, len(x))
+        if y.ndim == 2 and y.shape[1] > 1:
+            width = y.shape[1]
+        labels.append(_integer_labels(y))
+    if not labels or not sum(len(batch) for batch in labels):
+        raise ValueError(
+            "Invalid value for argument `validation_data`. The dataset holds no "
+            f"images. Received: a dataset of {count} batches"
+        )
+    return np.concatenate(labels), width
+
+
+def _take(batches, indices):
+    """The images and labels at sorted `indices` of a dataset's batches."""
+    images, labels, start = [], [], 0
+    for x, y in batches:
+        chosen = indices[(indices >= start) & (indices < start + len(x))] - start
+        images.append(x[chosen])
+        labels.append(y[chosen])
+        start += len(x)
+    if sum(len(chosen) for chosen in images) != len(indices):  # a shorter reading
+        raise ValueError(
+            "Invalid value for argument `validation_data`. The dataset gave "
+            f"{start} images at its second reading, fewer than the sample "
+            "needs. Received: a dataset that changes from one reading to the next"
+        )
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _check_images(x, data_format):
     if x.ndim != 4 or x.dtype.kind not in "biuf" or 0 in x.shape:
         raise ValueError(
             "Invalid value for argument `validation_data`. Expected numeric "
-            f"images `x` of shape {layout}, with no empty dimension. Received: "
+            f"images `x` of shape {_layout(data_format)}, with no empty "
+            "dimension. Received: "
             f"x.shape={x.shape}, x.dtype={x.dtype}"
         )
+
+
+def _check_labels(y, count):
     if (
         y.ndim not in (1, 2)
-        or len(y) != len(x)
+        or len(y) != count
         or y.dtype.kind not in "biuf"
         or (y.ndim == 2 and y.shape[1] == 0)
     ):
         raise ValueError(
             "Invalid value for argument `validation_data`. Expected labels `y` "
-            f"of shape (n,), (n, 1) or (n, classes) for the n={len(x)} images. "
+            f"of shape (n,), (n, 1) or (n, classes) for the n={count} images. "
             f"Received: y.shape={y.shape}, y.dtype={y.dtype}"
         )
     if (y.ndim == 1 or y.shape[1] == 1) and ((y < 0).any() or (y % 1).any()):
@@ -488,21 +664,30 @@ def _validation_data(value, data_format, class_names):
             "non-negative integer labels `y`. Received: y with values from "
             f"{y.min()} to {y.max()}"
         )
-    if class_names is not None:
-        one_hot = y.ndim == 2 and y.shape[1] > 1
-        highest = int(_integer_labels(y).max())
-        if one_hot and y.shape[1] != len(class_names):
-            labels = f"{y.shape[1]} one-hot classes"
-        elif not one_hot and highest >= len(class_names):
-            labels = f"labels up to {highest}"
-        else:
-            labels = None
-        if labels:
-            raise ValueError(
-                "Invalid value for argument `class_names`. Expected one name per "
-                f"class, for {labels}. Received: class_names={class_names}"
-            )
-    return x, y
+
+
+def _check_class_names(class_names, labels, width):
+    """`labels`: all integer labels; `width`: that of one-hot labels, or None."""
+    if class_names is None:
+        return
+    if width is not None and width != len(class_names):
+        found = f"{width} one-hot classes"
+    elif width is None and labels.max() >= len(class_names):
+        found = f"labels up to {labels.max()}"
+    else:
+        return
+    raise ValueError(
+        "Invalid value for argument `class_names`. Expected one name per "
+        f"class, for {found}. Received: class_names={class_names}"
+    )
+
+
+def _check_label_range(labels, classes):
+    if labels.max() >= classes:
+        raise ValueError(
+            f"The model predicts {classes} classes, but `validation_data` has "
+            f"labels up to {labels.max()}. Labels must be in [0, {classes})."
+        )
 
 
 def _integer_labels(y):
