@@ -476,3 +476,28 @@ def test_bad_inputs_and_adapt_calls():
         fresh.adapt([], steps=0)
     with pytest.raises(ValueError, match=re.escape("Expected None for an array")):
         fresh.adapt(images((2, 3, 4, 4)), steps=1)
+
+
+def test_an_adapted_layer_in_a_pipeline_saves_and_loads(tmp_path):
+    # Loading builds the model (a symbolic call) before the adapted statistics
+    # are read back: the layer must not ask for them then. Adapting after the
+    # model is built (Keras' Normalization habit) works too.
+    images = np.random.default_rng(0).uniform(size=(8, 6, 6, 3)).astype("float32")
+    colour = PCAColorAugmentation(seed=0)
+    inputs = keras.Input((6, 6, 3))
+    model = keras.Model(inputs, keras.layers.Pipeline([colour])(inputs))
+    colour.adapt(images)
+    path = tmp_path / "pipeline.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    restored = loaded.layers[-1].layers[0]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(restored.adapted_eigenvalues),
+        keras.ops.convert_to_numpy(colour.adapted_eigenvalues),
+    )
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(loaded.layers[-1](images, training=True)), images
+    )
+    # Without statistics, an actual call in training still refuses.
+    with pytest.raises(ValueError, match="has no colour statistics"):
+        PCAColorAugmentation()(images, training=True)

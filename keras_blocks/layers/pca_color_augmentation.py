@@ -7,13 +7,15 @@ from typing import Any
 import keras
 import numpy as np
 
-# Keras does not export the base of its image augmentation layers; this is the
-# library's one `keras.src` import. Deriving from it is how Keras' own
-# `RandomContrast`, `RandomFlip` and the rest run inside a `tf.data` pipeline
-# on every backend: in a TensorFlow graph it switches `self.backend` to
-# TensorFlow, converts the layer's weights, and hands out a TensorFlow seed
-# generator made from `self.seed`. It also takes single images and
-# `{"images": ..., "labels": ...}` dictionaries, as Keras' layers do.
+# Keras does not export the base of its image augmentation layers (nor its
+# symbolic-scope test, used below): the library's only `keras.src` imports.
+# Deriving from the base is how Keras' own `RandomContrast`, `RandomFlip` and
+# the rest run inside a `tf.data` pipeline on every backend: in a TensorFlow
+# graph it switches `self.backend` to TensorFlow, converts the layer's
+# weights, and hands out a TensorFlow seed generator made from `self.seed`.
+# It also takes single images and `{"images": ..., "labels": ...}`
+# dictionaries, as Keras' layers do.
+from keras.src.backend.common.symbolic_scope import in_symbolic_scope
 from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (  # noqa: E501
     BaseImagePreprocessingLayer,
 )
@@ -234,7 +236,9 @@ class PCAColorAugmentation(BaseImagePreprocessingLayer):
     def get_random_transformation(self, data, training=True, seed=None):
         if not training:
             return None
-        if not self._has_statistics:
+        # Tracing for shapes (a model being built, or loaded, before its
+        # weights are) draws nothing real: only an actual call needs them.
+        if not self._has_statistics and not in_symbolic_scope():
             raise ValueError(
                 f"Layer '{self.name}' (PCAColorAugmentation) has no colour "
                 "statistics: call `adapt(images)` on the training images "
