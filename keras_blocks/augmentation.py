@@ -1,8 +1,11 @@
 """Training-time data augmentation as the papers did it, from Keras' own layers.
 
-Each recipe returns a `keras.layers.Pipeline` of Keras preprocessing layers
-(plus `keras_blocks.layers.PCAColorAugmentation` for AlexNet), so it runs
-inside a `tf.data` pipeline on every backend, or as the first layer of a model:
+Each recipe returns an `AugmentationPipeline`, a `keras.layers.Pipeline` of
+Keras preprocessing layers (plus `keras_blocks.layers.PCAColorAugmentation`
+for AlexNet) that checks the size of its images, so it runs inside a
+`tf.data` pipeline on every backend, or as the first layer of a model. Like
+Keras' `Pipeline`, it augments unless called with `training=False` (a model
+passes the flag: augmented in `fit`, not in `predict` or `evaluate`):
 
 - `cifar_augmentation`: ResNet on CIFAR-10 (He et al. 2016, section 4.2):
   pad 4, random crop, mirror; identity at inference (`training=False`).
@@ -37,6 +40,7 @@ from keras_blocks import _validation as check
 from keras_blocks.layers.pca_color_augmentation import PCAColorAugmentation
 
 __all__ = [
+    "AugmentationPipeline",
     "alexnet_augmentation",
     "cifar_augmentation",
     "crop_flip_augmentation",
@@ -49,6 +53,58 @@ __all__ = [
 # evaluation crop 224 / (224 + 32)).
 SOURCE_RATIO = 256 / 224
 CIFAR_PADDING = 4  # He et al. 2016, section 4.2: "4 pixels are padded on each side"
+
+
+@keras.saving.register_keras_serializable(package="keras_blocks")
+class AugmentationPipeline(keras.layers.Pipeline):
+    """A `keras.layers.Pipeline` that checks the size of the images it takes.
+
+    The recipes' crops and shifts are sized for one image size (a random crop
+    of 16 from 18 shifts by up to 1 pixel): on images of another size they
+    would crop the wrong part silently. This raises instead, wherever the
+    size is known (a model's input, an array, a batched `tf.data` element).
+
+    Args:
+        layers: list of Keras preprocessing layers, applied in order.
+        image_size: int or None. The height and width of the images taken;
+            None checks nothing.
+        data_format: `"channels_last"`, `"channels_first"` or None.
+        name: str or None.
+
+    Examples:
+    >>> import numpy as np, keras
+    >>> from keras_blocks.augmentation import AugmentationPipeline
+    >>> flip = AugmentationPipeline([keras.layers.RandomFlip("horizontal")], 8)
+    >>> tuple(flip(np.zeros((2, 8, 8, 3)), training=True).shape)
+    (2, 8, 8, 3)
+    """
+
+    def __init__(self, layers, image_size=None, data_format=None, name=None):
+        super().__init__(layers, name=name)
+        self.image_size = check.optional(check.positive_int, "image_size", image_size)
+        self.data_format = check.data_format(data_format)
+
+    def call(self, inputs, training=True, mask=None):
+        images = inputs["images"] if isinstance(inputs, dict) else inputs
+        shape = tuple(images.shape)
+        if self.image_size is not None and len(shape) in (3, 4):
+            first = len(shape) - (3 if self.data_format == "channels_last" else 2)
+            size = shape[first : first + 2]
+            if any(s is not None and s != self.image_size for s in size):
+                raise ValueError(
+                    f"Invalid input shape for '{self.name}': it takes "
+                    f"{self.image_size}x{self.image_size} images "
+                    f"({self.data_format}; a crop recipe's `source_size`). "
+                    f"Received: images of shape {shape}"
+                )
+        return super().call(inputs, training=training, mask=mask)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_size": self.image_size,
+            "data_format": self.data_format,
+        }
 
 
 def source_size(crop_size):
@@ -82,7 +138,8 @@ def cifar_augmentation(
             configured image data format).
 
     Returns:
-        A `keras.layers.Pipeline`; identity at inference.
+        An `AugmentationPipeline` (a `keras.layers.Pipeline`); identity at
+        inference.
 
     Examples:
     >>> import numpy as np
@@ -100,7 +157,9 @@ def cifar_augmentation(
     data_format = check.data_format(data_format)
     steps = [_shift(padding / image_size, _seed(seed, 0), data_format)]
     steps += _mirror(mirror, seed, data_format)
-    return keras.layers.Pipeline(steps, name="cifar_augmentation")
+    return AugmentationPipeline(
+        steps, image_size, data_format=data_format, name="cifar_augmentation"
+    )
 
 
 def crop_flip_augmentation(
@@ -121,7 +180,8 @@ def crop_flip_augmentation(
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        A `keras.layers.Pipeline`; the centre crop at inference.
+        An `AugmentationPipeline` (a `keras.layers.Pipeline`); the centre
+        crop at inference.
 
     Examples:
     >>> import numpy as np
@@ -130,9 +190,9 @@ def crop_flip_augmentation(
     >>> tuple(augment(np.zeros((2, 18, 18, 3)), training=True).shape)
     (2, 16, 16, 3)
     """
-    return keras.layers.Pipeline(
-        _crop_flip(crop_size, source_size, mirror, seed, data_format),
-        name="crop_flip_augmentation",
+    steps, source_size = _crop_flip(crop_size, source_size, mirror, seed, data_format)
+    return AugmentationPipeline(
+        steps, source_size, data_format=data_format, name="crop_flip_augmentation"
     )
 
 
@@ -167,7 +227,8 @@ def alexnet_augmentation(
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        A `keras.layers.Pipeline`; the centre crop at inference.
+        An `AugmentationPipeline` (a `keras.layers.Pipeline`); the centre
+        crop at inference.
 
     Examples:
     >>> import numpy as np
@@ -189,8 +250,18 @@ def alexnet_augmentation(
             "keras_blocks.layers.PCAColorAugmentation or None. "
             f"Received: color={color!r}"
         )
-    return keras.layers.Pipeline(
-        [*_crop_flip(crop_size, source_size, mirror, seed, data_format), color],
+    data_format = check.data_format(data_format)
+    if color.data_format != data_format:
+        raise ValueError(
+            "Invalid value for argument `color`. Expected a layer with "
+            f"data_format={data_format!r}, as the recipe's. Received: a layer "
+            f"with data_format={color.data_format!r}"
+        )
+    steps, source_size = _crop_flip(crop_size, source_size, mirror, seed, data_format)
+    return AugmentationPipeline(
+        [*steps, color],
+        source_size,
+        data_format=data_format,
         name="alexnet_augmentation",
     )
 
@@ -201,6 +272,7 @@ def efficientnet_augmentation(
     *,
     num_ops=2,
     factor=0.5,
+    value_range=(0, 1),
     mirror=True,
     seed=None,
     data_format=None,
@@ -221,13 +293,17 @@ def efficientnet_augmentation(
             default `source_size(crop_size)` (crop x 256 / 224).
         num_ops: int. RandAugment's operations per image.
         factor: float. RandAugment's strength, in [0, 1].
+        value_range: `(low, high)`. The range of the images' values:
+            `(0, 1)`, or `(0, 255)` for the EfficientNet builders' default
+            input (RandAugment's operations clip to it).
         mirror: bool. Mirror half the images (left-right); False for
             images whose mirror is another class (digits, text).
         seed: int or None. Seeds the layers (each its own, derived from it).
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        A `keras.layers.Pipeline`; the centre crop at inference.
+        An `AugmentationPipeline` (a `keras.layers.Pipeline`); the centre
+        crop at inference.
 
     Examples:
     >>> import numpy as np
@@ -239,17 +315,30 @@ def efficientnet_augmentation(
     num_ops = check.positive_int("num_ops", num_ops)
     factor = check.fraction("factor", factor)
     data_format = check.data_format(data_format)
-    return keras.layers.Pipeline(
+    if (
+        not isinstance(value_range, (tuple, list))
+        or len(value_range) != 2
+        or not all(check._is_real(v) for v in value_range)
+        or not value_range[0] < value_range[1]
+    ):
+        raise ValueError(
+            "Invalid value for argument `value_range`. Expected (low, high) "
+            f"with low < high. Received: value_range={value_range!r}"
+        )
+    steps, source_size = _crop_flip(crop_size, source_size, mirror, seed, data_format)
+    return AugmentationPipeline(
         [
-            *_crop_flip(crop_size, source_size, mirror, seed, data_format),
+            *steps,
             keras.layers.RandAugment(
-                value_range=(0, 1),
+                value_range=tuple(value_range),
                 num_ops=num_ops,
                 factor=factor,
                 seed=_seed(seed, 2),
                 data_format=data_format,
             ),
         ],
+        source_size,
+        data_format=data_format,
         name="efficientnet_augmentation",
     )
 
@@ -270,11 +359,12 @@ def _crop_flip(crop_size, source_size, mirror, seed, data_format):
     # the source_size - crop_size + 1 positions per axis (when that is odd; one
     # edge position fewer when even, as 37 -> 32).
     margin = (source_size - crop_size) // 2
-    return [
+    steps = [
         _shift(margin / source_size, _seed(seed, 0), data_format),
         keras.layers.CenterCrop(crop_size, crop_size, data_format=data_format),
         *_mirror(mirror, seed, data_format),
     ]
+    return steps, source_size
 
 
 def _mirror(mirror, seed, data_format):

@@ -222,3 +222,58 @@ def test_source_size_is_256_over_224():
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=f"Invalid value for {message}"):
         call()
+
+
+def test_a_recipe_refuses_images_of_another_size():
+    augment = augmentation.crop_flip_augmentation(16, seed=0)  # takes 18x18
+    for shape in ((2, 16, 16, 3), (2, 40, 40, 3)):
+        with pytest.raises(ValueError, match="it takes 18x18 images"):
+            augment(np.zeros(shape, "float32"), training=True)
+    with pytest.raises(ValueError, match="it takes 8x8 images"):
+        augmentation.cifar_augmentation(8)(np.zeros((2, 10, 10, 3)), training=False)
+    first = augmentation.cifar_augmentation(8, data_format="channels_first")
+    assert tuple(first(np.zeros((2, 3, 8, 8)), training=False).shape) == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match="it takes 8x8 images"):
+        first(np.zeros((2, 8, 8, 3)), training=False)  # channels last, wrongly
+    # Symbolic inputs too: at model-building time.
+    with pytest.raises(ValueError, match="it takes 18x18 images"):
+        augment(keras.Input((20, 20, 3)))
+
+
+def test_a_model_with_a_recipe_saves_and_loads(tmp_path):
+    images = distinct_images(4, 18)
+    colour = PCAColorAugmentation(seed=0)
+    colour.adapt(images)
+    inputs = keras.Input((18, 18, 3))
+    augment = augmentation.alexnet_augmentation(16, color=colour, seed=0)
+    model = keras.Model(inputs, augment(inputs))
+    model.save(tmp_path / "recipe.keras")
+    loaded = keras.saving.load_model(tmp_path / "recipe.keras", safe_mode=True)
+    pipeline = loaded.layers[-1]
+    assert isinstance(pipeline, augmentation.AugmentationPipeline)
+    assert (pipeline.image_size, pipeline.name) == (18, "alexnet_augmentation")
+    assert [type(layer) for layer in pipeline.layers] == [
+        type(layer) for layer in augment.layers
+    ]
+    np.testing.assert_array_equal(
+        to_numpy(loaded.predict(images, verbose=0)),
+        to_numpy(keras.layers.CenterCrop(16, 16)(images)),
+    )
+
+
+def test_efficientnet_recipe_keeps_the_value_range():
+    images = distinct_images(4, 18) * 255.0
+    augment = augmentation.efficientnet_augmentation(16, value_range=(0, 255), seed=1)
+    if keras.config.backend() == "tensorflow":  # RandAugment: slow eager on JAX
+        outputs = to_numpy(augment(images, training=True))
+        assert outputs.max() > 2.0 and outputs.max() <= 255.0
+    with pytest.raises(ValueError, match="argument `value_range`"):
+        augmentation.efficientnet_augmentation(16, value_range=(1, 0))
+
+
+def test_the_colour_layer_must_share_the_recipes_data_format():
+    colour = PCAColorAugmentation.imagenet(data_format="channels_last")
+    with pytest.raises(ValueError, match="Expected a layer with data_format"):
+        augmentation.alexnet_augmentation(
+            16, color=colour, data_format="channels_first"
+        )

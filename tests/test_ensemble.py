@@ -109,3 +109,13 @@ def test_bad_arguments(members, weights, message):
     members = members() if callable(members) else members
     with pytest.raises(ValueError, match=message):
         Ensemble(members, weights=weights)
+
+
+def test_ensembles_nest(images):
+    inner = Ensemble([member(0), member(1)])
+    outer = Ensemble([inner, member(2)])
+    assert outer.input_shape == (None, 7, 7, 3) and outer.output_shape == (None, 3)
+    expected = (
+        inner.predict(images, verbose=0) + member(2).predict_on_batch(images)
+    ) / 2
+    np.testing.assert_allclose(outer.predict(images, verbose=0), expected, atol=1e-6)

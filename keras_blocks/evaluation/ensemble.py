@@ -102,6 +102,12 @@ class Ensemble(keras.Model):
         shape = _shapes(self.members[0])[0]
         return None if shape is None else (None, *shape)
 
+    @property
+    def output_shape(self):
+        """The members' (first) output shape, with the batch size."""
+        shape = _shapes(self.members[0])[1]
+        return None if shape is None else (None, *shape)
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *_shapes(self.members[0])[1])
 
@@ -129,8 +135,11 @@ class Ensemble(keras.Model):
 def _shapes(model):
     """(input shape, first output shape) without the batch size, or Nones."""
     try:
-        inputs = model.inputs[0].shape
-        outputs = model.outputs[0].shape
-    except (AttributeError, IndexError, TypeError, ValueError):
+        inputs, outputs = model.input_shape, model.output_shape
+    except (AttributeError, ValueError):
+        return (None, None)
+    if isinstance(outputs, list):  # several outputs: the first
+        outputs = outputs[0]
+    if inputs is None or outputs is None or isinstance(inputs, list):
         return (None, None)
     return (tuple(inputs[1:]), tuple(outputs[1:]))

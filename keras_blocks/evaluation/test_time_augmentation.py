@@ -333,6 +333,12 @@ def _batches(images, labels, batch_size, need_labels):
     if _is_array(images):
         images = keras.ops.convert_to_numpy(images)
         if labels is not None:
+            if isinstance(labels, str) or np.ndim(labels) == 0:
+                raise ValueError(
+                    "Invalid value for argument `labels`. Expected one class id "
+                    "(or one-hot row) per image; the scheme goes in "
+                    f"`scheme=`. Received: labels={labels!r}"
+                )
             labels = keras.ops.convert_to_numpy(labels)
             if len(labels) != len(images):
                 raise ValueError(
