@@ -40,6 +40,7 @@ import csv
 import difflib
 import json
 import os
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -257,10 +258,31 @@ def check_logdir(logdir, run, resume, evaluate_only=False):
     }
     if different:
         details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in different.items())
+        action = "evaluate" if evaluate_only else "resume"
         raise SystemExit(
-            f"Cannot resume the run in {logdir} with other settings ({details})."
+            f"Cannot {action} the run in {logdir} with other settings ({details}). "
+            "Leave these options out to use the run's."
         )
     return True
+
+
+def saved_settings(args, argv, logdir):
+    """With --resume or --evaluate-only, the run's settings (run.json) for the
+    options not given on the command line: `--resume --epochs 30` continues
+    the run as it was started."""
+    settings = logdir / "run.json"
+    if not (args.resume or args.evaluate_only) or not settings.exists():
+        return args
+    previous = json.loads(settings.read_text())
+    given = {
+        token.split("=")[0][2:].replace("-", "_")
+        for token in (sys.argv[1:] if argv is None else argv)
+        if token.startswith("--")
+    }
+    for key in RUN_KEYS:
+        if key not in given and key in previous:
+            setattr(args, key, previous[key])
+    return args
 
 
 def plot_curves(metrics_csv, path, accuracy="accuracy"):
@@ -301,6 +323,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=HelpFormatter,
+        allow_abbrev=False,  # saved_settings reads the options given by name
         epilog=textwrap.fill(f"models ({len(MODELS)}): " + ", ".join(MODELS), 79),
     )
     parser.add_argument(
@@ -454,8 +477,9 @@ def evaluate_crops(net, x_test, y_test, scheme, image_size, kind, dataset):
 
 def main(argv=None):
     args = parse_args(argv)
-    image_size = args.image_size or default_image_size(args.model, args.dataset)
     logdir = Path(args.logdir or f"runs/{args.model}-{args.dataset}")
+    args = saved_settings(args, argv, logdir)
+    image_size = args.image_size or default_image_size(args.model, args.dataset)
     run = {
         "model": args.model,
         "dataset": args.dataset,

@@ -256,9 +256,12 @@ def test_augment_and_ten_crops_report_their_effect(tmp_path, capsys):
     assert saved["augment"] == "cifar" and saved["accuracy"] == pytest.approx(accuracy)
     assert saved["tta"]["crops"] == 5 and 0 <= saved["tta"]["accuracy"] <= 1
     assert json.loads((tmp_path / "run.json").read_text())["augment"] is True
-    # A resume must keep the augmentation setting.
-    with pytest.raises(SystemExit, match="augment: True -> False"):
-        train.main([*args, "--epochs", "2", "--resume"])
+    # --evaluate-only (and --resume) take the run's settings from run.json:
+    # the logdir alone names the run; an option given differently is refused.
+    again = train.main(["--logdir", str(tmp_path), "--evaluate-only"])
+    assert again == pytest.approx(accuracy, abs=1e-6)
+    with pytest.raises(SystemExit, match=r"image_size: 8 -> 16.*Leave these"):
+        train.main([*args[:-4], "--image-size", "16", *args[-2:], "--evaluate-only"])
 
 
 @pytest.mark.parametrize(
