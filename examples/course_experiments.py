@@ -81,7 +81,7 @@ EXPERIMENTS = {
     "reduce_lr": ("learning rate", "reduce on plateau", {"reduce_lr": True}),
     "augment": (
         "augmentation",
-        "shift 4 px, crop, mirror (cifar_augmentation)",
+        "pad 4 px at 32 + crop, mirror (none on digits): cifar_augmentation",
         {"augment": True},
     ),
     "filters_16": ("filters", "filters 16-32-64", {"filters": 16}),
