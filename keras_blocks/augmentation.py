@@ -79,7 +79,13 @@ class AugmentationPipeline(keras.layers.Pipeline):
     (2, 8, 8, 3)
     """
 
-    def __init__(self, layers, image_size=None, data_format=None, name=None):
+    def __init__(
+        self,
+        layers: list,
+        image_size: int | None = None,
+        data_format: str | None = None,
+        name: str | None = None,
+    ):
         super().__init__(layers, name=name)
         self.image_size = check.optional(check.positive_int, "image_size", image_size)
         self.data_format = check.data_format(data_format)
@@ -107,7 +113,7 @@ class AugmentationPipeline(keras.layers.Pipeline):
         }
 
 
-def source_size(crop_size):
+def source_size(crop_size: int) -> int:
     """The size of the images a crop recipe takes: `crop_size` x 256 / 224.
 
     Examples:
@@ -120,8 +126,13 @@ def source_size(crop_size):
 
 
 def cifar_augmentation(
-    image_size=32, padding=CIFAR_PADDING, *, mirror=True, seed=None, data_format=None
-):
+    image_size: int = 32,
+    padding: int = CIFAR_PADDING,
+    *,
+    mirror: bool = True,
+    seed: int | None = None,
+    data_format: str | None = None,
+) -> AugmentationPipeline:
     """Pad `padding` pixels with zeros, crop `image_size` at random, mirror.
 
     He et al. 2016 (CIFAR-10, section 4.2), and the course's CNN. The padding
@@ -138,8 +149,7 @@ def cifar_augmentation(
             configured image data format).
 
     Returns:
-        An `AugmentationPipeline` (a `keras.layers.Pipeline`); identity at
-        inference.
+        Identity at inference.
 
     Examples:
     >>> import numpy as np
@@ -163,8 +173,13 @@ def cifar_augmentation(
 
 
 def crop_flip_augmentation(
-    crop_size=224, source_size=None, *, mirror=True, seed=None, data_format=None
-):
+    crop_size: int = 224,
+    source_size: int | None = None,
+    *,
+    mirror: bool = True,
+    seed: int | None = None,
+    data_format: str | None = None,
+) -> AugmentationPipeline:
     """A random `crop_size` crop of `source_size` images, and mirror.
 
     The ImageNet recipe of VGG (single scale) and GoogLeNet's and ResNet's
@@ -180,8 +195,7 @@ def crop_flip_augmentation(
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        An `AugmentationPipeline` (a `keras.layers.Pipeline`); the centre
-        crop at inference.
+        The centre crop at inference.
 
     Examples:
     >>> import numpy as np
@@ -197,14 +211,14 @@ def crop_flip_augmentation(
 
 
 def alexnet_augmentation(
-    crop_size=224,
-    source_size=None,
+    crop_size: int = 224,
+    source_size: int | None = None,
     *,
-    color=None,
-    mirror=True,
-    seed=None,
-    data_format=None,
-):
+    color: PCAColorAugmentation | None = None,
+    mirror: bool = True,
+    seed: int | None = None,
+    data_format: str | None = None,
+) -> AugmentationPipeline:
     """AlexNet's: a random crop, its mirror, and PCA colour augmentation.
 
     Krizhevsky et al. 2012, section 4.1: 224x224 patches of the 256x256
@@ -227,8 +241,7 @@ def alexnet_augmentation(
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        An `AugmentationPipeline` (a `keras.layers.Pipeline`); the centre
-        crop at inference.
+        The centre crop at inference.
 
     Examples:
     >>> import numpy as np
@@ -267,16 +280,16 @@ def alexnet_augmentation(
 
 
 def efficientnet_augmentation(
-    crop_size=224,
-    source_size=None,
+    crop_size: int = 224,
+    source_size: int | None = None,
     *,
-    num_ops=2,
-    factor=0.5,
-    value_range=(0, 1),
-    mirror=True,
-    seed=None,
-    data_format=None,
-):
+    num_ops: int = 2,
+    factor: float = 0.5,
+    value_range: tuple[float, float] = (0, 1),
+    mirror: bool = True,
+    seed: int | None = None,
+    data_format: str | None = None,
+) -> AugmentationPipeline:
     """EfficientNet's, as far as Keras offers it: crop, mirror, RandAugment.
 
     Tan & Le 2019 train with Inception's random-sized crops, mirroring and
@@ -302,8 +315,7 @@ def efficientnet_augmentation(
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        An `AugmentationPipeline` (a `keras.layers.Pipeline`); the centre
-        crop at inference.
+        The centre crop at inference.
 
     Examples:
     >>> import numpy as np

@@ -1,5 +1,7 @@
 """An ensemble of classifiers: the average of their softmax outputs."""
 
+from typing import Any
+
 import keras
 
 from keras_blocks import _validation as check
@@ -37,7 +39,12 @@ class Ensemble(keras.Model):
     True
     """
 
-    def __init__(self, members, weights=None, **kwargs):
+    def __init__(
+        self,
+        members: list,
+        weights: tuple[float, ...] | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         if not isinstance(members, (list, tuple)) or not members:
             raise ValueError(

@@ -19,6 +19,7 @@ whatever the number of crops, on every backend.
 """
 
 import collections
+from typing import Any
 
 import keras
 import numpy as np
@@ -50,7 +51,12 @@ Examples:
 """
 
 
-def ten_crop(images, crop_size, data_format=None, mirror=True):
+def ten_crop(
+    images: Any,
+    crop_size: int | tuple[int, int],
+    data_format: str | None = None,
+    mirror: bool = True,
+) -> np.ndarray:
     """AlexNet's ten crops of a batch of images.
 
     Args:
@@ -79,14 +85,14 @@ def ten_crop(images, crop_size, data_format=None, mirror=True):
 
 
 def multi_crop(
-    images,
-    crop_size,
-    scales=None,
-    squares=3,
-    mirror=True,
-    interpolation="bilinear",
-    data_format=None,
-):
+    images: Any,
+    crop_size: int | tuple[int, int],
+    scales: tuple[int, ...] | None = None,
+    squares: int = 3,
+    mirror: bool = True,
+    interpolation: str = "bilinear",
+    data_format: str | None = None,
+) -> np.ndarray:
     """GoogLeNet's crops of a batch of images (144 by default).
 
     Args:
@@ -121,7 +127,12 @@ def multi_crop(
     return np.stack(list(_crops(images, "multi_crop", crop_size, data_format, options)))
 
 
-def crop_count(scheme, scales=None, squares=3, mirror=True):
+def crop_count(
+    scheme: str,
+    scales: tuple[int, ...] | None = None,
+    squares: int = 3,
+    mirror: bool = True,
+) -> int:
     """How many crops `scheme` evaluates per image (1, 10, or 144 by default).
 
     Examples:
@@ -141,16 +152,16 @@ def crop_count(scheme, scales=None, squares=3, mirror=True):
 
 
 def predict_with_tta(
-    model,
-    images,
-    scheme="ten_crop",
+    model: keras.Model,
+    images: Any,
+    scheme: str = "ten_crop",
     *,
-    crop_size=None,
-    batch_size=32,
-    from_logits=False,
-    data_format=None,
-    **options,
-):
+    crop_size: int | tuple[int, int] | None = None,
+    batch_size: int = 32,
+    from_logits: bool = False,
+    data_format: str | None = None,
+    **options: Any,
+) -> np.ndarray:
     """The softmax of `model` averaged over the crops of `scheme`, per image.
 
     Args:
@@ -199,17 +210,17 @@ def predict_with_tta(
 
 
 def evaluate_with_tta(
-    model,
-    images,
-    labels=None,
-    scheme="ten_crop",
+    model: keras.Model,
+    images: Any,
+    labels: Any = None,
+    scheme: str = "ten_crop",
     *,
-    crop_size=None,
-    batch_size=32,
-    from_logits=False,
-    data_format=None,
-    **options,
-):
+    crop_size: int | tuple[int, int] | None = None,
+    batch_size: int = 32,
+    from_logits: bool = False,
+    data_format: str | None = None,
+    **options: Any,
+) -> "TTAResult":
     """Accuracy of `model` with its softmax averaged over the crops of `scheme`.
 
     Args:
@@ -219,8 +230,13 @@ def evaluate_with_tta(
             batches such as a `tf.data.Dataset`.
         labels: integer class ids `(images,)` or one-hot `(images, classes)`;
             None when `images` yields `(images, labels)` batches.
-        scheme, crop_size, batch_size, from_logits, data_format, **options:
-            as `predict_with_tta`.
+        scheme: `"center_crop"`, `"ten_crop"` or `"multi_crop"`.
+        crop_size: int, `(height, width)` or None (the model's input size).
+        batch_size: int. Images per model call, for array inputs.
+        from_logits: bool. Whether the model outputs logits.
+        data_format: `"channels_last"`, `"channels_first"` or None.
+        **options: as `predict_with_tta`'s (`mirror`, `scales`, `squares`,
+            `interpolation`).
 
     Returns:
         `TTAResult(predictions, accuracy)`.
