@@ -258,5 +258,7 @@ def test_labels_must_match_the_images():
         evaluate_with_tta(model, images, np.zeros(2))
     with pytest.raises(ValueError, match="Expected the labels of `images`"):
         evaluate_with_tta(model, images)
+    with pytest.raises(ValueError, match=r"Expected class ids in \[0, 4\)"):
+        evaluate_with_tta(model, images, np.array([0, 1, 4]))  # 4 classes
     with pytest.raises(ValueError, match="the scheme goes in `scheme=`"):
         evaluate_with_tta(model, images, "ten_crop")  # labels forgotten

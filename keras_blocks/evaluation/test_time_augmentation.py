@@ -340,6 +340,13 @@ def _run(
             f"Invalid value for argument `labels`. Expected one label per image "
             f"({len(predictions)}). Received: {len(truth)} labels"
         )
+    classes = predictions.shape[-1]
+    if truth.size and (truth.min() < 0 or truth.max() >= classes):
+        raise ValueError(
+            "Invalid value for argument `labels`. Expected class ids in "
+            f"[0, {classes}) (the model's classes). Received: labels from "
+            f"{truth.min()} to {truth.max()}"
+        )
     accuracy = float(np.mean(np.argmax(predictions, axis=-1) == truth))
     return predictions, accuracy
 
@@ -406,7 +413,9 @@ def _crops(images, scheme, crop_size, data_format, options=None):
         if height < crop[0] or width < crop[1]:
             raise ValueError(
                 f"Invalid value for argument `crop_size`. Expected at most the "
-                f"images' size ({height}, {width}). Received: crop_size={crop_size}"
+                f"images' size ({height}, {width}, read as {data_format}: "
+                "pass `data_format` if the images are laid out otherwise). "
+                f"Received: crop_size={crop_size}"
             )
         boxes = _corner_boxes(height, width, crop)
         if scheme == "center_crop":
