@@ -33,6 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 
 from examples import datasets
+from examples._augment import cifar_padding
 from examples.cifar10_cnn import CIFAR10CNN, MIN_SIZE
 from keras_blocks import augmentation
 from keras_blocks.callbacks import ReduceLROnPlateau
@@ -124,10 +125,11 @@ def build_model(config, input_shape, classes, mirror=True, seed=0):
         return model
     channels_last = keras.config.image_data_format() == "channels_last"
     size = input_shape[0] if channels_last else input_shape[1]
-    # The paper's 4 pixels at 32x32, in proportion at other sizes.
-    padding = max(1, round(augmentation.CIFAR_PADDING * size / 32))
     inputs = keras.Input(input_shape)
-    augment = augmentation.cifar_augmentation(size, padding, mirror=mirror, seed=seed)
+    # The paper's 4 pixels at 32x32, in proportion at other sizes.
+    augment = augmentation.cifar_augmentation(
+        size, cifar_padding(size), mirror=mirror, seed=seed
+    )
     return keras.Model(inputs, model(augment(inputs)), name="augmented_cifar10_cnn")
 
 

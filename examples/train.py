@@ -48,9 +48,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
-import numpy as np
 
 from examples import (
+    _augment,
     alexnet,
     cifar10_cnn,
     cifar_resnet,
@@ -67,14 +67,11 @@ from examples._common import (
     positive_float,
     positive_int,
 )
-from keras_blocks import augmentation
 from keras_blocks.callbacks import (
     CheckpointManager,
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
-from keras_blocks.evaluation import crop_count, evaluate_with_tta
-from keras_blocks.layers import PCAColorAugmentation
 
 FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
 # name: (builder, smallest input size)
@@ -84,14 +81,6 @@ MODELS = {
     for name, builder in family.MODELS.items()
 }
 FAMILY = {name: family for family in FAMILIES for name in family.MODELS}
-# The family's --augment recipe; the other families crop and mirror.
-RECIPES = {
-    alexnet: "alexnet",
-    cifar_resnet: "cifar",
-    cifar10_cnn: "cifar",
-    efficientnet: "efficientnet",
-}
-TTA_SCHEMES = ("ten_crop", "multi_crop")
 MODEL = "cifar_resnet20"
 EPOCHS = 10
 BATCH_SIZE = 64
@@ -132,49 +121,6 @@ def model_name(name):
 def default_image_size(name, dataset):
     """16x16 for the 8x8 digits, 32x32 for CIFAR-10, or the model's smallest."""
     return max(16 if dataset == "digits" else 32, MODELS[name][1])
-
-
-def recipe(name, augment):
-    """The --augment recipe of model `name` ("cifar", "alexnet", ...), or None."""
-    return RECIPES.get(FAMILY[name], "crop_flip") if augment else None
-
-
-def data_size(image_size, kind):
-    """The size of the images to load: larger for the crop recipes."""
-    if kind in (None, "cifar"):
-        return image_size
-    return augmentation.source_size(image_size)
-
-
-def cifar_padding(image_size):
-    """The CIFAR shift: 4 pixels at 32x32, in proportion at other sizes."""
-    return max(1, round(augmentation.CIFAR_PADDING * image_size / 32))
-
-
-def augmentation_layers(kind, image_size, dataset, x_train, seed):
-    """The recipe's `keras.layers.Pipeline`, AlexNet's colour step adapted to
-    the training images."""
-    options = {"mirror": datasets.MIRROR_INVARIANT[dataset], "seed": seed}
-    if kind == "cifar":
-        return augmentation.cifar_augmentation(
-            image_size, cifar_padding(image_size), **options
-        )
-    source = augmentation.source_size(image_size)
-    if kind == "alexnet":
-        color = PCAColorAugmentation(seed=seed + 3)
-        color.adapt(x_train)  # the training images' RGB principal components
-        return augmentation.alexnet_augmentation(
-            image_size, source, color=color, **options
-        )
-    if kind == "efficientnet":
-        return augmentation.efficientnet_augmentation(image_size, source, **options)
-    return augmentation.crop_flip_augmentation(image_size, source, **options)
-
-
-def with_augmentation(net, layers, size):
-    """`net` behind the augmentation `layers`, taking `size` images."""
-    inputs = keras.Input(image_shape(size))
-    return keras.Model(inputs, net(layers(inputs)), name=net.name)
 
 
 def accuracy_metric(model):
@@ -363,7 +309,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--tta",
-        choices=TTA_SCHEMES,
+        choices=_augment.SCHEMES,
         help="also evaluate the test images on AlexNet's ten crops or "
         "GoogLeNet's 144, averaging the softmax (see above)",
     )
@@ -404,7 +350,7 @@ def build_and_compile(name, image_size, dataset, learning_rate, seed, layers, si
         net = build(name, image_size, datasets.CLASSES[dataset])
     except ValueError as error:  # such as an image size the model cannot take
         raise SystemExit(str(error)) from None
-    model = net if layers is None else with_augmentation(net, layers, size)
+    model = net if layers is None else _augment.with_augmentation(net, layers, size)
     compile_model(model, learning_rate)
     return model, net
 
@@ -448,33 +394,6 @@ def evaluate(model, x_test, y_test):
     return accuracy
 
 
-def tta_images(x_test, image_size, kind):
-    """The images --tta crops: a crop recipe's larger ones, else the test
-    images zero-padded as the CIFAR shift pads them (its corners are its
-    extreme shifts)."""
-    if data_size(image_size, kind) > image_size:  # loaded larger: crop recipes
-        return x_test
-    pad = cifar_padding(image_size)
-    spatial = (1, 2) if keras.config.image_data_format() == "channels_last" else (2, 3)
-    widths = [(pad, pad) if axis in spatial else (0, 0) for axis in range(4)]
-    return np.pad(x_test, widths)
-
-
-def evaluate_crops(net, x_test, y_test, scheme, image_size, kind, dataset):
-    """Test accuracy with the softmax averaged over the crops of `scheme`."""
-    mirror = datasets.MIRROR_INVARIANT[dataset]
-    result = evaluate_with_tta(
-        googlenet.inference_model(net),
-        tta_images(x_test, image_size, kind),
-        y_test,
-        scheme,
-        crop_size=image_size,
-        batch_size=64,
-        mirror=mirror,
-    )
-    return result.accuracy, crop_count(scheme, mirror=mirror)
-
-
 def main(argv=None):
     args = parse_args(argv)
     logdir = Path(args.logdir or f"runs/{args.model}-{args.dataset}")
@@ -493,14 +412,14 @@ def main(argv=None):
     resume = check_logdir(logdir, run, args.resume, args.evaluate_only)
     # Nothing is written before the data are loaded and the model is built:
     # a start that fails leaves --logdir free for the next try.
-    kind = recipe(args.model, args.augment)
-    size = data_size(image_size, kind)
+    kind = _augment.recipe(FAMILY[args.model], args.augment)
+    size = _augment.data_size(image_size, kind)
     train_data, validation_data, (x_test, y_test) = load(
         args.dataset, size, args.data_dir, args.seed
     )
     layers = None
     if kind is not None:
-        layers = augmentation_layers(
+        layers = _augment.augmentation_layers(
             kind, image_size, args.dataset, train_data[0], args.seed
         )
     model, net = build_and_compile(
@@ -561,7 +480,7 @@ def main(argv=None):
         "tta": None,
     }
     if args.tta:
-        tta_accuracy, crops = evaluate_crops(
+        tta_accuracy, crops = _augment.evaluate_crops(
             net, x_test, y_test, args.tta, image_size, kind, args.dataset
         )
         results["tta"] = {

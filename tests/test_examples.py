@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 pytest.importorskip("sklearn")  # the examples extra
 
-from examples import train  # after the skip: it needs scikit-learn
+from examples import _augment, train  # after the skip: it needs scikit-learn
 
 
 def epochs_logged(logdir):
@@ -277,13 +277,14 @@ def test_augment_and_ten_crops_report_their_effect(tmp_path, capsys):
     ],
 )
 def test_each_family_gets_its_papers_recipe(name, kind):
-    assert train.recipe(name, True) == kind
-    assert train.recipe(name, False) is None
+    family = train.FAMILY[name]
+    assert _augment.recipe(family, True) == kind
+    assert _augment.recipe(family, False) is None
 
 
 def test_crop_recipes_take_larger_images_and_crop_them():
     (x, _), _, (x_test, _) = train.load("digits", 18, None, 0)  # 16 x 256 / 224
-    layers = train.augmentation_layers("alexnet", 16, "digits", x[:64], 0)
+    layers = _augment.augmentation_layers("alexnet", 16, "digits", x[:64], 0)
     colour = layers.layers[-1]
     assert type(colour).__name__ == "PCAColorAugmentation"
     assert float(keras.ops.max(colour.adapted_eigenvalues)) > 0  # adapted
@@ -293,6 +294,6 @@ def test_crop_recipes_take_larger_images_and_crop_them():
     )
     assert model.input_shape[1:3] == (18, 18) and net.input_shape[1:3] == (16, 16)
     # --tta crops the larger test images as they are; other runs' are padded.
-    assert train.tta_images(x_test, 16, "alexnet") is x_test
+    assert _augment.tta_images(x_test, 16, "alexnet") is x_test
     (_, _), _, (small, _) = train.load("digits", 16, None, 0)
-    assert train.tta_images(small, 16, "cifar").shape[1:3] == (20, 20)
+    assert _augment.tta_images(small, 16, "cifar").shape[1:3] == (20, 20)
