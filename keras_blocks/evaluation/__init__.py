@@ -1,7 +1,7 @@
 """Evaluating trained classifiers as the papers did: test-time crops and ensembles."""
 
 from keras_blocks.evaluation.ensemble import Ensemble
-from keras_blocks.evaluation.test_time_augmentation import (
+from keras_blocks.evaluation.tta import (
     SCHEMES,
     TTAResult,
     crop_count,
