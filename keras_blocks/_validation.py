@@ -41,10 +41,11 @@ def non_negative_int(name, value):
     return int(value)
 
 
-def kernel_size(name, value, odd=False, note=None):
-    """An int or a tuple (or list) of 2 ints, as `keras.layers.Conv2D` takes a
-    kernel size; returned as Conv2D stores it: a tuple of 2 ints. `odd=True`
-    asks for odd sizes; `note` says when (for the message)."""
+def size_pair(name, value, odd=False, note=None):
+    """A height and width: an int or a tuple (or list) of 2 ints, as
+    `keras.layers.Conv2D` takes a kernel size; returned as Conv2D stores it: a
+    tuple of 2 ints. `odd=True` asks for odd sizes; `note` says when (for the
+    message)."""
     pair = (value, value) if _is_int(value) else value
     if (
         not isinstance(pair, (tuple, list))

@@ -149,7 +149,8 @@ def cifar_augmentation(
             configured image data format).
 
     Returns:
-        Identity at inference.
+        The recipe's pipeline; at inference (`training=False`) it returns its
+        input.
 
     Examples:
     >>> import numpy as np
@@ -195,7 +196,8 @@ def crop_flip_augmentation(
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        The centre crop at inference.
+        The recipe's pipeline; at inference (`training=False`) it returns the
+        centre crop.
 
     Examples:
     >>> import numpy as np
@@ -241,7 +243,8 @@ def alexnet_augmentation(
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        The centre crop at inference.
+        The recipe's pipeline; at inference (`training=False`) it returns the
+        centre crop.
 
     Examples:
     >>> import numpy as np
@@ -315,7 +318,8 @@ def efficientnet_augmentation(
         data_format: `"channels_last"`, `"channels_first"` or None.
 
     Returns:
-        The centre crop at inference.
+        The recipe's pipeline; at inference (`training=False`) it returns the
+        centre crop.
 
     Examples:
     >>> import numpy as np

@@ -398,7 +398,7 @@ def _crops(images, scheme, crop_size, data_format, options=None):
     """Yields each crop of the batch `images` (NumPy), one batch per crop."""
     images = keras.ops.convert_to_numpy(images)
     data_format = check.data_format(data_format)
-    crop = _size("crop_size", crop_size)
+    crop = check.size_pair("crop_size", crop_size)
     if images.ndim != 4:
         raise ValueError(
             "Invalid value for argument `images`. Expected a batch of images "
@@ -512,21 +512,6 @@ def _resize(images, size, interpolation):
         data_format="channels_last",
     )
     return keras.ops.convert_to_numpy(resized).astype(images.dtype)
-
-
-def _size(name, value):
-    if check._is_int(value):
-        value = (value, value)
-    if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(check._is_int(v) and v > 0 for v in value)
-    ):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a strictly positive "
-            f"integer or a tuple of 2 of them. Received: {name}={value!r}"
-        )
-    return tuple(int(v) for v in value)
 
 
 def _model_input_size(model, data_format):

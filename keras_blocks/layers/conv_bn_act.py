@@ -113,11 +113,11 @@ class ConvBNAct(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
-        self.kernel_size = check.kernel_size("kernel_size", kernel_size)
+        self.kernel_size = check.size_pair("kernel_size", kernel_size)
         self.strides = check.positive_int("strides", strides)
         self.padding = check.one_of("padding", padding, PADDINGS)
         if padding == "symmetric":
-            check.kernel_size(
+            check.size_pair(
                 "kernel_size", kernel_size, odd=True, note="with padding='symmetric'"
             )
         self.groups = check.positive_int("groups", groups)

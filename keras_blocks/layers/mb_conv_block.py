@@ -140,7 +140,7 @@ class MBConvBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
-        self.kernel_size = check.kernel_size("kernel_size", kernel_size)
+        self.kernel_size = check.size_pair("kernel_size", kernel_size)
         self.strides = check.positive_int("strides", strides)
         self.expand_ratio = check.positive_int("expand_ratio", expand_ratio)
         self.se_ratio = check.optional(check.fraction, "se_ratio", se_ratio)
