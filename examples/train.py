@@ -6,6 +6,7 @@
     python -m examples.train --logdir runs/demo --resume --epochs 30   # continue a run
     python -m examples.train --logdir runs/demo --evaluate-only        # test a run
     python -m examples.train --augment --tta ten_crop   # the papers' crops
+    python -m examples.train --distribute mirrored      # every GPU of this machine
 
 `--dataset digits` (the default) is scikit-learn's bundled 8x8 digits, resized
 to the model's input; `cifar10` downloads through `keras.datasets` or reads a
@@ -33,6 +34,15 @@ of 256/224 the input size (18 for 16) and evaluate their centre crop.
 GoogLeNet's 144) and reports the difference; the crops come from the larger
 images of a crop recipe, else from the test images zero-padded as the CIFAR
 shift pads them. The test results also go to `test.json`.
+
+`--distribute` trains on several devices or machines with the engine of the
+backend: `mirrored` or `multi_worker` (TensorFlow, `TF_CONFIG`),
+`data_parallel` (JAX, `keras.distribution`) or `ddp` (PyTorch, `torchrun`);
+`--cpu-devices N` splits a machine without accelerators into N devices to
+try it. `--batch-size` is then the global batch. Only the chief process
+writes to `--logdir`, which must be on a filesystem every process sees; the
+checkpoints resume on any number of replicas. The docs' "Distributed
+training" page has the commands.
 """
 
 import argparse
@@ -51,6 +61,7 @@ import keras
 
 from examples import (
     _augment,
+    _distribute,
     alexnet,
     cifar10_cnn,
     cifar_resnet,
@@ -322,6 +333,19 @@ def parse_args(argv):
         "and report its test accuracy",
     )
     parser.add_argument(
+        "--distribute",
+        choices=_distribute.ALL_CHOICES,
+        help="train on several devices or machines: mirrored or multi_worker "
+        "(TensorFlow), data_parallel (JAX), ddp (PyTorch, under torchrun)",
+    )
+    parser.add_argument(
+        "--cpu-devices",
+        type=positive_int,
+        metavar="N",
+        help="with --distribute mirrored or data_parallel on a machine without "
+        "accelerators: split its CPU into N devices (to try; no speed-up)",
+    )
+    parser.add_argument(
         "--seed",
         type=non_negative_int,
         default=SEED,
@@ -355,19 +379,21 @@ def build_and_compile(name, image_size, dataset, learning_rate, seed, layers, si
     return model, net
 
 
-def train(model, args, logdir, resume, train_data, validation_data):
+def train(model, args, logdir, out, resume, train_data, validation_data, engine):
     """Trains up to `args.epochs` in all; returns the checkpoint manager (its
-    `epoch`: the epochs the run has done), the history and the seconds."""
+    `epoch`: the epochs the run has done), the history and the seconds. The
+    checkpoints go to `logdir`, the logs to `out` (this process's logdir)."""
     manager = checkpoint_manager(logdir, resume, args.seed, model)
     (x_train, y_train), (x_val, y_val) = train_data, validation_data
     start = time.perf_counter()
-    history = model.fit(
+    history = engine.fit(
+        model,
         x_train,
         per_output(model, y_train),
         batch_size=args.batch_size,
         epochs=args.epochs,
         validation_data=(x_val, per_output(model, y_val)),
-        callbacks=[manager, *callbacks(logdir, resume, validation_data, model)],
+        callbacks=[manager, *callbacks(out, resume, validation_data, model)],
     )
     return manager, history, time.perf_counter() - start
 
@@ -396,7 +422,16 @@ def evaluate(model, x_test, y_test):
 
 def main(argv=None):
     args = parse_args(argv)
+    # First: a TensorFlow strategy must exist before anything uses a device.
+    engine = _distribute.start(args.distribute, args.cpu_devices)
     logdir = Path(args.logdir or f"runs/{args.model}-{args.dataset}")
+    with engine.logdir(logdir) as out:
+        return train_and_test(args, argv, engine, logdir, out)
+
+
+def train_and_test(args, argv, engine, logdir, out):
+    """Trains and tests; this process writes its logs to `out` (`logdir` on
+    the chief) and every process reads and writes checkpoints in `logdir`."""
     args = saved_settings(args, argv, logdir)
     image_size = args.image_size or default_image_size(args.model, args.dataset)
     run = {
@@ -409,7 +444,14 @@ def main(argv=None):
         "augment": args.augment,
         "backend": keras.config.backend(),
     }
-    resume = check_logdir(logdir, run, args.resume, args.evaluate_only)
+    try:
+        resume, failure = (
+            check_logdir(logdir, run, args.resume, args.evaluate_only),
+            None,
+        )
+    except SystemExit as error:
+        resume, failure = args.resume, error
+    engine.agree(failure)  # every process checked before any writes
     # Nothing is written before the data are loaded and the model is built:
     # a start that fails leaves --logdir free for the next try.
     kind = _augment.recipe(FAMILY[args.model], args.augment)
@@ -422,15 +464,16 @@ def main(argv=None):
         layers = _augment.augmentation_layers(
             kind, image_size, args.dataset, train_data[0], args.seed
         )
-    model, net = build_and_compile(
-        args.model,
-        image_size,
-        args.dataset,
-        args.learning_rate,
-        args.seed,
-        layers,
-        size,
-    )
+    with engine.scope():
+        model, net = build_and_compile(
+            args.model,
+            image_size,
+            args.dataset,
+            args.learning_rate,
+            args.seed,
+            layers,
+            size,
+        )
     print(
         f"{args.model} on {args.dataset} at {image_size}x{image_size}: "
         f"{len(train_data[0])} training, {len(validation_data[0])} validation "
@@ -440,17 +483,25 @@ def main(argv=None):
     if layers is not None:
         steps = ", ".join(layer.__class__.__name__ for layer in layers.layers)
         print(f"Augmentation ({layers.name}, {size}x{size} images): {steps}")
+    if engine.choice is not None:
+        cluster = engine.cluster
+        print(
+            f"Distributed ({engine.choice}): {engine.replicas} replicas, process "
+            f"{cluster.process_index} of {cluster.process_count}"
+            f"{' (chief)' if engine.is_chief else ', writing no logs'}; global "
+            f"batch {args.batch_size}."
+        )
 
     if args.evaluate_only:
         manager = restore(model, logdir, train_data, args.seed)
         how = f"restored from {manager.latest_checkpoint}, no training"
     else:
         if not resume:  # a resumed run's run.json holds these settings already
-            logdir.mkdir(parents=True, exist_ok=True)
-            (logdir / "run.json").write_text(json.dumps(run, indent=2))
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "run.json").write_text(json.dumps(run, indent=2))
         model.summary()
         manager, history, seconds = train(
-            model, args, logdir, resume, train_data, validation_data
+            model, args, logdir, out, resume, train_data, validation_data, engine
         )
         if not history.epoch:
             print(
@@ -461,12 +512,11 @@ def main(argv=None):
                 "its test accuracy."
             )
             return None
-        plot_curves(
-            logdir / "metrics.csv", logdir / "curves.png", accuracy_metric(model)
-        )
-        how = f"{seconds:.0f} s of training; curves in {logdir / 'curves.png'}"
+        plot_curves(out / "metrics.csv", out / "curves.png", accuracy_metric(model))
+        how = f"{seconds:.0f} s of training; curves in {out / 'curves.png'}"
 
-    accuracy = evaluate(model, x_test, y_test)
+    with engine.scope():
+        accuracy = evaluate(model, x_test, y_test)
     single = "centre crop" if size > image_size else "whole images"
     print(
         f"Backend {keras.config.backend()}: test accuracy {accuracy:.4f} on "
@@ -495,7 +545,7 @@ def main(argv=None):
             f"accuracy {tta_accuracy:.4f}, {tta_accuracy - accuracy:+.4f} against "
             f"the {single}."
         )
-    (logdir / "test.json").write_text(json.dumps(results, indent=2))
+    (out / "test.json").write_text(json.dumps(results, indent=2))
     return accuracy
 
 

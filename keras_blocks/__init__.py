@@ -1,6 +1,13 @@
 """keras_blocks: reusable, composable CNN layers and training callbacks for Keras 3."""
 
-from keras_blocks import augmentation, callbacks, efficientnet, evaluation, layers
+from keras_blocks import (
+    augmentation,
+    callbacks,
+    distribute,
+    efficientnet,
+    evaluation,
+    layers,
+)
 
 __version__ = "0.1.0"
 
@@ -8,6 +15,7 @@ __all__ = [
     "__version__",
     "augmentation",
     "callbacks",
+    "distribute",
     "efficientnet",
     "evaluation",
     "layers",

@@ -2,6 +2,9 @@
 
 import math
 import os
+import secrets
+import shutil
+import tempfile
 import time
 import warnings
 
@@ -14,6 +17,7 @@ from keras_blocks.callbacks import (
     _directory_lock,
     _monitor,
 )
+from keras_blocks.distribute.cluster import current_cluster
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -60,6 +64,21 @@ class CheckpointManager(keras.callbacks.Callback):
     raises an `OSError` that names the directory, and the previous checkpoint
     stays the latest.
 
+    Trained by several processes (TensorFlow's `MultiWorkerMirroredStrategy`,
+    JAX processes of `keras.distribution`, a PyTorch DDP group; see
+    `keras_blocks.distribute.current_cluster`), only the chief writes to
+    `directory` and holds its lock. On TensorFlow, where every worker must
+    take part in a save (reading some distributed variables is a collective
+    operation), the other workers save into a temporary directory of their
+    own that they delete at once; on JAX and PyTorch they do not save. Every
+    process restores from `directory`, which must therefore be on a
+    filesystem that all of them see: at the start of training the chief
+    leaves a marker there, and a process that cannot see it stops training
+    with a `ValueError` on every process, rather than starting over alone.
+    The processes also check that they restored the same checkpoint. A
+    checkpoint holds one copy of each variable, whatever the number of
+    replicas, so a run saved on 2 replicas resumes on 1 and the reverse.
+
     For a run to resume bit for bit, its random draws must not depend on how
     many epochs ran in this process: pass `seed`, which re-seeds Python,
     NumPy and the backend (`keras.utils.set_random_seed(seed + epoch)`) at
@@ -100,7 +119,9 @@ class CheckpointManager(keras.callbacks.Callback):
             a checkpoint that does not fit the model (another architecture),
             a damaged or missing index or only damaged checkpoints, when the
             `restore` path is damaged, when the directory cannot be created,
-            or when another running process holds the directory's lock.
+            when another running process holds the directory's lock, or,
+            trained by several processes, when one of them cannot see the
+            chief's `directory` or restored another checkpoint.
         OSError: when a checkpoint cannot be written (disk full, permission
             lost); the previous checkpoint stays the latest.
 
@@ -185,6 +206,9 @@ class CheckpointManager(keras.callbacks.Callback):
         self._pending_states = None
         self._siblings = ()
         self._lock = None
+        self._cluster = None
+        self._scratch = None  # a non-chief TensorFlow worker's save directory
+        self._scratch_store = None
         self._final_weights = None
         self._save_due = False
         self._epoch_start_step = 0
@@ -247,16 +271,23 @@ class CheckpointManager(keras.callbacks.Callback):
                 "them. Resume with the backend that wrote them, or choose "
                 "another `directory`."
             )
+        self._cluster = current_cluster(model)
+        if self._cluster.is_chief:
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+            except OSError as error:
+                error = ValueError(
+                    "CheckpointManager cannot create its directory "
+                    f"{self.directory} ({error.strerror or error}). Choose a "
+                    "writable `directory`."
+                )
+                self._check_cluster_directory(error)
+                raise error from None
+            self._lock = _directory_lock.acquire_lock(self.directory)
         try:
-            os.makedirs(self.directory, exist_ok=True)
-        except OSError as error:
-            raise ValueError(
-                f"CheckpointManager cannot create its directory {self.directory} "
-                f"({error.strerror or error}). Choose a writable `directory`."
-            ) from error
-        self._lock = _directory_lock.acquire_lock(self.directory)
-        try:
+            self._check_cluster_directory()
             self._begin(model, backend)
+            self._check_same_restore()
         except BaseException:
             self._release_lock()
             raise
@@ -380,6 +411,9 @@ class CheckpointManager(keras.callbacks.Callback):
         finally:
             self._final_weights = None
             self._release_lock()
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = self._scratch_store = None
 
     def _best_weights_callbacks(self):
         return [
@@ -421,6 +455,78 @@ class CheckpointManager(keras.callbacks.Callback):
         if self._save_due:
             self._save_due = False
             self._save(self._store)
+
+    # Clusters.
+
+    def _check_cluster_directory(self, error=None):
+        """Stops every process unless all of them see the chief's `directory`.
+
+        The chief leaves a marker file there and sends its name; each process
+        looks for it. Collective: every process calls it once, at the start
+        of training (the chief with the `error` that stops it, if any).
+        """
+        cluster = self._cluster
+        if cluster.process_count == 1:
+            return
+        marker = None
+        token = 0
+        if cluster.is_chief and error is None:
+            token = secrets.randbits(30)  # travels as a 32-bit integer on JAX
+            marker = os.path.join(self.directory, f".cluster-check-{token}")
+            with open(marker, "w"):
+                pass
+        # Round 1: the chief's token (0 when it failed), the others' zeros.
+        token = int(cluster.all_gather([token], "int64").max())
+        if token == 0:
+            if error is not None:
+                return
+            raise ValueError(
+                "CheckpointManager: the chief process could not set up "
+                f"{self.directory}; its error message says why."
+            )
+        seen = os.path.exists(os.path.join(self.directory, f".cluster-check-{token}"))
+        # Round 2: who sees the marker.
+        seen = cluster.all_gather([seen], "int64")[:, 0]
+        if marker is not None:
+            os.remove(marker)
+        blind = [index for index, flag in enumerate(seen) if not flag]
+        if blind:
+            raise ValueError(
+                f"CheckpointManager: process(es) {blind} of {cluster.process_count} "
+                f"cannot see the checkpoint directory {self.directory} that the "
+                "chief writes (a directory on each machine's own disk?). Every "
+                "process restores from it, so it must be on a filesystem that "
+                "all of them share."
+            )
+
+    def _check_same_restore(self):
+        """Stops every process unless all of them restored the same checkpoint."""
+        cluster = self._cluster
+        if cluster.process_count == 1:
+            return
+        steps = cluster.all_gather([self.step, self.epoch], "int64")
+        if (steps != steps[0]).any():
+            raise ValueError(
+                "CheckpointManager: the processes restored different checkpoints "
+                f"from {self.directory} (batches and epochs done, by process: "
+                f"{steps.tolist()}); was a checkpoint written while they "
+                "started? Start them again."
+            )
+
+    def _write_store(self, store):
+        """Where this process saves: `store`, a scratch one, or nowhere (None)."""
+        if self._cluster is None or self._cluster.is_chief:
+            return store
+        if keras.config.backend() != "tensorflow":
+            return None
+        # Every TensorFlow worker takes part in a save; the others' go to a
+        # scratch directory that is deleted after each save.
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="keras_blocks-worker-")
+            self._scratch_store = _checkpoint_store.TFStore(
+                self._scratch, self.model, 1, None
+            )
+        return self._scratch_store
 
     # Helpers.
 
@@ -482,7 +588,8 @@ class CheckpointManager(keras.callbacks.Callback):
             "one out of the index (what is left of its files stays on disk).",
             stacklevel=4,
         )
-        store.forget(list(damaged))
+        if self._cluster is None or self._cluster.is_chief:
+            store.forget(list(damaged))
         return path
 
     def _save(self, store):
@@ -499,8 +606,11 @@ class CheckpointManager(keras.callbacks.Callback):
             "backend": keras.config.backend(),
             "time": time.time(),
         }
+        target = self._write_store(store)
+        if target is None:
+            return
         try:
-            path = store.save(self.step, state, arrays)
+            path = target.save(self.step, state, arrays)
         except OSError as error:
             directory = self.directory
             if store is self._best_store:
@@ -511,6 +621,11 @@ class CheckpointManager(keras.callbacks.Callback):
                 f"{error}. The latest checkpoint is still {store.latest}. Free "
                 "space or restore write access, then run again to resume."
             ) from error
+        finally:
+            if target is not store:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+        if target is not store:
+            return
         self._owns_directory = True
         if self.verbose > 1:
             print(f"\nCheckpointManager: saved {path}.")

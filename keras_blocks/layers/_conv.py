@@ -106,6 +106,7 @@ def set_unit_options(
     activation,
     bn_momentum,
     bn_epsilon,
+    bn_synchronized,
     kernel_initializer,
     kernel_regularizer,
     data_format,
@@ -119,6 +120,7 @@ def set_unit_options(
     layer.activation = check.activation("activation", activation)
     layer.bn_momentum = check.rate("bn_momentum", bn_momentum)
     layer.bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
+    layer.bn_synchronized = check.boolean("bn_synchronized", bn_synchronized)
     layer.kernel_initializer = check.initializer(
         "kernel_initializer", kernel_initializer
     )
@@ -134,6 +136,8 @@ def batch_normalization(layer, name, gamma_initializer="ones"):
         axis=check.channel_axis(layer.data_format),
         momentum=layer.bn_momentum,
         epsilon=layer.bn_epsilon,
+        # Keras synchronizes on TensorFlow only, and refuses the flag elsewhere.
+        synchronized=layer.bn_synchronized and keras.config.backend() == "tensorflow",
         gamma_initializer=gamma_initializer,
         dtype=layer.dtype_policy,
         name=name,
@@ -157,6 +161,7 @@ def _stored_unit_options(layer):
         "activation": layer.activation,
         "bn_momentum": layer.bn_momentum,
         "bn_epsilon": layer.bn_epsilon,
+        "bn_synchronized": layer.bn_synchronized,
         "kernel_initializer": layer.kernel_initializer,
         "kernel_regularizer": layer.kernel_regularizer,
         "data_format": layer.data_format,

@@ -82,6 +82,14 @@ class BottleneckBlock(ResidualBase):
         activation: str or callable. Activation of the block (ReLU).
         bn_momentum: float. Momentum of the BN moving statistics.
         bn_epsilon: float. BN epsilon (`keras.applications` uses `1.001e-5`).
+        bn_synchronized: bool. Whether batch normalization computes its batch
+            statistics over all replicas of a distribution strategy rather
+            than each replica's share of the batch (TensorFlow's
+            `BatchNormalization(synchronized=True)`). Elsewhere it is stored
+            and changes nothing: under `keras.distribution` on JAX the
+            statistics are already those of the global batch, and on PyTorch
+            DDP `keras_blocks.distribute.synchronize_batch_statistics` averages
+            the moving statistics over the processes.
         kernel_initializer: str or `keras.initializers.Initializer`.
         kernel_regularizer: str, `keras.regularizers.Regularizer` or None.
         data_format: str or None. `"channels_last"` or `"channels_first"`;
@@ -138,6 +146,7 @@ class BottleneckBlock(ResidualBase):
         activation: str | Callable = "relu",
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-5,
+        bn_synchronized: bool = False,
         kernel_initializer: Any = "he_normal",
         kernel_regularizer: Any = None,
         data_format: str | None = None,
@@ -155,6 +164,7 @@ class BottleneckBlock(ResidualBase):
             activation=activation,
             bn_momentum=bn_momentum,
             bn_epsilon=bn_epsilon,
+            bn_synchronized=bn_synchronized,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
             data_format=data_format,

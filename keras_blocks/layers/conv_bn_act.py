@@ -56,6 +56,14 @@ class ConvBNAct(keras.layers.Layer):
             `None` for none.
         bn_momentum: float. Momentum of the moving statistics.
         bn_epsilon: float. Small constant added to the variance.
+        bn_synchronized: bool. Whether batch normalization computes its batch
+            statistics over all replicas of a distribution strategy rather
+            than each replica's share of the batch (TensorFlow's
+            `BatchNormalization(synchronized=True)`). Elsewhere it is stored
+            and changes nothing: under `keras.distribution` on JAX the
+            statistics are already those of the global batch, and on PyTorch
+            DDP `keras_blocks.distribute.synchronize_batch_statistics` averages
+            the moving statistics over the processes.
         kernel_initializer: str or `keras.initializers.Initializer`.
         kernel_regularizer: str, `keras.regularizers.Regularizer` or None.
         data_format: str or None. `"channels_last"` or `"channels_first"`;
@@ -106,6 +114,7 @@ class ConvBNAct(keras.layers.Layer):
         activation: str | Callable | None = "relu",
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-5,
+        bn_synchronized: bool = False,
         kernel_initializer: Any = "he_normal",
         kernel_regularizer: Any = None,
         data_format: str | None = None,
@@ -133,6 +142,7 @@ class ConvBNAct(keras.layers.Layer):
             activation=activation,
             bn_momentum=bn_momentum,
             bn_epsilon=bn_epsilon,
+            bn_synchronized=bn_synchronized,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
             data_format=data_format,

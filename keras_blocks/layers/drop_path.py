@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_blocks import _validation as check
+from keras_blocks.distribute.replica_seed import ReplicaSeed
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -17,6 +18,11 @@ class DropPath(keras.layers.Layer):
     unchanged. At inference the layer is the identity. Placed on a residual
     branch just before the addition, it drops the whole branch for that sample
     and the block reduces to its shortcut.
+
+    Under a distribution strategy (`tf.distribute`, PyTorch DDP), each
+    replica draws its own masks: the replica's index is added to the seed
+    (see `keras_blocks.distribute.replica_seed`), so a seed still makes a run
+    reproducible, and no two replicas drop the same samples of their shares.
 
     Reference: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016.
 
@@ -72,7 +78,10 @@ class DropPath(keras.layers.Layer):
         # One draw per sample, broadcast over every other axis.
         noise_shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
         return keras.random.dropout(
-            inputs, self.rate, noise_shape=noise_shape, seed=self.seed_generator
+            inputs,
+            self.rate,
+            noise_shape=noise_shape,
+            seed=ReplicaSeed(self.seed_generator),  # other masks on each replica
         )
 
     def compute_output_shape(self, input_shape):

@@ -82,6 +82,14 @@ class MBConvBlock(keras.layers.Layer):
             the depthwise convolution and in the squeeze-and-excitation.
         bn_momentum: float. Momentum of the moving statistics.
         bn_epsilon: float. Small constant added to the variance.
+        bn_synchronized: bool. Whether batch normalization computes its batch
+            statistics over all replicas of a distribution strategy rather
+            than each replica's share of the batch (TensorFlow's
+            `BatchNormalization(synchronized=True)`). Elsewhere it is stored
+            and changes nothing: under `keras.distribution` on JAX the
+            statistics are already those of the global batch, and on PyTorch
+            DDP `keras_blocks.distribute.synchronize_batch_statistics` averages
+            the moving statistics over the processes.
         kernel_initializer: str, config dict or
             `keras.initializers.Initializer`, for every convolution.
         kernel_regularizer: str, `keras.regularizers.Regularizer` or None.
@@ -133,6 +141,7 @@ class MBConvBlock(keras.layers.Layer):
         activation: str | Callable | None = "swish",
         bn_momentum: float = 0.99,
         bn_epsilon: float = 1e-3,
+        bn_synchronized: bool = False,
         kernel_initializer: Any = CONV_INITIALIZER,
         kernel_regularizer: Any = None,
         data_format: str | None = None,
@@ -153,6 +162,7 @@ class MBConvBlock(keras.layers.Layer):
             activation=activation,
             bn_momentum=bn_momentum,
             bn_epsilon=bn_epsilon,
+            bn_synchronized=bn_synchronized,
             kernel_initializer=kernel_initializer,
             kernel_regularizer=kernel_regularizer,
             data_format=data_format,

@@ -1,0 +1,170 @@
+"""`examples/train.py --distribute`: the engine each backend trains with on
+several devices or machines, set up before anything else touches a device.
+
+- `mirrored` (TensorFlow): `tf.distribute.MirroredStrategy` over this
+  machine's GPUs (or, with `--cpu-devices N` on a machine without any, N
+  logical CPU devices: the set-up, not a speed-up).
+- `multi_worker` (TensorFlow): one process per machine, the cluster in
+  `TF_CONFIG`; `keras_blocks.distribute.MultiWorkerMirroredStrategy`, which
+  Keras 3.15's `fit` can use.
+- `data_parallel` (JAX): `keras.distribution.DataParallel` over every device
+  of every process; several processes when `KERAS_DISTRIBUTION_*` name them
+  (`keras.distribution.initialize`).
+- `ddp` (PyTorch): `torch.nn.parallel.DistributedDataParallel` in
+  `examples/_ddp.py`'s loop, one process per device, started by `torchrun`.
+
+`--batch-size` is the global batch, shared among the replicas.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import keras
+
+from keras_blocks.distribute import current_cluster
+
+CHOICES = {
+    "tensorflow": ("mirrored", "multi_worker"),
+    "jax": ("data_parallel",),
+    "torch": ("ddp",),
+}
+ALL_CHOICES = tuple(choice for choices in CHOICES.values() for choice in choices)
+
+
+class Engine:
+    """How this process trains: its scope, whether it is the chief, and `fit`."""
+
+    def __init__(self, choice=None, strategy=None):
+        self.choice = choice
+        self.strategy = strategy
+        with self.scope():
+            self.cluster = current_cluster()
+        self.is_chief = self.cluster.is_chief
+        self.replicas = (
+            strategy.num_replicas_in_sync if strategy is not None else _replicas()
+        )
+
+    def scope(self):
+        """Build and compile the model in it."""
+        if self.strategy is not None:
+            return self.strategy.scope()
+        return contextlib.nullcontext()
+
+    def agree(self, failure):
+        """Stops every process when one of them stops (`failure`, a
+        `SystemExit` or None): a process left alone would wait forever for
+        the others. Collective: every process calls it at the same point."""
+        ok = self.cluster.all_gather([failure is None], "int64")[:, 0]
+        if failure is not None:
+            raise failure
+        if not ok.all():
+            stopped = [i for i, flag in enumerate(ok) if not flag]
+            raise SystemExit(
+                f"Process(es) {stopped} stopped (their output says why); stopping too."
+            )
+
+    def fit(self, model, x, y, **kwargs):
+        if self.choice == "ddp":
+            from examples import _ddp
+
+            return _ddp.fit(model, x, y, **kwargs)
+        return model.fit(x, y, **kwargs)
+
+    @contextlib.contextmanager
+    def logdir(self, logdir):
+        """Where this process writes its logs: `logdir` on the chief, a
+        scratch directory (deleted afterwards) on the others."""
+        if self.is_chief:
+            yield logdir
+            return
+        scratch = tempfile.mkdtemp(prefix="keras_blocks-worker-")
+        try:
+            yield type(logdir)(scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_choice(choice):
+    """The --distribute choices of this backend; others get a clear error."""
+    backend = keras.config.backend()
+    if choice is not None and choice not in CHOICES[backend]:
+        others = [b for b, choices in CHOICES.items() if choice in choices]
+        raise SystemExit(
+            f"--distribute {choice} runs on the {others[0]} backend "
+            f"(KERAS_BACKEND={others[0]}); this is {backend}, whose choices are "
+            f"{', '.join(CHOICES[backend])}."
+        )
+
+
+def start(choice, cpu_devices=None):
+    """Sets up the engine; call it first, before the data or the model."""
+    check_choice(choice)
+    if choice is None:
+        if cpu_devices:
+            raise SystemExit("--cpu-devices needs --distribute.")
+        return Engine()
+    if choice in ("mirrored", "multi_worker"):
+        return Engine(choice, _tf_strategy(choice, cpu_devices))
+    if choice == "data_parallel":
+        _jax_data_parallel(cpu_devices)
+        return Engine(choice)
+    if cpu_devices:
+        raise SystemExit(
+            "--cpu-devices does not apply to ddp: start one process per device "
+            "with torchrun (--nproc-per-node N)."
+        )
+    from examples import _ddp
+
+    _ddp.init_process_group_from_env()
+    return Engine(choice)
+
+
+def _tf_strategy(choice, cpu_devices):
+    import tensorflow as tf
+
+    if choice == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise SystemExit(
+                "--distribute multi_worker reads the cluster from TF_CONFIG: "
+                'set it on each machine, e.g. TF_CONFIG=\'{"cluster": {"worker": '
+                '["host0:2222", "host1:2222"]}, "task": {"type": "worker", '
+                '"index": 0}}\'.'
+            )
+        if cpu_devices:
+            raise SystemExit("--cpu-devices applies to --distribute mirrored only.")
+        from keras_blocks.distribute import MultiWorkerMirroredStrategy
+
+        return MultiWorkerMirroredStrategy()
+    devices = None
+    if cpu_devices:
+        if tf.config.list_physical_devices("GPU"):
+            raise SystemExit(
+                "--cpu-devices is for machines without GPUs; this one has some, "
+                "and --distribute mirrored uses them all."
+            )
+        cpus = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * cpu_devices
+        )
+        devices = [f"/cpu:{i}" for i in range(cpu_devices)]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def _jax_data_parallel(cpu_devices):
+    import jax
+
+    if cpu_devices:
+        jax.config.update("jax_num_cpu_devices", cpu_devices)
+    if "KERAS_DISTRIBUTION_JOB_ADDRESSES" in os.environ:
+        keras.distribution.initialize()
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+
+
+def _replicas():
+    if keras.config.backend() == "jax":
+        import jax
+
+        return jax.device_count()
+    return current_cluster().process_count
