@@ -21,7 +21,14 @@ from pathlib import Path
 import keras
 import pytest
 
-from keras_blocks import augmentation, callbacks, efficientnet, evaluation, layers
+from keras_blocks import (
+    augmentation,
+    callbacks,
+    distribute,
+    efficientnet,
+    evaluation,
+    layers,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 FENCE = re.compile(
@@ -100,7 +107,14 @@ NO_EXAMPLE = {f"EfficientNetB{i}" for i in range(1, 8)}
     "name",
     [
         f"{module.__name__}.{name}"
-        for module in (layers, callbacks, efficientnet, augmentation, evaluation)
+        for module in (
+            layers,
+            callbacks,
+            efficientnet,
+            augmentation,
+            evaluation,
+            distribute,
+        )
         for name in module.__all__
         if name not in NO_EXAMPLE
         and (inspect.isclass(getattr(module, name)) or callable(getattr(module, name)))

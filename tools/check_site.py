@@ -52,6 +52,7 @@ PUBLIC_MODULES = (
     "keras_blocks.efficientnet",
     "keras_blocks.augmentation",
     "keras_blocks.evaluation",
+    "keras_blocks.distribute",
 )
 ID = re.compile(r"""\bid=["']?([^"' >]+)""")
 

@@ -40,6 +40,14 @@ class Cluster:
         process_count: int. How many processes train the model.
         is_chief: bool. Whether this process writes checkpoints and logs.
         strategy: the `tf.distribute.Strategy` on TensorFlow, else None.
+
+    Examples:
+        >>> import keras_blocks
+        >>> cluster = keras_blocks.distribute.current_cluster()
+        >>> cluster.process_count, cluster.is_chief
+        (1, True)
+        >>> cluster.all_gather([3, 4], "int64").tolist()  # one row per process
+        [[3, 4]]
     """
 
     engine: str
@@ -82,6 +90,13 @@ def current_cluster(model=None):
 
     Returns:
         A `Cluster`.
+
+    Examples:
+        >>> import keras
+        >>> import keras_blocks
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> keras_blocks.distribute.current_cluster(model).engine  # one process
+        'local'
     """
     backend = keras.config.backend()
     if backend == "tensorflow":

@@ -31,8 +31,16 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
             or None.
 
     Examples:
+        It is TensorFlow's strategy, where TensorFlow's is accepted:
+        >>> import tensorflow as tf
+        >>> import keras_blocks
+        >>> strategy_class = keras_blocks.distribute.MultiWorkerMirroredStrategy
+        >>> issubclass(strategy_class, tf.distribute.MultiWorkerMirroredStrategy)
+        True
+
+        On each machine, with `TF_CONFIG` naming the cluster and this task
+        (a strategy that is created in a doctest would take over its process):
         ```python
-        # On each machine, with TF_CONFIG naming the cluster and this task:
         strategy = keras_blocks.distribute.MultiWorkerMirroredStrategy()
         with strategy.scope():
             model = build_model()
