@@ -150,6 +150,8 @@ def test_fit_ddp_with_the_library_callbacks(tmp_path):
     assert logs["stopped"] == {"epoch": [0], "batches": 2}
     assert second_logs == {**logs, "pid": second_logs["pid"]}  # the same logs
     # Only rank 0 writes: every event file carries the pid of its writer.
+    # (Needs TensorBoardImageLogger's chief gating; without it rank 1 writes
+    # event files too and this fails, as it did at 9915ff8.)
     run = tmp_path / "run"
     # events.out.tfevents.<time>.<host>.<pid>.<n>.v2
     writers = {p.name.split(".")[-3] for p in run.rglob("events.out.tfevents.*")}
