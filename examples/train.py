@@ -398,12 +398,14 @@ def train(model, args, logdir, out, resume, train_data, validation_data, engine)
     return manager, history, time.perf_counter() - start
 
 
-def restore(model, logdir, train_data, seed):
+def restore(model, logdir, train_data, seed, replicas=1):
     """The run's latest checkpoint into `model`; returns the manager."""
     manager = checkpoint_manager(logdir, True, seed, model)
     # The manager restores at the start of `fit`; zero epochs train nothing.
+    # Keras reads a first batch even so: an image for each replica.
     x, y = train_data
-    model.fit(x[:1], per_output(model, y[:1]), epochs=0, callbacks=[manager])
+    x, y = x[:replicas], y[:replicas]
+    model.fit(x, per_output(model, y), epochs=0, callbacks=[manager])
     if manager.latest_checkpoint is None:
         raise SystemExit(
             f"Nothing to evaluate in {logdir}: the run saved no checkpoint (it "
@@ -493,7 +495,7 @@ def train_and_test(args, argv, engine, logdir, out):
         )
 
     if args.evaluate_only:
-        manager = restore(model, logdir, train_data, args.seed)
+        manager = restore(model, logdir, train_data, args.seed, engine.replicas)
         how = f"restored from {manager.latest_checkpoint}, no training"
     else:
         if not resume:  # a resumed run's run.json holds these settings already
@@ -513,7 +515,8 @@ def train_and_test(args, argv, engine, logdir, out):
             )
             return None
         plot_curves(out / "metrics.csv", out / "curves.png", accuracy_metric(model))
-        how = f"{seconds:.0f} s of training; curves in {out / 'curves.png'}"
+        curves = out / "curves.png" if engine.is_chief else "the chief's logdir"
+        how = f"{seconds:.0f} s of training; curves in {curves}"
 
     with engine.scope():
         accuracy = evaluate(model, x_test, y_test)

@@ -188,3 +188,38 @@ def test_multi_worker_killed_and_resumed_equals_uninterrupted(tmp_path):
             assert len(events) == starts, (logdir, folder, events)
         assert (logdir / "test.json").exists()
     assert list((tmp_path / "tmp").glob("keras_blocks-worker-*")) == []
+
+
+def _evaluate_only(tmp_path, logdir, *extra):
+    command = [sys.executable, "-m", "examples.train", "--logdir", str(logdir)]
+    done = subprocess.run(
+        [*command, "--evaluate-only", *extra],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((logdir / "test.json").read_text())["accuracy"]
+
+
+def test_evaluate_only_on_two_replicas_equals_one(tmp_path):
+    # A run trained on one device, tested from its checkpoint on 2 replicas:
+    # every replica gets the checkpoint's values (Keras reads a first batch
+    # even for zero epochs, which needs an image per replica).
+    logdir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.train", "--logdir", str(logdir), *ARGS],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    trained = json.loads((logdir / "test.json").read_text())["accuracy"]
+    mirrored = _evaluate_only(
+        tmp_path, logdir, "--distribute", "mirrored", "--cpu-devices", "2"
+    )
+    assert mirrored == trained
