@@ -13,7 +13,10 @@ several devices or machines, set up before anything else touches a device.
 - `ddp` (PyTorch): `torch.nn.parallel.DistributedDataParallel` in
   `examples/_ddp.py`'s loop, one process per device, started by `torchrun`.
 
-`--batch-size` is the global batch, shared among the replicas.
+`--batch-size` is the global batch, shared among the replicas. The batch
+normalization's moving statistics are averaged over the replicas at the end
+of each epoch (`keras_blocks.distribute.synchronize_batch_statistics`), so
+that every replica evaluates, and every checkpoint holds, the same model.
 """
 
 import contextlib
@@ -23,7 +26,7 @@ import tempfile
 
 import keras
 
-from keras_blocks.distribute import current_cluster
+from keras_blocks.distribute import current_cluster, synchronize_batch_statistics
 
 CHOICES = {
     "tensorflow": ("mirrored", "multi_worker"),
@@ -65,12 +68,20 @@ class Engine:
                 f"Process(es) {stopped} stopped (their output says why); stopping too."
             )
 
-    def fit(self, model, x, y, **kwargs):
+    def fit(self, model, x, y, callbacks=(), **kwargs):
+        """`model.fit`, or the DDP loop, which averages the BN moving
+        statistics itself; under a TensorFlow strategy they are averaged
+        over the replicas at each epoch's end, before the other callbacks."""
         if self.choice == "ddp":
             from examples import _ddp
 
-            return _ddp.fit(model, x, y, **kwargs)
-        return model.fit(x, y, **kwargs)
+            return _ddp.fit(model, x, y, callbacks=list(callbacks), **kwargs)
+        if self.strategy is not None:
+            average = keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: synchronize_batch_statistics(model)
+            )
+            callbacks = [average, *callbacks]
+        return model.fit(x, y, callbacks=list(callbacks), **kwargs)
 
     @contextlib.contextmanager
     def logdir(self, logdir):

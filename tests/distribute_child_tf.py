@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 from keras_blocks import layers  # noqa: E402
 from keras_blocks.callbacks import CheckpointManager  # noqa: E402
+from keras_blocks.distribute import synchronize_batch_statistics  # noqa: E402
 
 GLOBAL_BATCH = 8
 STEPS = 3
@@ -153,6 +154,17 @@ def main(directory):
         max_difference(
             [values[r] for values in replica_values(restored)], one_device.get_weights()
         )
+        for r in range(2)
+    )
+    # Unsynchronized statistics averaged over the replicas, as at an epoch's end.
+    unsync = models[False]
+    stats = moving_statistics(unsync)
+    before = replica_values(unsync)
+    results["synchronized_layers"] = synchronize_batch_statistics(unsync)
+    after = replica_values(unsync)
+    results["averaged"] = max(
+        float(np.max(np.abs(after[i][r] - (before[i][0] + before[i][1]) / 2)))
+        for i in stats
         for r in range(2)
     )
     print(json.dumps(results))

@@ -68,6 +68,13 @@ def test_unsynchronized_bn_differs_per_replica(mirrored):
     assert mirrored["unsync"]["trainable_vs_single"] > 1e-4
 
 
+def test_synchronize_batch_statistics_averages_the_replicas(mirrored):
+    # Every copy becomes the mean of the copies, in the model's 7 BN layers
+    # (the unit's 1, the residual block's 2, the bottleneck block's 4).
+    assert mirrored["synchronized_layers"] == 7
+    assert mirrored["averaged"] < 1e-6
+
+
 def test_drop_path_masks_differ_across_replicas(mirrored):
     assert mirrored["drop_path_same_masks"] is False
 

@@ -27,20 +27,24 @@ def synchronize_batch_statistics(model: keras.Layer) -> int:
       number of processes.
     - TensorFlow (`MirroredStrategy`, `MultiWorkerMirroredStrategy`): the
       moving statistics are mirrored variables with no aggregation; each
-      replica updates its own copy from its share of the batch, and reading
-      the variable (a checkpoint, `get_weights`) gives the first replica's.
-      With `bn_synchronized=True` the library's blocks normalize with the
-      statistics of the global batch (`BatchNormalization(synchronized=True)`),
-      so every copy receives the same update. This function does nothing
-      there.
+      replica updates its own copy from its share of the batch, reading the
+      variable (a checkpoint, `get_weights`) gives the first replica's, and
+      `evaluate` or `predict` under the strategy normalize each replica's
+      share with that replica's copy. Here each copy is replaced by the mean
+      of all replicas' copies (an all-reduce over the strategy's replicas, on
+      every worker). With `bn_synchronized=True` the library's blocks
+      normalize with the statistics of the global batch
+      (`BatchNormalization(synchronized=True)`), every copy receives the same
+      update, and this changes nothing.
     - JAX (`keras.distribution.DataParallel`): one program computes over the
       batch sharded across the devices, so the batch statistics are already
       those of the global batch and the moving statistics are replicated and
       equal. This function does nothing there.
 
-    With one process, or outside an initialized `torch.distributed` process
-    group, there is nothing to average and nothing is done. It is a collective
-    operation: every process of the group must call it, in the same order.
+    With one replica (on TensorFlow: the model's strategy has one; on PyTorch:
+    no initialized `torch.distributed` group, or one process), there is
+    nothing to average and nothing is done. It is a collective operation:
+    every process must call it, in the same order.
 
     Args:
         model: `keras.Layer`. A model or layer whose `BatchNormalization`
@@ -49,7 +53,7 @@ def synchronize_batch_statistics(model: keras.Layer) -> int:
 
     Returns:
         The number of `BatchNormalization` layers whose statistics were
-        averaged: 0 with one process and on TensorFlow and JAX.
+        averaged: 0 with one replica and on JAX.
 
     Examples:
     >>> import keras
@@ -70,7 +74,10 @@ def synchronize_batch_statistics(model: keras.Layer) -> int:
         callbacks.on_epoch_end(epoch, logs)
     ```
     """
-    if keras.config.backend() != "torch":
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        return _tensorflow_mean(model)
+    if backend != "torch":
         return 0
     import torch
     import torch.distributed as dist
@@ -80,13 +87,7 @@ def synchronize_batch_statistics(model: keras.Layer) -> int:
     count = dist.get_world_size()
     if count == 1:
         return 0
-    # Keras lists a model's layers at every depth with `_flatten_layers`; its
-    # public `layers` holds the top level only, not a block's sublayers.
-    layers = [
-        layer
-        for layer in model._flatten_layers(include_self=True, recursive=True)
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.built
-    ]
+    layers = _batch_normalizations(model)
     with torch.no_grad():
         for layer in layers:
             for variable in (layer.moving_mean, layer.moving_variance):
@@ -95,4 +96,44 @@ def synchronize_batch_statistics(model: keras.Layer) -> int:
                 tensor = variable.value
                 dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
                 tensor.div_(count)
+    return len(layers)
+
+
+def _batch_normalizations(model):
+    # Keras lists a model's layers at every depth with `_flatten_layers`; its
+    # public `layers` holds the top level only, not a block's sublayers.
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.built
+    ]
+
+
+def _tensorflow_mean(model):
+    import tensorflow as tf
+
+    strategy = getattr(model, "distribute_strategy", None)
+    strategy = strategy or tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync == 1:
+        return 0
+    layers = _batch_normalizations(model)
+    statistics = [
+        variable.value
+        for layer in layers
+        for variable in (layer.moving_mean, layer.moving_variance)
+    ]
+
+    @tf.function
+    def average():
+        # In a replica's context, reading a mirrored variable reads that
+        # replica's copy, and assigning it assigns that copy.
+        context = tf.distribute.get_replica_context()
+        means = context.all_reduce(
+            tf.distribute.ReduceOp.MEAN, [tf.identity(v) for v in statistics]
+        )
+        for variable, mean in zip(statistics, means, strict=True):
+            variable.assign(mean)
+
+    if statistics:
+        strategy.run(average)
     return len(layers)
