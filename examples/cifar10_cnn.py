@@ -51,6 +51,7 @@ def CIFAR10CNN(
     filters=FILTERS,
     convs_per_stage=CONVS_PER_STAGE,
     downsampling="max_pool",
+    bn_synchronized=False,
     include_top=True,
     classes=10,
     input_shape=None,
@@ -74,6 +75,9 @@ def CIFAR10CNN(
         downsampling: `"max_pool"` (2x2 max pooling after each stage) or
             `"strided_conv"` (the stage's last convolution has stride 2; the
             same parameters).
+        bn_synchronized: bool. Synchronized batch normalization over the
+            replicas of a `tf.distribute` strategy (TensorFlow); see
+            `keras_blocks.layers.ConvBNAct`.
         include_top: bool. Whether to end with the dense classifier.
         classes: int. Number of classes, with `include_top`.
         input_shape: tuple or None. Image shape; None gives 32x32 RGB.
@@ -104,6 +108,7 @@ def CIFAR10CNN(
     check.positive_int("filters", filters)
     check.positive_int("convs_per_stage", convs_per_stage)
     check.one_of("downsampling", downsampling, DOWNSAMPLINGS)
+    check.boolean("bn_synchronized", bn_synchronized)
     check.choice("pooling", pooling, POOLINGS)
     if include_top:
         check.positive_int("classes", classes)
@@ -130,6 +135,7 @@ def CIFAR10CNN(
                 width,
                 3,
                 strides=2 if strided and last else 1,
+                bn_synchronized=bn_synchronized,
                 name=f"block{stage}_conv{index}",
                 **kernel,
             )(x)

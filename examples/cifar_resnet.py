@@ -17,6 +17,7 @@ import functools
 import keras
 
 from examples._common import classifier, image_input, model_main
+from keras_blocks import _validation as check
 from keras_blocks import layers
 
 DEFAULT_SIZE = 32
@@ -37,6 +38,7 @@ DEPTHS = (
 def CIFARResNet(
     depth=20,
     *,
+    bn_synchronized=False,
     include_top=True,
     classes=10,
     input_shape=None,
@@ -44,15 +46,24 @@ def CIFARResNet(
     classifier_activation="softmax",
     name=None,
 ):
-    """A CIFAR ResNet of any depth `6n + 2` (20, 32, 44, 56, 110, ...)."""
+    """A CIFAR ResNet of any depth `6n + 2` (20, 32, 44, 56, 110, ...).
+
+    Args:
+        bn_synchronized: bool. Synchronized batch normalization over the
+            replicas of a `tf.distribute` strategy (TensorFlow); see
+            `keras_blocks.layers.ConvBNAct`.
+    """
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(
             "Invalid value for argument `depth`. Expected 6n + 2 for an integer "
             f"n >= 1 (20, 32, 44, 56, 110, ...). Received: depth={depth!r}"
         )
+    check.boolean("bn_synchronized", bn_synchronized)
     blocks_per_stage = (depth - 2) // 6
     inputs = image_input(input_shape, DEFAULT_SIZE, MIN_SIZE, "CIFARResNet")
-    x = layers.ConvBNAct(STAGE_FILTERS[0], 3, name="conv1")(inputs)  # (32, 32, 16)
+    x = layers.ConvBNAct(
+        STAGE_FILTERS[0], 3, bn_synchronized=bn_synchronized, name="conv1"
+    )(inputs)  # (32, 32, 16)
     for stage, (filters, stride) in enumerate(
         zip(STAGE_FILTERS, STAGE_STRIDES, strict=True)
     ):
@@ -61,6 +72,7 @@ def CIFARResNet(
                 filters,
                 strides=stride if index == 0 else 1,
                 shortcut="zero_pad",  # option A; the identity where shapes match
+                bn_synchronized=bn_synchronized,
                 name=f"stage{stage + 1}_block{index + 1}",
             )(x)
     # (8, 8, 64) at 32x32 inputs

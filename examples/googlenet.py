@@ -85,6 +85,7 @@ def GoogLeNet(
     batch_norm=True,
     lrn=False,
     aux_classifiers=False,
+    bn_synchronized=False,
     include_top=True,
     classes=1000,
     input_shape=None,
@@ -92,8 +93,15 @@ def GoogLeNet(
     classifier_activation="softmax",
     name=None,
 ):
-    """GoogLeNet; with `aux_classifiers=True` three outputs: main, aux1, aux2."""
+    """GoogLeNet; with `aux_classifiers=True` three outputs: main, aux1, aux2.
+
+    Args:
+        bn_synchronized: bool. Synchronized batch normalization over the
+            replicas of a `tf.distribute` strategy (TensorFlow); see
+            `keras_blocks.layers.ConvBNAct`.
+    """
     check.choice("pooling", pooling, POOLINGS)
+    check.boolean("bn_synchronized", bn_synchronized)
     if include_top:
         check.positive_int("classes", classes)
     if aux_classifiers and not include_top:
@@ -109,9 +117,8 @@ def GoogLeNet(
         "GoogLeNet with auxiliary classifiers" if aux_classifiers else "GoogLeNet",
         flattens="aux_classifiers=True" if aux_classifiers else None,
     )
-    unit = functools.partial(
-        layers.ConvBNAct, batch_norm=batch_norm, bn_epsilon=BN_EPSILON
-    )
+    bn = {"bn_epsilon": BN_EPSILON, "bn_synchronized": bn_synchronized}
+    unit = functools.partial(layers.ConvBNAct, batch_norm=batch_norm, **bn)
 
     def pool(name):  # "same": each halves the size, rounding up
         return keras.layers.MaxPooling2D(3, strides=2, padding="same", name=name)
@@ -132,7 +139,7 @@ def GoogLeNet(
         x = layers.InceptionModule(
             *filters,
             batch_norm=batch_norm,
-            bn_epsilon=BN_EPSILON,
+            **bn,
             name=f"inception_{module}",
         )(x)
         if aux_classifiers and module in AUX_AFTER:

@@ -65,6 +65,7 @@ def ResNet(
     groups=1,
     base_width=64,
     keras_applications=False,
+    bn_synchronized=False,
     include_top=True,
     classes=1000,
     input_shape=None,
@@ -76,8 +77,14 @@ def ResNet(
 
     `preact=True` gives ResNet v2 (pre-activation), `se_ratio=1 / 16` SE-ResNet,
     `groups=32, base_width=4` ResNeXt-50 (32x4d) (bottleneck depths only).
+
+    Args:
+        bn_synchronized: bool. Synchronized batch normalization over the
+            replicas of a `tf.distribute` strategy (TensorFlow); see
+            `keras_blocks.layers.ConvBNAct`.
     """
     check.choice("depth", depth, DEPTHS)
+    check.boolean("bn_synchronized", bn_synchronized)
     block, repeats = DEPTHS[depth]
     if block == "basic" and (groups, base_width) != (1, 64):
         raise ValueError(
@@ -99,6 +106,7 @@ def ResNet(
         "bn_epsilon": KERAS_BN_EPSILON if keras_applications else 1e-5,
         "bn_momentum": 0.99 if keras_applications else 0.9,
         "kernel_initializer": "glorot_uniform" if keras_applications else "he_normal",
+        "bn_synchronized": bn_synchronized,
     }
     inputs = image_input(input_shape, DEFAULT_SIZE, MIN_SIZE, "ResNet")
 
@@ -155,6 +163,8 @@ def ResNet(
             axis=1 if keras.config.image_data_format() == "channels_first" else -1,
             epsilon=options["bn_epsilon"],
             momentum=options["bn_momentum"],
+            # As the blocks' BN: Keras refuses the flag off TensorFlow.
+            synchronized=bn_synchronized and keras.config.backend() == "tensorflow",
             name="post_bn",
         )(x)
         x = keras.layers.Activation("relu", name="post_relu")(x)

@@ -81,6 +81,7 @@ def VGG(
     batch_norm=False,
     lrn=False,
     last_1x1=False,
+    bn_synchronized=False,
     include_top=True,
     classes=1000,
     input_shape=None,
@@ -90,11 +91,18 @@ def VGG(
 ):
     """A VGG of `depth` 11, 13, 16 or 19; `batch_norm=True` gives VGG-BN,
     `lrn=True` LRN after the first convolution (A-LRN with depth 11),
-    `last_1x1=True` 1x1 last convolutions in stages 3-5 (C with depth 16)."""
+    `last_1x1=True` 1x1 last convolutions in stages 3-5 (C with depth 16).
+
+    Args:
+        bn_synchronized: bool. Synchronized batch normalization over the
+            replicas of a `tf.distribute` strategy (TensorFlow); see
+            `keras_blocks.layers.ConvBNAct`.
+    """
     check.choice("depth", depth, DEPTHS)
     check.boolean("batch_norm", batch_norm)
     check.boolean("lrn", lrn)
     check.boolean("last_1x1", last_1x1)
+    check.boolean("bn_synchronized", bn_synchronized)
     check.choice("pooling", pooling, POOLINGS)
     if include_top:
         check.positive_int("classes", classes)
@@ -117,6 +125,7 @@ def VGG(
                 filters,
                 1 if one_by_one else 3,
                 batch_norm=batch_norm,
+                bn_synchronized=bn_synchronized,
                 use_bias=True,  # keras.applications' and torchvision's
                 name=f"block{stage}_conv{index}",
             )(x)

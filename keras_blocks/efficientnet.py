@@ -370,6 +370,7 @@ def EfficientNet(
     depth_divisor: int = 8,
     top_filters: int = 1280,
     activation: str | Callable = "swish",
+    bn_synchronized: bool = False,
     data_format: str | None = None,
     name: str = "efficientnet",
 ) -> keras.Model:
@@ -421,6 +422,9 @@ def EfficientNet(
         depth_divisor: int. Widths are rounded to multiples of it.
         top_filters: int. Width of the head convolution before scaling.
         activation: str or callable. Activation of every block.
+        bn_synchronized: bool. Synchronized batch normalization over the
+            replicas of a `tf.distribute` strategy (TensorFlow); see
+            `keras_blocks.layers.ConvBNAct`.
         data_format: str or None. `"channels_last"` or `"channels_first"`;
             `None` uses `keras.config.image_data_format()`.
         name: str. Name of the model.
@@ -459,6 +463,7 @@ def EfficientNet(
     stages = _stage_table(blocks)
     depth_divisor = check.positive_int("depth_divisor", depth_divisor)
     top_filters = check.positive_int("top_filters", top_filters)
+    bn_synchronized = check.boolean("bn_synchronized", bn_synchronized)
     data_format = check.data_format(data_format)
 
     total_stride = 2 * math.prod(stage.strides for stage in stages)
@@ -478,11 +483,13 @@ def EfficientNet(
     )
     channel_axis = check.channel_axis(data_format)
 
-    # Every unit as in the reference: swish, BN(0.99, 1e-3), fan-out He init.
+    # Every unit as in the reference: swish, BN(0.99, 1e-3), fan-out He init;
+    # the stem, the blocks and the head: every BN of the network.
     units = dict(
         activation=activation,
         bn_momentum=0.99,
         bn_epsilon=1e-3,
+        bn_synchronized=bn_synchronized,
         kernel_initializer=CONV_INITIALIZER,
         data_format=data_format,
     )
