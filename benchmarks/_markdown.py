@@ -104,6 +104,33 @@ def markdown(results):
             for row in results.get("callbacks", [])
         ],
     )
+    # Per step, as images/s: the timed calls hold `steps` steps each.
+    lines += _table(
+        [
+            "Training step, N replicas against 1",
+            "Engine",
+            "Input",
+            "1 replica:",
+            "N replicas:",
+            "Ratio of step times (pairs min-max)",
+            "Scaling efficiency (pairs min-max)",
+        ],
+        [
+            [
+                row["case"],
+                row["engine"],
+                row["input"],
+                f"{_seconds(row['reference_s'] / row['steps'])}, "
+                f"{row['reference_images_per_s']:,.1f} images/s",
+                f"{_seconds(row['ours_s'] / row['steps'])}, "
+                f"{row['ours_images_per_s']:,.1f} images/s",
+                _harness.spread(row),
+                f"{row['efficiency']:.0%} ({row['efficiency_min']:.0%}-"
+                f"{row['efficiency_max']:.0%})",
+            ]
+            for row in results.get("distribute", [])
+        ],
+    )
     lines += _table(
         [
             "phi:",

@@ -23,6 +23,12 @@ interleaved, the median of `--repeats`, and the spread of the per-pair ratios.
 - `callbacks`: epoch time of a CIFAR ResNet-20 with each of the library's
   callbacks at its defaults, and all three, against none, and the time
   spent in their hooks (`HookClock`).
+- `distribute`: training-step time of a CIFAR ResNet-20 on N replicas
+  against 1 at the same batch per replica (TensorFlow's `MirroredStrategy`,
+  with and without synchronized batch normalization; JAX's
+  `keras.distribution.DataParallel`), in a child process that sets up the
+  devices (N logical CPUs on a machine without N GPUs); the ratio of the
+  step times and the scaling efficiency.
 - `growth`: blocks, parameters, MACs (TensorFlow) and build time of
   EfficientNet as `phi` goes from 0 to 9, beside the presets' MACs and the
   paper's B0-B7 FLOPs.
@@ -54,6 +60,7 @@ from benchmarks import (
     _markdown,
     build,
     callbacks_overhead,
+    distribute,
     graphs,
     growth,
     lrn,
@@ -72,6 +79,7 @@ SECTIONS = {
     "build": build,
     "lrn": lrn,
     "callbacks": callbacks_overhead,
+    "distribute": distribute,
     "growth": growth,
 }
 
@@ -84,6 +92,19 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--throughput-batch-size", type=int, default=32)
     parser.add_argument("--throughput-steps", type=int, default=10)
+    parser.add_argument(
+        "--distribute-replicas",
+        type=int,
+        default=2,
+        help="distribute: replicas against 1 (GPUs, else logical CPU devices)",
+    )
+    parser.add_argument(
+        "--distribute-batch-size",
+        type=int,
+        default=32,
+        help="distribute: the batch of each replica (the global batch is N times it)",
+    )
+    parser.add_argument("--distribute-steps", type=int, default=5)
     parser.add_argument(
         "--dtype-policy",
         default="float32",
@@ -109,6 +130,7 @@ def main(argv=None):
     if args.smoke:
         args.repeats, args.batch_size, args.image_size = 1, 2, 32
         args.throughput_batch_size, args.throughput_steps = 2, 2
+        args.distribute_batch_size, args.distribute_steps = 2, 1
     args.jit_compile = {"true": True, "false": False}.get(
         args.jit_compile, args.jit_compile
     )

@@ -38,15 +38,16 @@ def test_run_smoke(tmp_path):
         "build",
         "lrn",
         "callbacks",
+        "distribute",
         "growth",
     ]
     assert results["environment"]["accelerator"] is None  # CI has no GPU
     comparisons = [
         row
-        for name in ("models", "throughput", "build", "lrn", "callbacks")
+        for name in ("models", "throughput", "build", "lrn", "callbacks", "distribute")
         for row in results[name]
     ]
-    assert len(comparisons) == 4 + 2 + 2 + 8 + 4
+    assert len(comparisons) == 4 + 2 + 2 + 8 + 4 + 2
     for row in comparisons:
         assert row["ours_s"] > 0 and row["reference_s"] > 0
         assert row["ratio"] == row["ours_s"] / row["reference_s"]
@@ -71,6 +72,7 @@ def test_run_smoke(tmp_path):
     reducer = shares["epoch with ReduceLROnPlateau"]
     assert reducer < shares["epoch with TensorBoardImageLogger"], shares
     assert reducer < shares["epoch with all three"], shares
+    check_distribute_rows(results["distribute"], table, engine="MirroredStrategy")
     assert [row["parameters"] for row in results["growth"]] == [5_330_571, 9_177_569]
     assert results["growth"][0]["macs"] == 385_814_752
     assert [row["blocks"] for row in results["growth"]] == [16, 23]
@@ -79,6 +81,41 @@ def test_run_smoke(tmp_path):
         385_814_752,
         686_802_832,
     ]
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "tensorflow", reason="test_run_smoke runs it there"
+)
+def test_distribute_smoke(tmp_path):
+    """2 replicas against 1, in the child process that sets up the devices;
+    PyTorch has no in-process engine to time and reports no row."""
+    output, table = tmp_path / "results.json", tmp_path / "table.md"
+    arguments = ["--only", "distribute", "--smoke", "--output", str(output)]
+    results = run.main([*arguments, "--markdown", str(table)])
+    assert json.loads(output.read_text())["distribute"] == results["distribute"]
+    if keras.backend.backend() == "torch":
+        assert results["distribute"] == []
+        return
+    check_distribute_rows(results["distribute"], table, engine="DataParallel")
+
+
+def check_distribute_rows(rows, table, engine):
+    """The smoke run's rows: a ResNet-8 per `bn_synchronized` value measured,
+    its global batch of 4 split 2 and 2, the efficiency the inverse ratio."""
+    synchronized = (False, True) if engine == "MirroredStrategy" else (False,)
+    assert [row["case"] for row in rows] == [
+        f"CIFAR ResNet-8, bn_synchronized={value}" for value in synchronized
+    ]
+    for row in rows:
+        assert row["engine"].startswith(f"{engine}, 2 ")
+        assert len(row["devices"]) == row["replicas"] == 2
+        assert row["replica_batches"] == [2, 2]
+        assert row["ours_s"] > 0 and row["reference_s"] > 0
+        assert row["efficiency"] == pytest.approx(row["reference_s"] / row["ours_s"])
+        assert row["efficiency_min"] <= row["efficiency"] <= row["efficiency_max"]
+        assert row["ours_images_per_s"] == 4 / row["ours_s"]  # 1 step of 2 x 2
+        assert row["reference_images_per_s"] == 2 / row["reference_s"]
+        assert row["case"] in table.read_text()
 
 
 def test_lrn_functions_match_tensorflow():
