@@ -58,6 +58,9 @@ class ReplicaSeed(keras.random.SeedGenerator):
         self.generator = generator
         self.name = generator.name
         self.backend = generator.backend
+        # Keras' PyTorch dropout reads it: an unseeded generator takes
+        # torch's own dropout kernel.
+        self._initial_seed = generator._initial_seed
 
     @property
     def state(self):
