@@ -36,11 +36,33 @@ def loss_gradient_function(model):
     elif backend == "tensorflow":
         import tensorflow as tf
 
-        def gradients(x, y):
+        strategy = model.distribute_strategy
+
+        def replica_gradients(x, y):
             with tf.GradientTape() as tape:
                 y_pred = model(x, training=False)
                 value = model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+                # Keras divides the loss by the strategy's replicas, whose
+                # gradients the optimizer sums (`unscale_loss_for_distribution`
+                # undoes it for its metrics): these are of the whole sample.
+                value = value * tf.distribute.get_strategy().num_replicas_in_sync
             return tape.gradient(value, model.trainable_variables)
+
+        def gradients(x, y):
+            # In a replica context, where a strategy's variables can be
+            # differentiated (not in the cross-replica context of its scope,
+            # where `fit` may run the callbacks): each replica of this process
+            # computes the gradients of the whole sample from its copy of the
+            # weights, with no collective operation, and the first is kept.
+            outputs = strategy.run(replica_gradients, args=(x, y))
+            return [
+                None if g is None else strategy.experimental_local_results(g)[0]
+                for g in outputs
+            ]
+
+        if strategy.num_replicas_in_sync > 1 and not model.run_eagerly:
+            # Run eagerly, a strategy starts a thread per replica at each call.
+            gradients = tf.function(gradients, autograph=False)
 
     else:  # torch
         import torch

@@ -5,6 +5,7 @@ import keras
 from keras_blocks import _validation as check
 from keras_blocks.callbacks import _monitor
 from keras_blocks.callbacks.scaled_schedule import ScaledSchedule
+from keras_blocks.distribute import current_cluster
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -24,6 +25,14 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
     through `get_state` and `set_state`. The schedule wrapper stays on the
     optimizer after training, so the reduction carries over to the next `fit`
     and into a saved `.keras` model, as a reduced float learning rate does.
+
+    When several processes train the model
+    (`keras_blocks.distribute.current_cluster(model).process_count > 1`),
+    each decides on the mean of the monitored value over the processes,
+    gathered at every epoch's end (a collective operation, so every process
+    must call `on_epoch_end` there), so that all take the same decisions even
+    where each logs its own value, as a PyTorch DDP loop may; TensorFlow's
+    multi-worker `fit` logs values already averaged over its workers.
 
     Args:
         monitor: str. The logged metric to watch, such as `"val_loss"`.
@@ -177,6 +186,7 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
                 keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
             )
         current = _monitor.read(logs, self.monitor, "ReduceLROnPlateau")
+        current = self._mean_over_processes(current)
         if current is None:
             return
         if self.cooldown_counter > 0:
@@ -191,6 +201,28 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
                 if self._reduce(epoch):
                     self.cooldown_counter = self.cooldown
                 self.wait = 0
+
+    def _mean_over_processes(self, value):
+        """The mean of `value` over the processes that train the model.
+
+        Every process must take the same decision. TensorFlow's multi-worker
+        `fit` logs metrics already reduced over its workers, but a training
+        loop of another engine (a PyTorch DDP loop, JAX processes) may log
+        each process's own. With several processes this is a collective
+        operation: every process calls it at each epoch's end, with a value
+        or without one (None: its logs lack the metric), so that none waits
+        for another; the mean is over those with a value (None if none has).
+        """
+        cluster = current_cluster(self.model)
+        if cluster.process_count == 1:
+            return value
+        present = value is not None
+        values, counts = cluster.all_gather(
+            [value if present else 0.0, float(present)]
+        ).T  # (processes,) each
+        if not counts.any():
+            return None
+        return float(values.sum() / counts.sum())
 
     def _reduce(self, epoch):
         """Applies one reduction; returns False when already at `min_lr`."""

@@ -13,6 +13,7 @@ from keras_blocks.callbacks._gradients import (
     GRADIENT_BACKENDS,
     loss_gradient_function,
 )
+from keras_blocks.callbacks._prediction import batch_predictor
 from keras_blocks.callbacks._rendering import (
     confusion_image,
     display_images,
@@ -23,6 +24,7 @@ from keras_blocks.callbacks._summaries import (
     histogram_writer,
     import_summary,
 )
+from keras_blocks.distribute import current_cluster
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -69,6 +71,17 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
     `tf.summary` (TensorFlow and TensorBoard) on every Keras backend; on the
     JAX and PyTorch backends, TensorFlow is kept off the GPUs when this
     callback is the first to use it, so that it leaves their memory alone.
+
+    Under a distribution strategy or several processes, the predictions are
+    those of one device: a TensorFlow strategy's replicas on this process
+    each predict a part of a batch (Keras' `predict_on_batch` would give each
+    the whole batch and concatenate their outputs), and the gradients are
+    those of the whole sample, whether `fit` runs in the strategy's scope or
+    not. Only the chief process
+    (`keras_blocks.distribute.current_cluster(model).is_chief`) writes to
+    `log_dir`; the others compute the same summaries at the same points, so
+    that any collective operation in them (a model's own `predict_step`, a
+    variable synchronized on read) finds every process, and write none.
 
     Args:
         log_dir: str or path. Directory the event file is written to.
@@ -269,6 +282,8 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         self._summary = None
         self._activation_model = None
         self._gradients = None
+        self._cluster = None
+        self._predict_batch = self._predict_activations = None
 
     # -- Training hooks --------------------------------------------------------
 
@@ -288,6 +303,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         self._close_writer()
         self._last_epoch, self._logged_last = None, False
         self._activation_model = self._gradients = None
+        self._predict_batch = self._predict_activations = None
         if not (
             self.image_freq
             or self.confusion_matrix_freq
@@ -297,6 +313,10 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             return
         self._summary = import_summary()
         model = self.model
+        self._cluster = current_cluster(model)
+        # The model's strategy, for the activation model built outside its scope.
+        strategy = getattr(model, "distribute_strategy", None)
+        self._predict_batch = batch_predictor(model, strategy)
         outputs = getattr(model, "outputs", None)  # None for a subclassed model
         if (self.image_freq or self.confusion_matrix_freq) and outputs:
             if len(outputs) != 1:
@@ -304,6 +324,9 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             self._check_classes(tuple(outputs[0].shape))
         if self.histogram_freq and self.activation_layers:
             self._activation_model = self._build_activation_model(model)
+            self._predict_activations = batch_predictor(
+                self._activation_model, strategy
+            )
         if self.histogram_freq and self.gradient_histograms:
             self._gradients = loss_gradient_function(model)
 
@@ -325,6 +348,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             self._write(epoch, *skipped, learning_rate=False)  # rate: logged
         self._close_writer()
         self._activation_model = self._gradients = None
+        self._predict_batch = self._predict_activations = None
 
     @property
     def _freqs(self):
@@ -336,16 +360,26 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             return
         model = self.model  # on JAX, reading it syncs the trained state back
         if self._writer is None:
-            self._writer = self._summary.create_file_writer(self.log_dir)
+            self._writer = self._create_writer()
         with self._writer.as_default():
             if learning_rate:
                 rate = keras.ops.convert_to_numpy(model.optimizer.learning_rate)
                 self._summary.scalar("learning_rate", float(rate), step=epoch)
             if grid or matrix:
-                self._write_images(model, epoch, grid, matrix)
+                self._write_images(epoch, grid, matrix)
             if histograms:
                 self._write_histograms(model, epoch)
         self._writer.flush()
+
+    def _create_writer(self):
+        if self._cluster.is_chief:
+            return self._summary.create_file_writer(self.log_dir)
+        # Other processes compute all that the chief does, in the same order
+        # (predictions, gradients and variable reads may be collective
+        # operations, which every process must join), and write nothing: the
+        # summaries receive only values computed before them, NumPy arrays and
+        # numbers, so writing them holds no collective operation.
+        return self._summary.create_noop_writer()
 
     def _close_writer(self):
         if self._writer is not None:
@@ -355,16 +389,16 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
 
     # -- Summaries -------------------------------------------------------------
 
-    def _write_images(self, model, epoch, grid, matrix):
+    def _write_images(self, epoch, grid, matrix):
         predicted = None  # of the sample
         if matrix and self._from_dataset:
             counts = sum(  # batch by batch
-                self._confusion(labels, self._predict(model, x))
+                self._confusion(labels, self._predict(x))
                 for x, labels in self._batches()
             )
         elif matrix:
             x, _ = self.validation_data
-            predicted = self._predict(model, x)
+            predicted = self._predict(x)
             counts = self._confusion(self._labels, predicted)
             predicted = predicted[self._sample]
         if matrix:
@@ -372,7 +406,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             self._summary.image("confusion_matrix", image[None], step=epoch)
         if grid:
             if predicted is None:
-                predicted = self._predict(model, self._sample_x)
+                predicted = self._predict(self._sample_x)
             labels = _integer_labels(self._sample_y)
             image = prediction_grid(self._display, labels, predicted, self.class_names)
             self._summary.image("images/predictions", image[None], step=epoch)
@@ -393,7 +427,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
                 tables[f"weights/{variable.path}"] = histogram_table(variable)
         sample = self._sample_x
         if self._activation_model is not None:
-            outputs = _predict(self._activation_model, sample, self.batch_size)
+            outputs = _predict(self._predict_activations, sample, self.batch_size)
             if len(self.activation_layers) == 1:
                 outputs = [outputs]
             for name, output in zip(self.activation_layers, outputs, strict=True):
@@ -421,9 +455,9 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
             tf.constant(step, tf.int64),
         )
 
-    def _predict(self, model, x):
+    def _predict(self, x):
         """The predicted classes of `x`, shape (n,)."""
-        scores = _predict(model, x, self.batch_size)
+        scores = _predict(self._predict_batch, x, self.batch_size)
         if not isinstance(scores, np.ndarray):
             raise ValueError(self._not_a_classifier(f"a {type(scores).__name__}"))
         self._check_classes(scores.shape)
@@ -700,11 +734,14 @@ def _due(freq, epoch):
     return freq > 0 and epoch % freq == 0
 
 
-def _predict(model, x, batch_size):
+def _predict(predict_batch, x, batch_size):
     """`model.predict(x)` without its set-up for each call, which costs a tenth
-    of a second on TensorFlow: most of this callback's time at small samples."""
+    of a second on TensorFlow: most of this callback's time at small samples.
+
+    `predict_batch`: a `batch_predictor`, which predicts on this process alone.
+    """
     batches = [
-        model.predict_on_batch(x[start : start + batch_size])
+        predict_batch(x[start : start + batch_size])
         for start in range(0, len(x), batch_size)
     ]
     return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
