@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from keras_blocks import _builders
+from keras_blocks import _builders, layers
 from keras_blocks import _validation as check
 from keras_blocks._builders import image_shape  # in the configured data format
 
@@ -69,7 +69,7 @@ def dense_head(x, units, dropout, names, classes, classifier_activation):
     x = keras.layers.Flatten(name="flatten")(x)  # (batch, h * w * c)
     for dense_name, dropout_name in names:
         x = keras.layers.Dense(units, activation="relu", name=dense_name)(x)
-        x = keras.layers.Dropout(dropout, name=dropout_name)(x)
+        x = layers.Dropout(dropout, name=dropout_name)(x)
     return keras.layers.Dense(
         classes, activation=classifier_activation, name="predictions"
     )(x)

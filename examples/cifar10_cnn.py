@@ -148,9 +148,9 @@ def CIFAR10CNN(
             x = keras.layers.Flatten(name="flatten")(x)  # (batch, h/8 * w/8 * 128)
         else:
             x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)  # (batch, 128)
-        x = keras.layers.Dropout(DROPOUT, name="dropout")(x)
+        x = layers.Dropout(DROPOUT, name="dropout")(x)
         x = keras.layers.Dense(HIDDEN_UNITS, activation="relu", name="fc", **kernel)(x)
-        x = keras.layers.Dropout(HIDDEN_DROPOUT, name="fc_dropout")(x)
+        x = layers.Dropout(HIDDEN_DROPOUT, name="fc_dropout")(x)
         x = keras.layers.Dense(
             classes, activation=classifier_activation, name="predictions", **kernel
         )(x)

@@ -166,7 +166,7 @@ def _aux_classifier(x, head, unit, classes, classifier_activation):
     x = unit(AUX_FILTERS, 1, name=f"{head}_conv")(x)
     x = keras.layers.Flatten(name=f"{head}_flatten")(x)  # (batch, 4 * 4 * 128)
     x = keras.layers.Dense(AUX_UNITS, activation="relu", name=f"{head}_fc")(x)
-    x = keras.layers.Dropout(AUX_DROPOUT, name=f"{head}_dropout")(x)
+    x = layers.Dropout(AUX_DROPOUT, name=f"{head}_dropout")(x)
     return keras.layers.Dense(classes, activation=classifier_activation, name=head)(x)
 
 

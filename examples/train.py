@@ -48,6 +48,7 @@ training" page has the commands.
 import argparse
 import csv
 import difflib
+import inspect
 import json
 import os
 import sys
@@ -110,9 +111,12 @@ RUN_KEYS = (
 )
 
 
-def build(name, image_size, classes):
+def build(name, image_size, classes, sync_bn=False):
     builder, _ = MODELS[name]
-    return builder(input_shape=image_shape(image_size), classes=classes)
+    options = {"bn_synchronized": True} if sync_bn else {}
+    if sync_bn and "bn_synchronized" not in inspect.signature(builder).parameters:
+        raise SystemExit(f"--sync-bn: {name} has no batch normalization.")
+    return builder(input_shape=image_shape(image_size), classes=classes, **options)
 
 
 def model_name(name):
@@ -346,6 +350,13 @@ def parse_args(argv):
         "accelerators: split its CPU into N devices (to try; no speed-up)",
     )
     parser.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="with --distribute mirrored or multi_worker: batch normalization "
+        "over the global batch (bn_synchronized=True); elsewhere it changes "
+        "nothing, as the docs' Distributed training page explains",
+    )
+    parser.add_argument(
         "--seed",
         type=non_negative_int,
         default=SEED,
@@ -365,13 +376,15 @@ def load(dataset, image_size, data_dir, seed):
     return (x_train[:split], y_train[:split]), (x_train[split:], y_train[split:]), test
 
 
-def build_and_compile(name, image_size, dataset, learning_rate, seed, layers, size):
+def build_and_compile(
+    name, image_size, dataset, learning_rate, seed, layers, size, sync_bn=False
+):
     """(model, net): `net` takes `image_size` images (the crops); the model
     trained is `net` behind the augmentation `layers` (None: `net` itself),
     taking `size` images."""
     keras.utils.set_random_seed(seed)
     try:
-        net = build(name, image_size, datasets.CLASSES[dataset])
+        net = build(name, image_size, datasets.CLASSES[dataset], sync_bn)
     except ValueError as error:  # such as an image size the model cannot take
         raise SystemExit(str(error)) from None
     model = net if layers is None else _augment.with_augmentation(net, layers, size)
@@ -475,6 +488,7 @@ def train_and_test(args, argv, engine, logdir, out):
             args.seed,
             layers,
             size,
+            args.sync_bn,
         )
     print(
         f"{args.model} on {args.dataset} at {image_size}x{image_size}: "

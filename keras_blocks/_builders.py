@@ -8,6 +8,7 @@ input checks, layer names and head of keras.applications' models.
 import keras
 
 from keras_blocks import _validation as check
+from keras_blocks.layers.dropout import Dropout
 
 
 def image_shape(size, data_format=None):
@@ -73,7 +74,7 @@ def classifier_head(
         x = keras.layers.GlobalMaxPooling2D(data_format=data_format, name="max_pool")(x)
     if include_top:
         if dropout_rate > 0:
-            x = keras.layers.Dropout(dropout_rate, name=dropout_name)(x)
+            x = Dropout(dropout_rate, name=dropout_name)(x)  # per replica
         x = keras.layers.Dense(
             classes,
             activation=classifier_activation,

@@ -77,6 +77,13 @@ def rate(name, value):
     return float(value)
 
 
+def probability(name, value):
+    """A probability in [0, 1]."""
+    if not _is_real(value) or not 0 <= value <= 1:
+        raise _invalid(name, "a number in the range [0, 1]", value)
+    return float(value)
+
+
 def fraction(name, value):
     """A ratio in (0, 1], such as a squeeze ratio."""
     if not _is_real(value) or not 0 < value <= 1:

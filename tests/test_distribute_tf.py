@@ -211,13 +211,24 @@ def _evaluate_only(tmp_path, logdir, *extra):
     return json.loads((logdir / "test.json").read_text())["accuracy"]
 
 
-def test_evaluate_only_on_two_replicas_equals_one(tmp_path):
-    # A run trained on one device, tested from its checkpoint on 2 replicas:
-    # every replica gets the checkpoint's values (Keras reads a first batch
-    # even for zero epochs, which needs an image per replica).
+def test_train_and_evaluate_only_on_two_replicas(tmp_path):
+    # Trained on 2 replicas with synchronized BN, then tested from its
+    # checkpoint on 2 replicas: every replica gets the checkpoint's values
+    # (Keras reads a first batch even for zero epochs, which needs an image
+    # per replica), and the accuracy is the one the training run measured.
     logdir = tmp_path / "run"
+    mirrored = ["--distribute", "mirrored", "--cpu-devices", "2"]
     done = subprocess.run(
-        [sys.executable, "-m", "examples.train", "--logdir", str(logdir), *ARGS],
+        [
+            sys.executable,
+            "-m",
+            "examples.train",
+            "--logdir",
+            str(logdir),
+            *ARGS,
+            *mirrored,
+            "--sync-bn",
+        ],
         cwd=ROOT,
         env=_env(tmp_path),
         capture_output=True,
@@ -225,8 +236,6 @@ def test_evaluate_only_on_two_replicas_equals_one(tmp_path):
         timeout=TIMEOUT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "Distributed (mirrored): 2 replicas" in done.stdout
     trained = json.loads((logdir / "test.json").read_text())["accuracy"]
-    mirrored = _evaluate_only(
-        tmp_path, logdir, "--distribute", "mirrored", "--cpu-devices", "2"
-    )
-    assert mirrored == trained
+    assert _evaluate_only(tmp_path, logdir, *mirrored) == trained

@@ -278,6 +278,15 @@ def drop_path_cases(draw):
 
 
 @st.composite
+def dropout_cases(draw):
+    kwargs = {
+        "rate": draw(st.floats(0.0, 1.0)),
+        "seed": draw(st.one_of(st.none(), st.integers(0, 2**16))),
+    }
+    return kwargs, draw(st.integers(1, 8)), 1
+
+
+@st.composite
 def normalization_cases(draw):
     kwargs = {"axis": draw(st.sampled_from([(-1,), (3,), (1, 3), ()]))}
     if draw(st.booleans()):  # fixed statistics: Keras' layer unchanged
@@ -429,6 +438,20 @@ REGISTRY = {
         drop_path_cases(),
         unchanged,
         {"rate": NOT_RATE, "seed": st.one_of(st.integers(max_value=-1), NOT_INT)},
+        has_data_format=False,
+    ),
+    "Dropout": Spec(
+        layers.Dropout,
+        dropout_cases(),
+        unchanged,
+        {
+            "rate": st.one_of(
+                st.floats().filter(lambda v: not 0 <= v <= 1),
+                st.text(max_size=3),
+                st.none(),
+            ),
+            "seed": st.one_of(st.integers(max_value=-1), NOT_INT),
+        },
         has_data_format=False,
     ),
     "PCAColorAugmentation": Spec(
