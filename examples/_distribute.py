@@ -21,8 +21,6 @@ that every replica evaluates, and every checkpoint holds, the same model.
 
 import contextlib
 import os
-import shutil
-import tempfile
 
 import keras
 
@@ -82,19 +80,6 @@ class Engine:
             )
             callbacks = [average, *callbacks]
         return model.fit(x, y, callbacks=list(callbacks), **kwargs)
-
-    @contextlib.contextmanager
-    def logdir(self, logdir):
-        """Where this process writes its logs: `logdir` on the chief, a
-        scratch directory (deleted afterwards) on the others."""
-        if self.is_chief:
-            yield logdir
-            return
-        scratch = tempfile.mkdtemp(prefix="keras_blocks-worker-")
-        try:
-            yield type(logdir)(scratch)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def check_choice(choice):

@@ -166,13 +166,16 @@ def checkpoint_manager(logdir, resume, seed, model):
     )
 
 
-def callbacks(logdir, resume, validation_data, model):
-    """TensorBoard logs, plateau LR reduction and the metrics file."""
+def callbacks(logdir, resume, validation_data, model, chief=True):
+    """TensorBoard logs, plateau LR reduction and the metrics file. Keras'
+    loggers write from every process, so only the chief gets them; the
+    library's callbacks run everywhere, as their collective steps need, and
+    write from the chief only."""
     # TensorBoardImageLogger draws predictions of a single-output classifier:
     # a model with auxiliary heads gets its histograms and learning rate only.
     single = len(model.outputs) == 1
     images = {} if single else {"image_freq": 0, "confusion_matrix_freq": 0}
-    return [
+    loggers = [
         keras.callbacks.TensorBoard(str(logdir)),  # the metrics
         TensorBoardImageLogger(logdir / "images", validation_data, **images),
         # After the two loggers, which log the rate this epoch used (the
@@ -183,6 +186,13 @@ def callbacks(logdir, resume, validation_data, model):
             monitor="val_loss", factor=0.5, patience=3, min_lr=1e-5, verbose=1
         ),
         keras.callbacks.CSVLogger(str(logdir / "metrics.csv"), append=resume),
+    ]
+    if chief:
+        return loggers
+    return [
+        c
+        for c in loggers
+        if not isinstance(c, (keras.callbacks.TensorBoard, keras.callbacks.CSVLogger))
     ]
 
 
@@ -392,10 +402,9 @@ def build_and_compile(
     return model, net
 
 
-def train(model, args, logdir, out, resume, train_data, validation_data, engine):
+def train(model, args, logdir, resume, train_data, validation_data, engine):
     """Trains up to `args.epochs` in all; returns the checkpoint manager (its
-    `epoch`: the epochs the run has done), the history and the seconds. The
-    checkpoints go to `logdir`, the logs to `out` (this process's logdir)."""
+    `epoch`: the epochs the run has done), the history and the seconds."""
     manager = checkpoint_manager(logdir, resume, args.seed, model)
     (x_train, y_train), (x_val, y_val) = train_data, validation_data
     start = time.perf_counter()
@@ -406,7 +415,10 @@ def train(model, args, logdir, out, resume, train_data, validation_data, engine)
         batch_size=args.batch_size,
         epochs=args.epochs,
         validation_data=(x_val, per_output(model, y_val)),
-        callbacks=[manager, *callbacks(out, resume, validation_data, model)],
+        callbacks=[
+            manager,
+            *callbacks(logdir, resume, validation_data, model, engine.is_chief),
+        ],
     )
     return manager, history, time.perf_counter() - start
 
@@ -440,13 +452,11 @@ def main(argv=None):
     # First: a TensorFlow strategy must exist before anything uses a device.
     engine = _distribute.start(args.distribute, args.cpu_devices)
     logdir = Path(args.logdir or f"runs/{args.model}-{args.dataset}")
-    with engine.logdir(logdir) as out:
-        return train_and_test(args, argv, engine, logdir, out)
+    return train_and_test(args, argv, engine, logdir)
 
 
-def train_and_test(args, argv, engine, logdir, out):
-    """Trains and tests; this process writes its logs to `out` (`logdir` on
-    the chief) and every process reads and writes checkpoints in `logdir`."""
+def train_and_test(args, argv, engine, logdir):
+    """Trains and tests; only the chief process writes files to `logdir`."""
     args = saved_settings(args, argv, logdir)
     image_size = args.image_size or default_image_size(args.model, args.dataset)
     run = {
@@ -512,12 +522,13 @@ def train_and_test(args, argv, engine, logdir, out):
         manager = restore(model, logdir, train_data, args.seed, engine.replicas)
         how = f"restored from {manager.latest_checkpoint}, no training"
     else:
-        if not resume:  # a resumed run's run.json holds these settings already
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "run.json").write_text(json.dumps(run, indent=2))
+        # A resumed run's run.json holds these settings already.
+        if engine.is_chief and not resume:
+            logdir.mkdir(parents=True, exist_ok=True)
+            (logdir / "run.json").write_text(json.dumps(run, indent=2))
         model.summary()
         manager, history, seconds = train(
-            model, args, logdir, out, resume, train_data, validation_data, engine
+            model, args, logdir, resume, train_data, validation_data, engine
         )
         if not history.epoch:
             print(
@@ -528,8 +539,9 @@ def train_and_test(args, argv, engine, logdir, out):
                 "its test accuracy."
             )
             return None
-        plot_curves(out / "metrics.csv", out / "curves.png", accuracy_metric(model))
-        curves = out / "curves.png" if engine.is_chief else "the chief's logdir"
+        curves = logdir / "curves.png"
+        if engine.is_chief:
+            plot_curves(logdir / "metrics.csv", curves, accuracy_metric(model))
         how = f"{seconds:.0f} s of training; curves in {curves}"
 
     with engine.scope():
@@ -562,7 +574,8 @@ def train_and_test(args, argv, engine, logdir, out):
             f"accuracy {tta_accuracy:.4f}, {tta_accuracy - accuracy:+.4f} against "
             f"the {single}."
         )
-    (out / "test.json").write_text(json.dumps(results, indent=2))
+    if engine.is_chief:
+        (logdir / "test.json").write_text(json.dumps(results, indent=2))
     return accuracy
 
 

@@ -1,5 +1,6 @@
 """Checkpoints that resume training exactly: weights, optimizer, epoch, callbacks."""
 
+import hashlib
 import math
 import os
 import secrets
@@ -272,6 +273,8 @@ class CheckpointManager(keras.callbacks.Callback):
                 "another `directory`."
             )
         self._cluster = current_cluster(model)
+        if not self._cluster.is_chief:
+            shutil.rmtree(self._scratch_directory(), ignore_errors=True)
         if self._cluster.is_chief:
             try:
                 os.makedirs(self.directory, exist_ok=True)
@@ -522,11 +525,18 @@ class CheckpointManager(keras.callbacks.Callback):
         # Every TensorFlow worker takes part in a save; the others' go to a
         # scratch directory that is deleted after each save.
         if self._scratch is None:
-            self._scratch = tempfile.mkdtemp(prefix="keras_blocks-worker-")
+            self._scratch = self._scratch_directory()
             self._scratch_store = _checkpoint_store.TFStore(
                 self._scratch, self.model, 1, None
             )
         return self._scratch_store
+
+    def _scratch_directory(self):
+        """The same path for this worker and `directory` at every start, so a
+        worker removes what a killed predecessor left (`on_train_begin`)."""
+        key = hashlib.sha256(os.path.abspath(self.directory).encode()).hexdigest()
+        name = f"keras_blocks-worker-{self._cluster.process_index}-{key[:16]}"
+        return os.path.join(tempfile.gettempdir(), name)
 
     # Helpers.
 
