@@ -13,8 +13,8 @@ devices are set before it starts), each with a timeout:
   under `DataParallel`.
 - 2 processes (`keras.distribution.initialize` on 127.0.0.1, 1 device each):
   `fit` with the library's callbacks trains both to the weights of one
-  device on the same global batches, and only process 0 writes files (for
-  `CheckpointManager`, once it can save there: see `CHECKPOINTS`).
+  device on the same global batches, and only process 0 writes files
+  (`CheckpointManager`'s and the event files).
 
 XLA's CPU compiler runs without its optimizations in the children
 (`XLA_FLAGS`): they compile in about half the time, and every comparison is
@@ -229,15 +229,10 @@ def test_trains_saves_and_loads_under_data_parallel(registry_results, case):
 
 # -- 2 processes ---------------------------------------------------------------
 
-# Whether the workers' `fit` has a `CheckpointManager`. Not yet: its chief
-# alone saves, and on JAX Keras' `save_weights` makes a throwaway `Optimizer`
-# at every save (keras/src/saving/saving_lib.py:1955; its cache is read under
-# another key than it is written, lines 1915 and 1982), whose `iterations`
-# variable a multi-process distribution lays out with a `device_put`, a
-# collective operation (keras/src/backend/jax/core.py:85): the chief waits
-# for process 1 there, and process 1 waits for the chief in `evaluate`. Both
-# stop after 150 s. Set it once the chief saves without the distribution.
-CHECKPOINTS = False
+# The workers' `fit` has a `CheckpointManager`, whose chief alone saves: it
+# does so without the distribution (see `_checkpoint_store._without_distribution`:
+# Keras' `save_weights` creates a variable, a collective step on JAX processes,
+# and the chief waited there for process 1 until both timed out).
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +240,7 @@ def workers(tmp_path_factory):
     """Two JAX processes of `keras.distribution`; process 0 is the chief."""
     output = tmp_path_factory.mktemp("workers")
     port = str(free_port())
-    flags = ["--checkpoints"] if CHECKPOINTS else []
+    flags = ["--checkpoints"]
     codes, logs = run_children(
         [["worker", str(output), str(i), port, *flags] for i in range(PROCESSES)],
         output,
@@ -325,11 +320,6 @@ def test_only_process_0_writes_events(workers):
     assert writers == {chief["pid"]}, events
 
 
-@pytest.mark.xfail(
-    not CHECKPOINTS,
-    reason="CheckpointManager deadlocks on JAX processes (see CHECKPOINTS)",
-    run=False,
-)
 def test_only_process_0_writes_checkpoints(workers):
     assert workers["codes"] == [0] * PROCESSES, workers["logs"]
     chief, other = workers["results"]

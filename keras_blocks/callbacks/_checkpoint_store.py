@@ -29,6 +29,7 @@ variables (the best weights of `EarlyStopping`) go in the checkpoint's
 `arrays.npz`, under the same manifest (see `_checkpoint_files`).
 """
 
+import contextlib
 import glob
 import json
 import os
@@ -36,6 +37,7 @@ import re
 import shutil
 import time
 
+import keras
 import numpy as np
 
 from keras_blocks.callbacks._checkpoint_files import (
@@ -335,7 +337,8 @@ class KerasStore:
         shutil.rmtree(partial, ignore_errors=True)
         os.makedirs(partial)
         files = [os.path.join(partial, n) for n in ("model.weights.h5", "rng.npz")]
-        self._model.save_weights(files[0])
+        with _without_distribution():
+            self._model.save_weights(files[0])
         rng = [np.asarray(v.numpy()) for v in rng_variables(self._model)]
         with open(files[1], "wb") as file:
             np.savez(file, *rng)
@@ -374,6 +377,28 @@ class KerasStore:
             values = [rng[f"arr_{i}"] for i in range(len(rng.files))]
         for variable, value in zip(rng_variables(self._model), values, strict=True):
             variable.assign(value)
+
+
+@contextlib.contextmanager
+def _without_distribution():
+    """No `keras.distribution` while the chief alone writes a weight file.
+
+    Keras' `save_weights` creates a throwaway `Optimizer(1.0)` to list the
+    attributes it skips (keras/src/saving/saving_lib.py; the cache meant to
+    spare it is read and written under two different names in 3.15), and
+    under a multi-process JAX distribution creating a variable is a
+    collective step: the chief would wait in it for processes that do not
+    save. The file holds the same values either way.
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        yield
+        return
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(distribution)
 
 
 def store_for(backend):
