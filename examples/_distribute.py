@@ -9,7 +9,9 @@ several devices or machines, set up before anything else touches a device.
   Keras 3.15's `fit` can use.
 - `data_parallel` (JAX): `keras.distribution.DataParallel` over every device
   of every process; several processes when `KERAS_DISTRIBUTION_*` name them
-  (`keras.distribution.initialize`).
+  (`keras.distribution.initialize`), which then take the data as `tf.data`
+  global batches (Keras 3.15 shards no other input across processes; the
+  last partial batch of an epoch is dropped).
 - `ddp` (PyTorch): `torch.nn.parallel.DistributedDataParallel` in
   `examples/_ddp.py`'s loop, one process per device, started by `torchrun`.
 
@@ -66,6 +68,17 @@ class Engine:
                 f"Process(es) {stopped} stopped (their output says why); stopping too."
             )
 
+    @property
+    def _jax_processes(self):
+        return self.choice == "data_parallel" and self.cluster.process_count > 1
+
+    def test_data(self, x, y, batch_size):
+        """`evaluate`'s data arguments: the arrays, or across JAX processes
+        global batches that hold every image when their number allows."""
+        if not self._jax_processes:
+            return {"x": x, "y": y, "batch_size": batch_size}
+        return {"x": _global_batches(x, y, batch_size, self.cluster)}
+
     def fit(self, model, x, y, callbacks=(), **kwargs):
         """`model.fit`, or the DDP loop, which averages the BN moving
         statistics itself; under a TensorFlow strategy they are averaged
@@ -74,12 +87,40 @@ class Engine:
             from examples import _ddp
 
             return _ddp.fit(model, x, y, callbacks=list(callbacks), **kwargs)
+        if self._jax_processes:
+            # Keras 3.15 shards only tf.data input across JAX processes: each
+            # process then receives its part of every global batch.
+            batch_size = kwargs.pop("batch_size")
+            x, y = _global_batches(x, y, batch_size, self.cluster, shuffle=True), None
+            if kwargs.get("validation_data") is not None:
+                kwargs["validation_data"] = _global_batches(
+                    *kwargs["validation_data"], batch_size, self.cluster
+                )
         if self.strategy is not None:
             average = keras.callbacks.LambdaCallback(
                 on_epoch_end=lambda epoch, logs: synchronize_batch_statistics(model)
             )
             callbacks = [average, *callbacks]
         return model.fit(x, y, callbacks=list(callbacks), **kwargs)
+
+
+def _global_batches(x, y, batch_size, cluster, shuffle=False):
+    """A `tf.data` dataset of global batches, shuffled each epoch in the same
+    order on every process, or not. Every process must take the same number
+    of steps, each with an equal share: without shuffling, the batch is the
+    largest multiple of the process count up to `batch_size` that divides the
+    images, so that none is left out; else, and when no such batch exists,
+    the last partial batch is dropped."""
+    import tensorflow as tf
+
+    processes = cluster.process_count
+    if not shuffle:
+        sizes = range(batch_size - batch_size % processes, 0, -processes)
+        batch_size = next((b for b in sizes if len(x) % b == 0), batch_size)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=0, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size, drop_remainder=True)
 
 
 def check_choice(choice):

@@ -423,14 +423,20 @@ def train(model, args, logdir, resume, train_data, validation_data, engine):
     return manager, history, time.perf_counter() - start
 
 
-def restore(model, logdir, train_data, seed, replicas=1):
+def restore(model, logdir, train_data, seed, engine):
     """The run's latest checkpoint into `model`; returns the manager."""
     manager = checkpoint_manager(logdir, True, seed, model)
     # The manager restores at the start of `fit`; zero epochs train nothing.
     # Keras reads a first batch even so: an image for each replica.
-    x, y = train_data
-    x, y = x[:replicas], y[:replicas]
-    model.fit(x, per_output(model, y), epochs=0, callbacks=[manager])
+    x, y = (data[: engine.replicas] for data in train_data)
+    engine.fit(
+        model,
+        x,
+        per_output(model, y),
+        batch_size=engine.replicas,
+        epochs=0,
+        callbacks=[manager],
+    )
     if manager.latest_checkpoint is None:
         raise SystemExit(
             f"Nothing to evaluate in {logdir}: the run saved no checkpoint (it "
@@ -439,11 +445,13 @@ def restore(model, logdir, train_data, seed, replicas=1):
     return manager
 
 
-def evaluate(model, x_test, y_test):
+def evaluate(model, x_test, y_test, engine):
     """Test accuracy of the main output."""
     classifier = googlenet.inference_model(model)  # without aux heads
     classifier.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    _, accuracy = classifier.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    _, accuracy = classifier.evaluate(
+        **engine.test_data(x_test, y_test, batch_size=256), verbose=0
+    )
     return accuracy
 
 
@@ -519,7 +527,7 @@ def train_and_test(args, argv, engine, logdir):
         )
 
     if args.evaluate_only:
-        manager = restore(model, logdir, train_data, args.seed, engine.replicas)
+        manager = restore(model, logdir, train_data, args.seed, engine)
         how = f"restored from {manager.latest_checkpoint}, no training"
     else:
         # A resumed run's run.json holds these settings already.
@@ -545,7 +553,7 @@ def train_and_test(args, argv, engine, logdir):
         how = f"{seconds:.0f} s of training; curves in {curves}"
 
     with engine.scope():
-        accuracy = evaluate(model, x_test, y_test)
+        accuracy = evaluate(model, x_test, y_test, engine)
     single = "centre crop" if size > image_size else "whole images"
     print(
         f"Backend {keras.config.backend()}: test accuracy {accuracy:.4f} on "
