@@ -90,6 +90,16 @@ def measure(args):
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
+def settings(args):
+    """This section's settings, as the table says when it was measured."""
+    return (
+        f"{args.distribute_replicas} replicas against 1, batch "
+        f"{args.distribute_batch_size} a replica, {args.distribute_steps} steps a "
+        f"call, {args.repeats} repeats, {args.dtype_policy}, "
+        f"jit_compile={args.jit_compile}"
+    )
+
+
 def child(argv=None):
     """The child process: sets up the devices, then times N replicas against
     one and prints the rows as one JSON line."""

@@ -150,16 +150,16 @@ def main(argv=None):
         print(f"wrote {table}")
         return results
     results = _earlier_results(output, environment, args)
-    settings = (
-        f"batch {args.batch_size}, {args.image_size}x{args.image_size} images, "
-        f"{args.repeats} repeats, {args.dtype_policy}, "
-        f"jit_compile={args.jit_compile}" + (" (smoke)" if args.smoke else "")
-    )
     for name in args.only:
         print(f"{name}:", flush=True)
         start = time.perf_counter()
         results[name] = SECTIONS[name].measure(args)
-        results["measured"][name] = {"date": environment["date"], "settings": settings}
+        # A section with settings of its own says which (`distribute`).
+        settings = getattr(SECTIONS[name], "settings", _settings)(args)
+        results["measured"][name] = {
+            "date": environment["date"],
+            "settings": settings + (" (smoke)" if args.smoke else ""),
+        }
         print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     results["environment"] = environment
     # The sections in the order of SECTIONS, whichever were measured first.
@@ -173,6 +173,14 @@ def main(argv=None):
     table.write_text(_markdown.markdown(results) + "\n")
     print(f"wrote {output} and {table}")
     return results
+
+
+def _settings(args):
+    """The settings of a run, as the table says when a section was measured."""
+    return (
+        f"batch {args.batch_size}, {args.image_size}x{args.image_size} images, "
+        f"{args.repeats} repeats, {args.dtype_policy}, jit_compile={args.jit_compile}"
+    )
 
 
 def _earlier_results(output, environment, args):

@@ -72,7 +72,7 @@ def test_run_smoke(tmp_path):
     reducer = shares["epoch with ReduceLROnPlateau"]
     assert reducer < shares["epoch with TensorBoardImageLogger"], shares
     assert reducer < shares["epoch with all three"], shares
-    check_distribute_rows(results["distribute"], table, engine="MirroredStrategy")
+    check_distribute_rows(results, table, engine="MirroredStrategy")
     assert [row["parameters"] for row in results["growth"]] == [5_330_571, 9_177_569]
     assert results["growth"][0]["macs"] == 385_814_752
     assert [row["blocks"] for row in results["growth"]] == [16, 23]
@@ -96,12 +96,18 @@ def test_distribute_smoke(tmp_path):
     if keras.backend.backend() == "torch":
         assert results["distribute"] == []
         return
-    check_distribute_rows(results["distribute"], table, engine="DataParallel")
+    check_distribute_rows(results, table, engine="DataParallel")
 
 
-def check_distribute_rows(rows, table, engine):
+def check_distribute_rows(results, table, engine):
     """The smoke run's rows: a ResNet-8 per `bn_synchronized` value measured,
-    its global batch of 4 split 2 and 2, the efficiency the inverse ratio."""
+    its global batch of 4 split 2 and 2, the efficiency the inverse ratio;
+    the table says the section's own settings."""
+    assert results["measured"]["distribute"]["settings"] == (
+        "2 replicas against 1, batch 2 a replica, 1 steps a call, 1 repeats, "
+        "float32, jit_compile=auto (smoke)"
+    )
+    rows = results["distribute"]
     synchronized = (False, True) if engine == "MirroredStrategy" else (False,)
     assert [row["case"] for row in rows] == [
         f"CIFAR ResNet-8, bn_synchronized={value}" for value in synchronized
