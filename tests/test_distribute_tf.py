@@ -228,6 +228,8 @@ def test_train_and_evaluate_only_on_two_replicas(tmp_path):
             "--logdir",
             str(logdir),
             *ARGS,
+            "--epochs",  # one is enough here: the last --epochs counts
+            "1",
             *mirrored,
             "--sync-bn",
         ],
