@@ -1,7 +1,14 @@
 """Training on several devices and machines: who writes, and what Keras lacks."""
 
+from typing import TYPE_CHECKING
+
 from keras_blocks.distribute.batch_statistics import synchronize_batch_statistics
 from keras_blocks.distribute.cluster import Cluster, current_cluster
+
+if TYPE_CHECKING:  # for readers and the docs; imported on first use below
+    from keras_blocks.distribute.multi_worker_mirrored_strategy import (
+        MultiWorkerMirroredStrategy,
+    )
 
 __all__ = [
     "Cluster",

@@ -56,7 +56,7 @@ class Cluster:
     is_chief: bool
     strategy: Any = None
 
-    def all_gather(self, values, dtype="float64"):
+    def all_gather(self, values: Any, dtype: str = "float64") -> np.ndarray:
         """Every process's `values`, one row per process, in process order.
 
         Args:
@@ -80,7 +80,7 @@ class Cluster:
         )
 
 
-def current_cluster(model=None):
+def current_cluster(model: Any = None) -> Cluster:
     """The cluster that trains `model` (or this process's, without a model).
 
     Args:

@@ -24,11 +24,8 @@ class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     the first TensorFlow call of the program, with `TF_CONFIG` set, and build
     and compile the model in its `scope()`.
 
-    Args:
-        cluster_resolver: a `tf.distribute.cluster_resolver.ClusterResolver`
-            or None (read `TF_CONFIG`).
-        communication_options: a `tf.distribute.experimental.CommunicationOptions`
-            or None.
+    It takes TensorFlow's arguments: `cluster_resolver` (None reads
+    `TF_CONFIG`) and `communication_options`.
 
     Examples:
         It is TensorFlow's strategy, where TensorFlow's is accepted:
