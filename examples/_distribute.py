@@ -9,9 +9,10 @@ several devices or machines, set up before anything else touches a device.
   Keras 3.15's `fit` can use.
 - `data_parallel` (JAX): `keras.distribution.DataParallel` over every device
   of every process; several processes when `KERAS_DISTRIBUTION_*` name them
-  (`keras.distribution.initialize`), which then take the data as `tf.data`
-  global batches (Keras 3.15 shards no other input across processes; the
-  last partial batch of an epoch is dropped).
+  (`keras.distribution.initialize`). The data go in `tf.data` global batches
+  that split evenly over the devices (Keras 3.15 shards no other input
+  across processes; the last partial training batch of an epoch is
+  dropped).
 - `ddp` (PyTorch): `torch.nn.parallel.DistributedDataParallel` in
   `examples/_ddp.py`'s loop, one process per device, started by `torchrun`.
 
@@ -69,15 +70,36 @@ class Engine:
             )
 
     @property
-    def _jax_processes(self):
-        return self.choice == "data_parallel" and self.cluster.process_count > 1
+    def _sharded(self):
+        """Whether `fit` shards the batches over JAX devices: then in tf.data
+        global batches, which Keras 3.15 alone shards across processes, and
+        whose every batch splits evenly over the devices."""
+        return self.choice == "data_parallel" and self.replicas > 1
+
+    def check_batch_size(self, batch_size):
+        """Every replica needs a share of each batch: an equal one where the
+        engine shards arrays (JAX, DDP), at least one image (TensorFlow)."""
+        if self.replicas == 1:
+            return
+        if self.strategy is not None:
+            if batch_size < self.replicas:
+                raise SystemExit(
+                    f"--batch-size {batch_size} is the global batch, shared by "
+                    f"{self.replicas} replicas: give each at least one image "
+                    f"(--batch-size {self.replicas} or more)."
+                )
+        elif batch_size % self.replicas:
+            raise SystemExit(
+                f"--batch-size {batch_size} is the global batch, split evenly over "
+                f"{self.replicas} replicas: pass a multiple of {self.replicas}."
+            )
 
     def test_data(self, x, y, batch_size):
         """`evaluate`'s data arguments: the arrays, or across JAX processes
         global batches that hold every image when their number allows."""
-        if not self._jax_processes:
+        if not self._sharded:
             return {"x": x, "y": y, "batch_size": batch_size}
-        return {"x": _global_batches(x, y, batch_size, self.cluster)}
+        return {"x": _global_batches(x, y, batch_size, self.replicas)}
 
     def fit(self, model, x, y, callbacks=(), **kwargs):
         """`model.fit`, or the DDP loop, which averages the BN moving
@@ -87,14 +109,15 @@ class Engine:
             from examples import _ddp
 
             return _ddp.fit(model, x, y, callbacks=list(callbacks), **kwargs)
-        if self._jax_processes:
+        if self._sharded:
             # Keras 3.15 shards only tf.data input across JAX processes: each
             # process then receives its part of every global batch.
             batch_size = kwargs.pop("batch_size")
-            x, y = _global_batches(x, y, batch_size, self.cluster, shuffle=True), None
+            x = _global_batches(x, y, batch_size, self.replicas, shuffle=True)
+            y, kwargs["shuffle"] = None, False  # the dataset shuffles
             if kwargs.get("validation_data") is not None:
                 kwargs["validation_data"] = _global_batches(
-                    *kwargs["validation_data"], batch_size, self.cluster
+                    *kwargs["validation_data"], batch_size, self.replicas
                 )
         if self.strategy is not None:
             average = keras.callbacks.LambdaCallback(
@@ -104,18 +127,17 @@ class Engine:
         return model.fit(x, y, callbacks=list(callbacks), **kwargs)
 
 
-def _global_batches(x, y, batch_size, cluster, shuffle=False):
+def _global_batches(x, y, batch_size, replicas, shuffle=False):
     """A `tf.data` dataset of global batches, shuffled each epoch in the same
-    order on every process, or not. Every process must take the same number
-    of steps, each with an equal share: without shuffling, the batch is the
-    largest multiple of the process count up to `batch_size` that divides the
-    images, so that none is left out; else, and when no such batch exists,
-    the last partial batch is dropped."""
+    order on every process, or not. Every device must get an equal share of
+    every batch: without shuffling, the batch is the largest multiple of the
+    device count up to `batch_size` that divides the images, so that none is
+    left out; else, and when no such batch exists, the last partial batch is
+    dropped."""
     import tensorflow as tf
 
-    processes = cluster.process_count
     if not shuffle:
-        sizes = range(batch_size - batch_size % processes, 0, -processes)
+        sizes = range(batch_size - batch_size % replicas, 0, -replicas)
         batch_size = next((b for b in sizes if len(x) % b == 0), batch_size)
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
@@ -154,7 +176,10 @@ def start(choice, cpu_devices=None):
         )
     from examples import _ddp
 
-    _ddp.init_process_group_from_env()
+    try:
+        _ddp.init_process_group_from_env()
+    except ValueError as error:  # not started by torchrun
+        raise SystemExit(str(error)) from None
     return Engine(choice)
 
 
@@ -170,7 +195,10 @@ def _tf_strategy(choice, cpu_devices):
                 '"index": 0}}\'.'
             )
         if cpu_devices:
-            raise SystemExit("--cpu-devices applies to --distribute mirrored only.")
+            raise SystemExit(
+                "--cpu-devices applies to --distribute mirrored and data_parallel "
+                "(one machine); multi_worker takes the devices of each worker."
+            )
         from keras_blocks.distribute import MultiWorkerMirroredStrategy
 
         return MultiWorkerMirroredStrategy()

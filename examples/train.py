@@ -484,6 +484,11 @@ def train_and_test(args, argv, engine, logdir):
         )
     except SystemExit as error:
         resume, failure = args.resume, error
+    if failure is None:
+        try:
+            engine.check_batch_size(args.batch_size)
+        except SystemExit as error:
+            failure = error
     engine.agree(failure)  # every process checked before any writes
     # Nothing is written before the data are loaded and the model is built:
     # a start that fails leaves --logdir free for the next try.

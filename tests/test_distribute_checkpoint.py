@@ -72,7 +72,7 @@ def test_a_directory_a_process_cannot_see_stops_every_process(tmp_path):
     _run([chief, chief], epochs=1)  # a checkpoint the other rank cannot see
     results = _run([chief, elsewhere], epochs=2)
     for result in results:
-        assert "process(es) [1] of 2 cannot see the checkpoint directory" in (
+        assert "process(es) [1] of 2 do not see the files the chief writes" in (
             result["error"] or ""
         ), result
     assert not (elsewhere / "checkpoint.json").exists()

@@ -22,7 +22,7 @@ import numpy as np
 CHILD = Path(__file__).with_name("resume_child.py")
 EPOCHS = 6
 SAVED = re.compile(r"CheckpointManager: saved .*ckpt-(\d+)\.")
-RESTORED = re.compile(r"CheckpointManager: restored .*ckpt-(\d+) \((\d+) epochs")
+RESTORED = re.compile(r"CheckpointManager: restored .*ckpt-(\d+) \((\d+) epochs?")
 
 
 def run_child(directory, output, kill_when=None, pause_in_save=False):

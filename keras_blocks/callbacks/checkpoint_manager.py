@@ -336,8 +336,8 @@ class CheckpointManager(keras.callbacks.Callback):
         if self.verbose:
             stopped = ", stopped by a callback" if state.get("stopped") else ""
             print(
-                f"CheckpointManager: restored {path} ({self.epoch} epochs, "
-                f"{self.step} batches done{stopped})."
+                f"CheckpointManager: restored {path} ({_count(self.epoch, 'epoch')}, "
+                f"{_count(self.step, 'batch', 'batches')} done{stopped})."
             )
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -496,9 +496,11 @@ class CheckpointManager(keras.callbacks.Callback):
         if blind:
             raise ValueError(
                 f"CheckpointManager: process(es) {blind} of {cluster.process_count} "
-                f"cannot see the checkpoint directory {self.directory} that the "
-                "chief writes (a directory on each machine's own disk?). Every "
-                "process restores from it, so it must be on a filesystem that "
+                "do not see the files the chief writes in its checkpoint "
+                f"directory (this process was given {self.directory}): were the "
+                "processes given different directories, or one on each "
+                "machine's own disk? Every process restores from the chief's, "
+                "so give all of them the same directory, on a filesystem that "
                 "all of them share."
             )
 
@@ -639,6 +641,10 @@ class CheckpointManager(keras.callbacks.Callback):
         self._owns_directory = True
         if self.verbose > 1:
             print(f"\nCheckpointManager: saved {path}.")
+
+
+def _count(number, word, plural=None):
+    return f"{number} {word if number == 1 else plural or word + 's'}"
 
 
 def _check_directory(directory):

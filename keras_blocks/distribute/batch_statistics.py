@@ -1,5 +1,7 @@
 """Batch normalization's moving statistics, made equal on every process."""
 
+import weakref
+
 import keras
 
 
@@ -122,6 +124,23 @@ def _tensorflow_mean(model):
         for layer in layers
         for variable in (layer.moving_mean, layer.moving_variance)
     ]
+    if not statistics:
+        return 0
+    # One traced function per model and variables, reused at every epoch's
+    # end: tracing it anew each time cost seconds per call.
+    key = tuple(id(v) for v in statistics)
+    cached = _AVERAGES.get(model)
+    if cached is None or cached[0] != key:
+        cached = _AVERAGES[model] = (key, _averaging_function(statistics))
+    strategy.run(cached[1])
+    return len(layers)
+
+
+_AVERAGES = weakref.WeakKeyDictionary()
+
+
+def _averaging_function(statistics):
+    import tensorflow as tf
 
     @tf.function
     def average():
@@ -134,6 +153,4 @@ def _tensorflow_mean(model):
         for variable, mean in zip(statistics, means, strict=True):
             variable.assign(mean)
 
-    if statistics:
-        strategy.run(average)
-    return len(layers)
+    return average
