@@ -243,3 +243,31 @@ def test_train_and_evaluate_only_on_two_replicas(tmp_path):
     assert "Distributed (mirrored): 2 replicas" in done.stdout
     trained = json.loads((logdir / "test.json").read_text())["accuracy"]
     assert _evaluate_only(tmp_path, logdir, *mirrored) == trained
+
+
+def test_a_global_batch_the_replicas_cannot_share_is_refused(tmp_path):
+    logdir = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.train",
+            "--logdir",
+            str(logdir),
+            "--batch-size",
+            "1",
+            "--distribute",
+            "mirrored",
+            "--cpu-devices",
+            "2",
+        ],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode != 0
+    assert "--batch-size 1 is the global batch, shared by 2 replicas" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not logdir.exists()  # nothing written: the same command can run again
