@@ -2,15 +2,14 @@
 
 import re
 
-import keras
 import numpy as np
 import pytest
 from layer_checks import to_numpy
+from model_checks import counted_under_torch
 
 from examples import alexnet
 from keras_blocks.layers import LocalResponseNormalization
 
-_JAX = keras.config.backend() == "jax"
 SMALL = (alexnet.MIN_SIZE, alexnet.MIN_SIZE, 3)
 
 
@@ -18,11 +17,7 @@ def pixels(shape, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, shape).astype("float32")
 
 
-@pytest.mark.skipif(
-    _JAX,
-    reason="counted under TensorFlow and PyTorch: counts do not depend on the "
-    "backend, and JAX compiles an initializer per new weight shape",
-)
+@counted_under_torch
 @pytest.mark.parametrize("groups, expected", [(2, 60_965_224), (1, 62_378_344)])
 def test_parameter_counts(groups, expected):
     model = alexnet.AlexNet(groups=groups)

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from layer_checks import to_numpy
+from model_checks import counted_under_torch
 
 from examples import googlenet
 from examples._common import smoke_step, trainable_count
@@ -25,11 +26,7 @@ def pixels(shape, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, shape).astype("float32")
 
 
-@pytest.mark.skipif(
-    _JAX,
-    reason="counted under TensorFlow and PyTorch: counts do not depend on the "
-    "backend, and JAX compiles an initializer per new weight shape",
-)
+@counted_under_torch
 @pytest.mark.parametrize(
     "kwargs, expected",
     [

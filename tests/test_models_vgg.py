@@ -8,17 +8,17 @@ import keras
 import numpy as np
 import pytest
 from layer_checks import to_numpy
-from model_checks import assert_same_predictions, assert_same_weight_shapes, randomize
+from model_checks import (
+    assert_same_predictions,
+    assert_same_weight_shapes,
+    counted_under_torch,
+    randomize,
+)
 
 from examples import vgg
 from keras_blocks import layers
 
 _JAX = keras.config.backend() == "jax"
-_NOT_ON_JAX = pytest.mark.skipif(
-    _JAX,
-    reason="counted under TensorFlow and PyTorch: counts do not depend on the "
-    "backend, and JAX compiles an initializer per new weight shape",
-)
 # Building two 138M-parameter models at 224x224 and running them takes ~15-20 s
 # under TensorFlow and PyTorch, ~70 s under JAX (its random initializers).
 _SLOW_ON_JAX = (pytest.mark.slow,) if _JAX else ()
@@ -30,7 +30,7 @@ def pixels(shape, seed=0):
     return np.random.default_rng(seed).uniform(-128, 128, shape).astype("float32")
 
 
-@_NOT_ON_JAX
+@counted_under_torch
 @pytest.mark.parametrize(
     "name, expected, paper_millions",
     [
