@@ -75,23 +75,31 @@ def test_validation_is_held_out_training_data_and_the_test_split_is_used_once(
     (x, y), (x_test, y_test) = datasets.load("digits", 8)
     data = ((x[:40], y[:40]), (x_test[:16], y_test[:16]))
     seen = {}
-    fit, evaluate = keras.Model.fit, keras.Model.evaluate
 
-    def spy_fit(self, x=None, y=None, validation_data=None, **kwargs):
+    # What run_experiment gives `fit` and `evaluate` is the whole question: the
+    # spies record it and train nothing (the smoke test trains every run; an
+    # eager JAX epoch here cost ~50 s, compiling each operation).
+    def spy_fit(self, x=None, y=None, validation_data=None, epochs=1, **kwargs):
         seen["train"], seen["validation"] = x, validation_data[0]
-        return fit(self, x, y, validation_data=validation_data, **kwargs)
+        history = keras.callbacks.History()
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+        history.history = {key: [0.5] * epochs for key in keys}
+        return history
 
     def spy_evaluate(self, x=None, y=None, **kwargs):
-        seen["test"] = x
-        return evaluate(self, x, y, **kwargs)
+        seen.setdefault("test", []).append(x)
+        return [1.0, 0.5]
 
     monkeypatch.setattr(keras.Model, "fit", spy_fit)
     monkeypatch.setattr(keras.Model, "evaluate", spy_evaluate)
-    course_experiments.run_experiment("baseline", data, 10, 1, 0, eager=True)
+    result = course_experiments.run_experiment("baseline", data, 10, 1, 0, eager=True)
     # The last tenth of the training images validates; the rest trains.
     np.testing.assert_array_equal(seen["validation"], x[36:40])
     np.testing.assert_array_equal(seen["train"], x[:36])
-    np.testing.assert_array_equal(seen["test"], x_test[:16])
+    # The test images are evaluated once, and that is the reported accuracy.
+    (test,) = seen["test"]
+    np.testing.assert_array_equal(test, x_test[:16])
+    assert result["test_accuracy"] == 0.5
 
 
 @pytest.mark.parametrize(
