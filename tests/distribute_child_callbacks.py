@@ -24,7 +24,10 @@ import json
 import os
 import sys
 
-os.environ["KERAS_BACKEND"] = "tensorflow"
+# Not when pytest imports this file (--doctest-modules collects tests/): the
+# tests that follow in that process, and their children, keep their backend.
+if __name__ == "__main__":
+    os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CLASSES = 3

@@ -10,7 +10,10 @@ import json
 import os
 import sys
 
-os.environ["KERAS_BACKEND"] = "torch"
+# Not when pytest imports this file (--doctest-modules collects tests/): the
+# tests that follow in that process, and their children, keep their backend.
+if __name__ == "__main__":
+    os.environ["KERAS_BACKEND"] = "torch"
 
 import keras
 import numpy as np

@@ -1,5 +1,6 @@
 """Every reference model of examples/ starts with sublayers of their own and
-is saved whole by `CheckpointManager`; the demo resumes where it stopped.
+is saved whole by `CheckpointManager` (that the demo, evaluated after its end,
+evaluates as it ended: test_examples.py's test_train_demo_learns_digits).
 
 One model of each family (with every kind of block) is checked on every
 backend, starting weights and checkpoint; on PyTorch, the starting weights of
@@ -12,7 +13,6 @@ checkpoints of all 47 models take about 9 minutes on two cores:
 import os
 
 import keras
-import numpy as np
 import pytest
 from state_checks import assert_checkpoint_holds_every_variable, correlated_pairs
 
@@ -70,16 +70,3 @@ def test_starting_weights_and_checkpoint(name, tmp_path):
     assert first.name == name
     assert correlated_pairs(first.weights) == []
     assert_checkpoint_holds_every_variable(lambda: build(name), tmp_path, saved=first)
-
-
-def test_demo_resumed_after_the_end_evaluates_as_it_ended(tmp_path, capsys):
-    # The demo model; `--evaluate-only` on a finished run restores its last
-    # checkpoint and evaluates it: before every weight was saved on
-    # TensorFlow, that gave 0.1 (chance). (`--resume` on it now trains and
-    # evaluates nothing: there is nothing left to do.)
-    args = ["--image-size", "8", "--epochs", "2", "--logdir", str(tmp_path)]
-    trained = train.main(args)
-    resumed = train.main([*args, "--evaluate-only"])
-    assert "CheckpointManager: restored" in capsys.readouterr().out
-    assert trained > 0.3
-    np.testing.assert_allclose(resumed, trained, atol=1e-6)

@@ -6,6 +6,7 @@ The run is `resume_child.py`: a small CNN on scikit-learn's digits with
 `CheckpointManager` and `ReduceLROnPlateau` (cosine decay, warmup).
 """
 
+import importlib
 import json
 import os
 import random
@@ -73,6 +74,18 @@ def indexed_latest(directory):
         return re.search(r'^model_checkpoint_path: "(.*)"', text, re.M).group(1)
     index = json.loads((directory / "checkpoint.json").read_text())
     return index["checkpoints"][-1]["name"]
+
+
+def test_the_child_inherits_this_backend(monkeypatch):
+    # pytest imports every file of tests/ (--doctest-modules), the other
+    # tests' child scripts included: importing one must leave this process's
+    # backend, which `resume_child.py` inherits. (One that set KERAS_BACKEND
+    # made the child below run on TensorFlow in the JAX and PyTorch runs.)
+    backend = keras.config.backend()
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    for path in sorted(CHILD.parent.glob("*child*.py")):
+        importlib.import_module(path.stem)
+        assert os.environ["KERAS_BACKEND"] == backend, path.name
 
 
 def test_sigkill_at_random_moments_resumes_exactly(tmp_path):
