@@ -34,12 +34,15 @@ Load ImageNet weights from keras.applications:
 """
 
 import functools
+import re
 
 import keras
 
 from examples._common import classifier, image_input, model_main
+from examples._pretrained import WeightSource
 from keras_blocks import _validation as check
 from keras_blocks import layers
+from keras_blocks.porting import weight_layers
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32  # total stride 32
@@ -186,6 +189,84 @@ MODELS = {
     **{f"se_resnet{d}": functools.partial(ResNet, d, se_ratio=1 / 16) for d in DEPTHS},
     "resnext50_32x4d": functools.partial(ResNet, 50, groups=32, base_width=4),
     "resnext101_32x8d": functools.partial(ResNet, 101, groups=32, base_width=8),
+}
+
+
+# Pretrained weights: a block's layers -> its torchvision (and timm) modules.
+# `conv{s}_block{b}` is `layer{s - 1}.{b - 1}`; the stem is `conv1`/`bn1`.
+BLOCK_KEYS = {
+    "conv1/conv": "conv1",
+    "conv1/bn": "bn1",
+    "conv2": "conv2",  # the basic block's second convolution...
+    "bn2": "bn2",  # ... and its BN, which come before the addition
+    "conv2/conv": "conv2",
+    "conv2/bn": "bn2",
+    "conv3": "conv3",
+    "bn3": "bn3",
+    "shortcut_conv": "downsample.0",
+    "shortcut_bn": "downsample.1",
+    "se/reduce": "se.fc1",  # timm's seresnet: SE after bn3, 1x1 convs with bias
+    "se/expand": "se.fc2",
+}
+BLOCK = re.compile(r"conv(\d)_block(\d+)/(.+)")
+
+
+def torchvision_mapping(model):
+    """Keras layer path -> torchvision key prefix, for the paper configuration
+    (torchvision's `resnet*`, `resnext*`; timm's `seresnet50` adds `se.fc1/2`)."""
+    if any(layer.name == "post_bn" for layer in model.layers):
+        raise ValueError("torchvision and timm publish no ResNet v2 (preact) weights.")
+    mapping = {}
+    for path, layer in weight_layers(model).items():
+        if path in ("conv1/conv", "conv1/bn"):
+            mapping[path] = "conv1" if path.endswith("conv") else "bn1"
+        elif path == "predictions":
+            mapping[path] = "fc"
+        elif (match := BLOCK.fullmatch(path)) and match[3] in BLOCK_KEYS:
+            stage, block, rest = int(match[1]), int(match[2]), match[3]
+            mapping[path] = f"layer{stage - 1}.{block - 1}.{BLOCK_KEYS[rest]}"
+        if path.endswith("conv") and getattr(layer, "use_bias", False):
+            raise ValueError(
+                f"The model's convolution {path} has a bias; the paper "
+                "configuration (torchvision's) has none."
+            )
+    return mapping
+
+
+_TORCHVISION_FILES = {
+    # MODELS name: (the file torchvision downloads, its top-1, build options)
+    "resnet18": ("resnet18-f37072fd.pth", 69.758, {}),
+    "resnet34": ("resnet34-b627a593.pth", 73.314, {}),
+    "resnet50": ("resnet50-11ad3fa6.pth", 80.858, {}),  # IMAGENET1K_V2
+    "resnet101": ("resnet101-cd907fc2.pth", 81.886, {}),  # IMAGENET1K_V2
+    "resnet152": ("resnet152-f82ba261.pth", 82.284, {}),  # IMAGENET1K_V2
+    "resnext50_32x4d": ("resnext50_32x4d-1a0047aa.pth", 81.198, {}),  # V2
+    "resnext101_32x8d": ("resnext101_32x8d-110c445d.pth", 82.834, {}),  # V2
+}
+LAYOUT = (
+    "Build the paper configuration: ResNet(depth) with keras_applications=False "
+    "(the default) and preact=False."
+)
+WEIGHTS = {
+    "torchvision": WeightSource(
+        mapping=torchvision_mapping,
+        bn_epsilon=1e-5,
+        head=("fc.",),
+        layout=LAYOUT,
+        files=_TORCHVISION_FILES,
+    ),
+    "timm": WeightSource(
+        mapping=torchvision_mapping,
+        bn_epsilon=1e-5,
+        head=("fc.",),
+        layout=LAYOUT + " SE-ResNet: se_ratio=1 / 16.",
+        files={
+            # timm's "seresnet50.a1_in1k" (also on the Hugging Face hub as
+            # timm/seresnet50.a1_in1k, model.safetensors); top-1 on its card.
+            "se_resnet50": ("seresnet50_a1_0-ffa00869.pth", None, {}),
+        },
+        license="Apache-2.0 (timm)",
+    ),
 }
 
 

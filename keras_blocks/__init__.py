@@ -7,6 +7,7 @@ from keras_blocks import (
     efficientnet,
     evaluation,
     layers,
+    porting,
 )
 
 __version__ = "0.1.0"
@@ -19,4 +20,5 @@ __all__ = [
     "efficientnet",
     "evaluation",
     "layers",
+    "porting",
 ]
