@@ -20,21 +20,19 @@ class Flattened:
     """A source `nn.Linear` that reads flattened convolution features.
 
     PyTorch flattens a `(channels, height, width)` feature map in that order;
-    a `channels_last` Keras model flattens `(height, width, channels)`, so the
-    rows of the dense kernel are reordered (VGG's and AlexNet's first
+    Keras' `Flatten` orders the features `(height, width, channels)` in both
+    data formats (it moves a `channels_first` map's channels last first), so
+    the rows of the dense kernel are reordered (VGG's and AlexNet's first
     classifier layer).
 
     Args:
         prefix: str. The source module's key prefix, e.g. `"classifier.0"`.
         feature_shape: tuple of 3 ints. The flattened map's
             `(channels, height, width)`, as PyTorch has it.
-        data_format: str. The Keras model's `"channels_last"` or
-            `"channels_first"`.
     """
 
     prefix: str
     feature_shape: tuple[int, int, int]
-    data_format: str = "channels_last"
 
 
 @dataclasses.dataclass
@@ -87,7 +85,7 @@ def load_state_dict(
     - `DepthwiseConv2D`: `(channels * multiplier, 1, h, w)` to
       `(h, w, channels, multiplier)`; `bias`.
     - `Dense`: `(out, in)` (or a 1x1 convolution's `(out, in, 1, 1)`)
-      transposed; a `Flattened` source's rows reordered for `channels_last`.
+      transposed; a `Flattened` source's rows reordered as Keras flattens.
     - `BatchNormalization`: `weight`, `bias`, `running_mean`, `running_var`
       to `gamma`, `beta`, `moving_mean`, `moving_variance`
       (`num_batches_tracked` is skipped).
@@ -326,7 +324,7 @@ def _depthwise(shape):
 def _dense(shape, spec):
     inputs, outputs = shape
     shapes = [(outputs, inputs), (outputs, inputs, 1, 1)]
-    if not isinstance(spec, Flattened) or spec.data_format == "channels_first":
+    if not isinstance(spec, Flattened):
         return lambda array: array.reshape(outputs, inputs).T, shapes
     channels, height, width = spec.feature_shape
 

@@ -110,6 +110,12 @@ def _read_torch(path):
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):  # not a pickle at all
+            raise ValueError(
+                f"Cannot read {path} as a PyTorch file "
+                f"({str(error).splitlines()[-1]}). It may be truncated or "
+                "corrupt: download or convert it again."
+            ) from None
         # weights_only=True refuses any object that is not a tensor or a
         # plain container: a pickled nn.Module, an optimizer, a custom class.
         raise ValueError(
