@@ -28,6 +28,7 @@ from keras_blocks import (
     efficientnet,
     evaluation,
     layers,
+    porting,
 )
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -114,6 +115,7 @@ NO_EXAMPLE = {f"EfficientNetB{i}" for i in range(1, 8)}
             augmentation,
             evaluation,
             distribute,
+            porting,
         )
         for name in module.__all__
         if name not in NO_EXAMPLE

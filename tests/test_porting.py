@@ -128,7 +128,10 @@ def test_mapping_must_cover_the_model_and_name_its_layers():
 def test_a_batch_norm_epsilon_other_than_the_sources_is_refused():
     torch_net, model, mapping = conv_net()
     before = values(model)
-    with pytest.raises(ValueError, match=r"the source uses 0\.001; 1 layers do not"):
+    with pytest.raises(
+        ValueError,
+        match=r"the source uses 0\.001, and these layers of the model do not: .*\(1e-05\)\. Build the model with the source's epsilon",
+    ):
         load_state_dict(model, torch_net.state_dict(), mapping, bn_epsilon=1e-3)
     assert_unchanged(model, before)
 

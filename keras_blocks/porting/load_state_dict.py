@@ -29,6 +29,17 @@ class Flattened:
         prefix: str. The source module's key prefix, e.g. `"classifier.0"`.
         feature_shape: tuple of 3 ints. The flattened map's
             `(channels, height, width)`, as PyTorch has it.
+
+    Examples:
+    >>> import keras, numpy as np
+    >>> from keras_blocks.porting import Flattened, load_state_dict
+    >>> model = keras.Sequential([keras.Input((2, 2, 3)), keras.layers.Flatten(),
+    ...                           keras.layers.Dense(5, name="fc")])
+    >>> state = {"classifier.weight": np.ones((5, 12), "float32"),
+    ...          "classifier.bias": np.zeros(5, "float32")}
+    >>> spec = Flattened("classifier", feature_shape=(3, 2, 2))
+    >>> print(load_state_dict(model, state, {"fc": spec}).summary())
+    Loaded 2 tensors (65 values) into 1 layer.
     """
 
     prefix: str
@@ -38,7 +49,27 @@ class Flattened:
 @dataclasses.dataclass
 class LoadReport:
     """What `load_state_dict` loaded: a line per Keras weight, and the source
-    keys left out on purpose."""
+    keys left out on purpose.
+
+    Attributes:
+        matched: list of (Keras weight path, source key, shape).
+        ignored: list of str. Source keys left out by `ignore`.
+        skipped: list of str. `num_batches_tracked` keys.
+        kept: list of str. Keras layers the mapping keeps as they were.
+
+    Examples:
+    >>> import keras, numpy as np
+    >>> from keras_blocks.porting import load_state_dict
+    >>> model = keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(2, name="fc")], name="net")
+    >>> state = {"fc.weight": np.ones((2, 4), "float32"),
+    ...          "fc.bias": np.zeros(2, "float32"), "aux.weight": np.ones(3)}
+    >>> report = load_state_dict(model, state, {"fc": "fc"}, ignore=("aux.",))
+    >>> report.matched[0]
+    ('net/fc/kernel', 'fc.weight', (4, 2))
+    >>> report.ignored
+    ['aux.weight']
+    """
 
     matched: list[tuple[str, str, tuple[int, ...]]]  # (weight, key, shape)
     ignored: list[str]  # by `ignore`
@@ -50,14 +81,19 @@ class LoadReport:
         return sum(int(np.prod(shape)) for _, _, shape in self.matched)
 
     def summary(self) -> str:
+        layers = len({w.rsplit("/", 1)[0] for w, _, _ in self.matched})
         lines = [
-            f"Loaded {len(self.matched)} tensors ({self.values:,} values) into "
-            f"{len({w.rsplit('/', 1)[0] for w, _, _ in self.matched})} layers."
+            f"Loaded {_count(len(self.matched), 'tensor')} "
+            f"({self.values:,} values) into {_count(layers, 'layer')}."
         ]
         if self.ignored:
-            lines.append(f"Ignored {len(self.ignored)} keys: {_listed(self.ignored)}")
+            lines.append(
+                f"Ignored {_count(len(self.ignored), 'key')}: {_listed(self.ignored)}"
+            )
         if self.skipped:
-            lines.append(f"Skipped {len(self.skipped)} num_batches_tracked buffers.")
+            lines.append(
+                f"Skipped {_count(len(self.skipped), 'num_batches_tracked buffer')}."
+            )
         if self.kept:
             lines.append(f"Kept as they were: {_listed(self.kept)}")
         return "\n".join(lines)
@@ -118,16 +154,17 @@ def load_state_dict(
     Examples:
     >>> import keras, numpy as np
     >>> from keras_blocks.porting import load_state_dict
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> model = keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dense(2, name="fc")], name="net")
     >>> state = {"fc.weight": np.ones((2, 4), "float32"),
     ...          "fc.bias": np.zeros(2, "float32")}
-    >>> report = load_state_dict(model, state, {"dense": "fc"})
+    >>> report = load_state_dict(model, state, {"fc": "fc"})
     >>> print(report.summary())
-    Loaded 2 tensors (10 values) into 1 layers.
-    >>> load_state_dict(model, state, {"dense": "head"})
+    Loaded 2 tensors (10 values) into 1 layer.
+    >>> load_state_dict(model, state, {"fc": "head"})
     Traceback (most recent call last):
     ...
-    ValueError: Cannot load the state dict into model 'sequential':
+    ValueError: Cannot load the state dict into model 'net':
     - 2 missing keys (the file lacks them): head.weight, head.bias
     - 2 unexpected keys (nothing in the model takes them): fc.weight, fc.bias
     The model's weights are unchanged.
@@ -218,11 +255,15 @@ class _Problems:
                 parts.append(f"- {len(items)} {what}: {_listed(items)}")
         if self.epsilons:
             parts.append(
-                f"- batch normalization epsilon: the source uses {bn_epsilon:g}; "
-                f"{len(self.epsilons)} layers do not: {_listed(self.epsilons)}. "
+                f"- batch normalization epsilon: the source uses {bn_epsilon:g}, "
+                f"and these layers of the model do not: {_listed(self.epsilons)}. "
                 "Build the model with the source's epsilon"
             )
         return "\n".join(parts)
+
+
+def _count(number, word):
+    return f"{number} {word}{'' if number == 1 else 's'}"
 
 
 def _listed(items):
