@@ -53,6 +53,7 @@ PUBLIC_MODULES = (
     "keras_blocks.augmentation",
     "keras_blocks.evaluation",
     "keras_blocks.distribute",
+    "keras_blocks.porting",
 )
 ID = re.compile(r"""\bid=["']?([^"' >]+)""")
 
