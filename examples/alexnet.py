@@ -6,23 +6,41 @@ pooling after the first, second and fifth; then two 4096-unit fully connected
 layers with dropout 0.5 and the classifier. The paper's 224x224 input is 227x227
 in fact (the first convolution is unpadded: (227 - 11) / 4 + 1 = 55).
 
-Reference:
+References:
     Krizhevsky et al., "ImageNet Classification with Deep Convolutional Neural
     Networks", NeurIPS 2012 (sections 3.3-3.5 and 4.2, figure 2).
+    Krizhevsky, "One weird trick for parallelizing convolutional neural
+    networks", arXiv:1404.5997, 2014 (torchvision's variant).
 
 The paper trains one network split over two GPUs: conv2, conv4 and conv5 only
 see the kernel maps on their own GPU, which is a convolution with two groups
-(conv3 and the fully connected layers see both). Two configurations:
-- `groups=2` (default): the paper's network, 60,965,224 parameters (its "60
-  million").
+(conv3 and the fully connected layers see both). Three configurations:
+- `groups=2` (the paper's default): the paper's network, 60,965,224
+  parameters (its "60 million"). No published weights.
 - `groups=1`: the same layers, ungrouped (the "one GPU" AlexNet of later
-  reimplementations, with the paper's widths), 62,378,344 parameters.
+  reimplementations, with the paper's widths), 62,378,344 parameters. No
+  published weights.
+- `variant="torchvision"`: torchvision's `alexnet` (the "one weird trick"
+  network): 64, 192, 384, 256 and 256 filters, ungrouped, no LRN, the first
+  convolution padded by 2, 224x224 inputs, dropout before fc6 and fc7 (not
+  after them); 61,100,840 parameters, as torchvision's. Its ImageNet weights
+  load from torchvision's file (below).
 LRN is `tf.nn.local_response_normalization`'s with the paper's n = 5, k = 2,
 alpha = 1e-4, beta = 0.75 (`lrn=False` drops it). The initialization is He's
 for the convolutions and Glorot's for the dense layers, not the paper's
 N(0, 0.01) with unit biases.
 
     python -m examples.alexnet --model alexnet --smoke
+
+Load torchvision's ImageNet weights (56.522% top-1), downloaded from
+https://download.pytorch.org/models/alexnet-owt-7be5be79.pth:
+
+    from examples._pretrained import load_pretrained
+    model = AlexNet(variant="torchvision")   # 224x224, include_top=True
+    load_pretrained(model, "alexnet-owt-7be5be79.pth", WEIGHTS["torchvision"])
+    # inputs: RGB in [0, 1], minus the mean (0.485, 0.456, 0.406), divided by
+    # the standard deviation (0.229, 0.224, 0.225) (torchvision's transforms:
+    # resize to 256, center crop 224)
 """
 
 import functools
@@ -36,8 +54,11 @@ from examples._common import (
     image_input,
     model_main,
 )
+from examples._pretrained import WeightSource
 from keras_blocks import _validation as check
 from keras_blocks import layers
+from keras_blocks._builders import image_shape
+from keras_blocks.porting import Flattened, weight_layers
 
 DEFAULT_SIZE = 227
 # The smallest input whose last pooling still sees a 3x3 map:
@@ -52,19 +73,35 @@ CONVOLUTIONS = (
     (384, 3, 1, "same", True, False, False),  # conv4 (13, 13, 384)
     (256, 3, 1, "same", True, False, True),  # conv5 (13, 13, 256) -> (6, 6)
 )
+# torchvision's variant, the same columns (an int padding: that many zeros on
+# each side, as torch pads); the output at 224x224 in the comment.
+TORCHVISION_CONVOLUTIONS = (
+    (64, 11, 4, 2, False, False, True),  # conv1 (55, 55, 64) -> (27, 27)
+    (192, 5, 1, "same", False, False, True),  # conv2 (27, 27, 192) -> (13, 13)
+    (384, 3, 1, "same", False, False, False),  # conv3 (13, 13, 384)
+    (256, 3, 1, "same", False, False, False),  # conv4 (13, 13, 256)
+    (256, 3, 1, "same", False, False, True),  # conv5 (13, 13, 256) -> (6, 6)
+)
+VARIANTS = ("paper", "torchvision")
+TORCHVISION_SIZE = 224
+# 63 -> conv1 15 -> pool1 7 -> pool2 3 -> pool5 1 (torchvision's min_size)
+TORCHVISION_MIN_SIZE = 63
+MIN_SIZES = {"alexnet_torchvision": TORCHVISION_MIN_SIZE}
 FC_UNITS = 4096
 DROPOUT = 0.5
-# groups: parameters with 1000 classes
+# groups: parameters with 1000 classes (the paper's variant)
 GROUPS = {
     1: 62_378_344,
     2: 60_965_224,  # the paper's two-GPU network
 }
+TORCHVISION_PARAMS = 61_100_840  # torchvision's alexnet
 
 
 def AlexNet(
     *,
-    groups=2,
-    lrn=True,
+    variant="paper",
+    groups=None,
+    lrn=None,
     include_top=True,
     classes=1000,
     input_shape=None,
@@ -72,22 +109,58 @@ def AlexNet(
     classifier_activation="softmax",
     name=None,
 ):
-    """AlexNet, with the paper's two-GPU grouping (`groups=2`) or without."""
-    check.choice("groups", groups, GROUPS)
+    """AlexNet, the paper's (`variant="paper"`, with its two-GPU grouping,
+    `groups=2`, or without) or torchvision's (`variant="torchvision"`).
+
+    Only torchvision's variant has published weights (`WEIGHTS`).
+
+    Args:
+        variant: str. `"paper"` (the default: 96, 256, 384, 384 and 256
+            filters, LRN, 227x227 inputs) or `"torchvision"` (64, 192, 384,
+            256 and 256 filters, ungrouped, no LRN, 224x224 inputs).
+        groups: int or None. 2 (the paper's two-GPU split of conv2, conv4 and
+            conv5) or 1; None: the variant's (2 for the paper's, 1 for
+            torchvision's, which takes no other).
+        lrn: bool or None. LRN after conv1 and conv2; None: the variant's
+            (on for the paper's, off for torchvision's, which takes no other).
+
+    Raises:
+        ValueError: an unknown `variant`, `groups` other than 1 or 2, a
+            non-boolean `lrn`, or `groups=2` or `lrn=True` with torchvision's
+            variant.
+    """
+    check.one_of("variant", variant, VARIANTS)
+    check.optional(check.choice, "groups", groups, tuple(GROUPS))
+    check.optional(check.boolean, "lrn", lrn)
+    torchvision = variant == "torchvision"
+    for argument, value, own in (("groups", groups, 1), ("lrn", lrn, False)):
+        if torchvision and value not in (None, own):
+            raise ValueError(
+                f"Invalid value for argument `{argument}`. torchvision's AlexNet "
+                f"(variant='torchvision') takes {argument}={own} or None. "
+                f"Received: {argument}={value!r}"
+            )
+    groups = groups or (1 if torchvision else 2)
+    lrn = (not torchvision) if lrn is None else lrn
     check.choice("pooling", pooling, POOLINGS)
     if include_top:
         check.positive_int("classes", classes)
+    name = name or _name(variant, groups, lrn)
     inputs = image_input(
         input_shape,
-        DEFAULT_SIZE,
-        MIN_SIZE,
+        TORCHVISION_SIZE if torchvision else DEFAULT_SIZE,
+        TORCHVISION_MIN_SIZE if torchvision else MIN_SIZE,
         "AlexNet",
         flattens="include_top=True" if include_top else None,
     )
 
     x = inputs
-    for index, row in enumerate(CONVOLUTIONS, start=1):
+    rows = TORCHVISION_CONVOLUTIONS if torchvision else CONVOLUTIONS
+    for index, row in enumerate(rows, start=1):
         filters, kernel, stride, padding, grouped, norm_after, pool_after = row
+        if isinstance(padding, int):  # torch's symmetric padding
+            x = keras.layers.ZeroPadding2D(padding, name=f"conv{index}_pad")(x)
+            padding = "valid"
         x = layers.ConvBNAct(
             filters,
             kernel,
@@ -105,14 +178,25 @@ def AlexNet(
 
     if not include_top:
         outputs = classifier(x, False, classes, pooling, classifier_activation)
-        return keras.Model(inputs, outputs, name=name or _name(groups, lrn))
+        return keras.Model(inputs, outputs, name=name)
+    if torchvision:  # dropout before fc6 and fc7, as torchvision's classifier
+        x = keras.layers.Flatten(name="flatten")(x)  # (batch, 6 * 6 * 256) at 224
+        for index in (6, 7):
+            x = layers.Dropout(DROPOUT, name=f"drop{index}")(x)
+            x = keras.layers.Dense(FC_UNITS, activation="relu", name=f"fc{index}")(x)
+        outputs = keras.layers.Dense(
+            classes, activation=classifier_activation, name="predictions"
+        )(x)
+        return keras.Model(inputs, outputs, name=name)
     # Flattens (batch, 6 * 6 * 256) at 227.
     names = (("fc6", "drop6"), ("fc7", "drop7"))
     outputs = dense_head(x, FC_UNITS, DROPOUT, names, classes, classifier_activation)
-    return keras.Model(inputs, outputs, name=name or _name(groups, lrn))
+    return keras.Model(inputs, outputs, name=name)
 
 
-def _name(groups, lrn):
+def _name(variant, groups, lrn):
+    if variant == "torchvision":
+        return "alexnet_torchvision"
     return f"alexnet{'' if groups == 2 else '_ungrouped'}{'' if lrn else '_no_lrn'}"
 
 
@@ -120,11 +204,99 @@ MODELS = {
     "alexnet": AlexNet,
     "alexnet_ungrouped": functools.partial(AlexNet, groups=1),
     "alexnet_no_lrn": functools.partial(AlexNet, lrn=False),
+    "alexnet_torchvision": functools.partial(AlexNet, variant="torchvision"),
+}
+
+
+# Pretrained weights: torchvision's `features.{0,3,6,8,10}` (each convolution
+# followed by its ReLU, and a pooling after the first, second and fifth) and
+# `classifier.{1,4,6}` (Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear).
+TORCHVISION_KEYS = {
+    "conv1/conv": "features.0",
+    "conv2/conv": "features.3",
+    "conv3/conv": "features.6",
+    "conv4/conv": "features.8",
+    "conv5/conv": "features.10",
+    "fc7": "classifier.4",
+    "predictions": "classifier.6",
+}
+# torchvision's AdaptiveAvgPool2d((6, 6)) before the flatten: an identity on
+# the 6x6 map of 224x224 inputs, which the flatten sizes then agree with.
+TORCHVISION_FEATURES = (256, 6, 6)  # (channels, height, width)
+
+
+def torchvision_mapping(model):
+    """Keras layer path -> torchvision key prefix, for `variant="torchvision"`
+    (torchvision's `alexnet`); raises ValueError for another layout."""
+    paths = weight_layers(model)
+    conv1 = paths.get("conv1/conv")
+    if (
+        conv1 is None
+        or conv1.filters != 64
+        or any(getattr(layer, "groups", 1) != 1 for layer in paths.values())
+        or any(
+            isinstance(layer, layers.LocalResponseNormalization)
+            for layer in model.layers
+        )
+    ):
+        raise ValueError(
+            "torchvision's AlexNet is the 'one weird trick' variant (64 "
+            "filters in conv1, ungrouped, no LRN); the paper's has no published "
+            f"weights. Received: model '{model.name}'."
+        )
+    mapping = {}
+    for path in paths:
+        if path == "fc6":
+            mapping[path] = _flattened(model, "classifier.1", TORCHVISION_FEATURES)
+        elif path in TORCHVISION_KEYS:
+            mapping[path] = TORCHVISION_KEYS[path]
+    return mapping
+
+
+def _flattened(model, prefix, feature_shape):
+    """`Flattened` for the first classifier layer, which reads the flattened
+    `(channels, height, width)` map; a ValueError naming `input_shape` where the
+    model's map has another size."""
+    flatten = model.get_layer("flatten")
+    data_format = flatten.data_format  # the builder's, as its convolutions'
+    channels, height, width = feature_shape
+    expected = (height, width, channels)
+    if data_format == "channels_first":
+        expected = feature_shape
+    received = tuple(flatten.input.shape[1:])
+    if received != expected:
+        raise ValueError(
+            f"torchvision's AlexNet flattens a {expected} feature map (224x224 "
+            f"inputs, where its AdaptiveAvgPool2d((6, 6)) changes nothing); "
+            f"this model flattens {received}: it needs input_shape="
+            f"{image_shape(TORCHVISION_SIZE, data_format)} (the default), or "
+            f"include_top=False for other sizes. Received: input_shape="
+            f"{tuple(model.input_shape[1:])}."
+        )
+    # keras.layers.Flatten orders the features (h, w, c) in either data format.
+    return Flattened(prefix, feature_shape)
+
+
+_TORCHVISION_FILES = {
+    # MODELS name: (the file torchvision downloads, its top-1, build options)
+    "alexnet_torchvision": ("alexnet-owt-7be5be79.pth", 56.522, {}),
+}
+WEIGHTS = {
+    "torchvision": WeightSource(
+        mapping=torchvision_mapping,
+        bn_epsilon=None,  # no batch normalization
+        head=("classifier.",),
+        layout=(
+            "Build AlexNet(variant='torchvision') at 224x224 (the default "
+            "input_shape) for torchvision's weights."
+        ),
+        files=_TORCHVISION_FILES,
+    ),
 }
 
 
 def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv)
+    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv, MIN_SIZES)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,23 @@ Load ImageNet weights from keras.applications:
     model = VGG(16)
     model.set_weights(source.get_weights())
     # inputs: keras.applications.vgg16.preprocess_input (BGR, mean-centered)
+
+Load torchvision's ImageNet weights (VGG-11/13/16/19 and their `_bn`
+variants; files and top-1 in `_TORCHVISION_FILES`), downloaded from
+https://download.pytorch.org/models/ (e.g. vgg16-397923af.pth):
+
+    from examples._pretrained import load_pretrained
+    model = VGG(16)   # VGG(16, batch_norm=True) for vgg16_bn; 224x224
+    load_pretrained(model, "vgg16-397923af.pth", WEIGHTS["torchvision"])
+    # inputs: RGB in [0, 1], minus the mean (0.485, 0.456, 0.406), divided by
+    # the standard deviation (0.229, 0.224, 0.225) (torchvision's transforms:
+    # resize to 256, center crop 224)
+
+torchvision's layers are these (3x3 convolutions padded by 1, with biases,
+BN with epsilon 1e-5 before the ReLU, 2x2/2 max pooling, dropout after the
+ReLU of fc1 and fc2); its `AdaptiveAvgPool2d((7, 7))` before the flatten
+changes nothing at 224x224, the size the weights need with the top (without
+it, `include_top=False`, any size).
 """
 
 import functools
@@ -53,8 +70,11 @@ from examples._common import (
     image_input,
     model_main,
 )
+from examples._pretrained import WeightSource
 from keras_blocks import _validation as check
 from keras_blocks import layers
+from keras_blocks._builders import image_shape
+from keras_blocks.porting import Flattened, weight_layers
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32  # five 2x2 poolings: 32 -> 1
@@ -153,6 +173,111 @@ MODELS = {
     **{f"vgg{d}_bn": functools.partial(VGG, d, batch_norm=True) for d in DEPTHS},
     "vgg11_lrn": functools.partial(VGG, 11, lrn=True),  # A-LRN
     "vgg16_1x1": functools.partial(VGG, 16, last_1x1=True),  # C
+}
+
+
+# Pretrained weights: torchvision's `features` is one Sequential of conv,
+# [BN,] ReLU per convolution and a max pooling per stage, so the indices
+# shift with BN (vgg16: 0, 2, 5, 7, 10, ...; vgg16_bn: 0, 3, 7, 10, 14, ...);
+# `classifier.{0,3,6}` are fc1 (on the flattened 512x7x7 map), fc2 and the
+# classifier (each Linear followed by ReLU and Dropout but the last).
+TORCHVISION_CLASSIFIER = {"fc2": "classifier.3", "predictions": "classifier.6"}
+# torchvision's AdaptiveAvgPool2d((7, 7)) before the flatten: an identity on
+# the 7x7 map of 224x224 inputs, which the flatten sizes then agree with.
+TORCHVISION_FEATURES = (512, 7, 7)  # (channels, height, width)
+TORCHVISION_SIZE = 224
+
+
+def torchvision_keys(depth, batch_norm):
+    """{Keras layer path: torchvision key prefix} of the convolutions (and
+    their BN) of torchvision's `vgg{depth}` or `vgg{depth}_bn`."""
+    keys, index = {}, 0
+    for stage, convs in enumerate(DEPTHS[depth], start=1):
+        for conv in range(1, convs + 1):
+            keys[f"block{stage}_conv{conv}/conv"] = f"features.{index}"
+            if batch_norm:
+                keys[f"block{stage}_conv{conv}/bn"] = f"features.{index + 1}"
+            index += 3 if batch_norm else 2  # conv, [BN,] ReLU
+        index += 1  # the stage's max pooling
+    return keys
+
+
+def torchvision_mapping(model):
+    """Keras layer path -> torchvision key prefix, for `VGG(depth)` and
+    `VGG(depth, batch_norm=True)` (torchvision's `vgg*`, `vgg*_bn`); raises
+    ValueError for another layout."""
+    paths = weight_layers(model)
+    convs = [layer for path, layer in paths.items() if path.endswith("/conv")]
+    if any(layer.name == "block1_lrn" for layer in model.layers) or any(
+        conv.kernel_size != (3, 3) for conv in convs
+    ):
+        raise ValueError(
+            "torchvision publishes no VGG with LRN (lrn=True) or 1x1 "
+            f"convolutions (last_1x1=True). Received: model '{model.name}'."
+        )
+    depth = {sum(repeats): d for d, repeats in DEPTHS.items()}.get(len(convs))
+    if depth is None:
+        raise ValueError(
+            f"A VGG has 8, 10, 13 or 16 convolutions. Received: model "
+            f"'{model.name}' with {len(convs)}."
+        )
+    batch_norm = any(path.endswith("/bn") for path in paths)
+    mapping = torchvision_keys(depth, batch_norm)
+    for path in paths:
+        if path == "fc1":
+            mapping[path] = _flattened(model, "classifier.0", TORCHVISION_FEATURES)
+        elif path in TORCHVISION_CLASSIFIER:
+            mapping[path] = TORCHVISION_CLASSIFIER[path]
+    return mapping
+
+
+def _flattened(model, prefix, feature_shape):
+    """`Flattened` for the first classifier layer, which reads the flattened
+    `(channels, height, width)` map; a ValueError naming `input_shape` where the
+    model's map has another size."""
+    flatten = model.get_layer("flatten")
+    data_format = flatten.data_format  # the builder's, as its convolutions'
+    channels, height, width = feature_shape
+    expected = (height, width, channels)
+    if data_format == "channels_first":
+        expected = feature_shape
+    received = tuple(flatten.input.shape[1:])
+    if received != expected:
+        raise ValueError(
+            f"torchvision's VGG flattens a {expected} feature map (224x224 "
+            f"inputs, where its AdaptiveAvgPool2d((7, 7)) changes nothing); "
+            f"this model flattens {received}: it needs input_shape="
+            f"{image_shape(TORCHVISION_SIZE, data_format)} (the default), or "
+            f"include_top=False for other sizes. Received: input_shape="
+            f"{tuple(model.input_shape[1:])}."
+        )
+    # keras.layers.Flatten orders the features (h, w, c) in either data format.
+    return Flattened(prefix, feature_shape)
+
+
+_TORCHVISION_FILES = {
+    # MODELS name: (the file torchvision downloads, its top-1, build options)
+    "vgg11": ("vgg11-8a719046.pth", 69.020, {}),
+    "vgg11_bn": ("vgg11_bn-6002323d.pth", 70.370, {}),
+    "vgg13": ("vgg13-19584684.pth", 69.928, {}),
+    "vgg13_bn": ("vgg13_bn-abd245e5.pth", 71.586, {}),
+    "vgg16": ("vgg16-397923af.pth", 71.592, {}),
+    "vgg16_bn": ("vgg16_bn-6c64b313.pth", 73.360, {}),
+    "vgg19": ("vgg19-dcbb9e9d.pth", 72.376, {}),
+    "vgg19_bn": ("vgg19_bn-c79401a0.pth", 74.218, {}),
+}
+WEIGHTS = {
+    "torchvision": WeightSource(
+        mapping=torchvision_mapping,
+        bn_epsilon=1e-5,  # vgg*_bn's (ConvBNAct's default)
+        head=("classifier.",),
+        layout=(
+            "Build VGG(depth), or VGG(depth, batch_norm=True) for vgg*_bn, "
+            "with lrn=False and last_1x1=False (the defaults), at 224x224 (the "
+            "default input_shape) for torchvision's weights."
+        ),
+        files=_TORCHVISION_FILES,
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""examples/alexnet.py: parameter counts, the paper's layers, sizes, bad input."""
+"""examples/alexnet.py: parameter counts, the paper's layers, torchvision's
+variant, sizes, bad input."""
 
 import re
 
@@ -51,6 +52,34 @@ def test_paper_layers():
     assert without.count_params() == model.count_params()  # LRN has no weights
 
 
+@counted_under_torch
+def test_torchvision_parameter_count():
+    model = alexnet.MODELS["alexnet_torchvision"]()
+    assert model.count_params() == alexnet.TORCHVISION_PARAMS == 61_100_840
+    assert model.input_shape == (None, 224, 224, 3)
+    assert model.get_layer("flatten").output.shape == (None, 6 * 6 * 256)
+    assert model.name == "alexnet_torchvision"
+
+
+def test_torchvision_layers():
+    # torchvision's alexnet: Conv(11, stride 4, padding 2), ReLU, MaxPool(3, 2),
+    # Conv(5, padding 2), ReLU, MaxPool, 3x Conv(3, padding 1) + ReLU,
+    # MaxPool; Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear.
+    size = alexnet.TORCHVISION_MIN_SIZE
+    model = alexnet.AlexNet(variant="torchvision", input_shape=(size, size, 3))
+    convs = [model.get_layer(f"conv{i}") for i in range(1, 6)]
+    assert [c.filters for c in convs] == [64, 192, 384, 256, 256]
+    assert [c.kernel_size for c in convs] == [(11, 11), (5, 5)] + [(3, 3)] * 3
+    assert [c.padding for c in convs] == ["valid"] + ["same"] * 4
+    assert all(c.groups == 1 and c.conv.use_bias for c in convs)
+    assert model.get_layer("conv1_pad").padding == ((2, 2), (2, 2))
+    assert model.get_layer("conv1").output.shape == (None, 15, 15, 64)
+    assert not any(isinstance(x, LocalResponseNormalization) for x in model.layers)
+    head = [layer.name for layer in model.layers][-6:]
+    assert head == ["flatten", "drop6", "fc6", "drop7", "fc7", "predictions"]
+    assert model.get_layer("pool5").output.shape == (None, 1, 1, 256)
+
+
 @pytest.mark.parametrize("groups", [2, 1])
 def test_forward_at_the_smallest_size(groups):
     model = alexnet.AlexNet(groups=groups, input_shape=SMALL, classes=5)
@@ -74,6 +103,14 @@ def test_unknown_size_without_top():
     assert to_numpy(model(pixels((1, 80, 99, 3)))).shape == (1, 256)
 
 
+def test_main_smoke_torchvision(capsys):
+    model = alexnet.main(
+        ["--smoke", "--no-summary", "--model", "alexnet_torchvision", "--classes", "3"]
+    )
+    assert model.name == "alexnet_torchvision"
+    assert model.input_shape == (None, 63, 63, 3)  # torchvision's smallest
+
+
 def test_main_smoke(capsys):
     model = alexnet.main(["--smoke", "--no-summary", "--classes", "3"])
     assert model.name == "alexnet"
@@ -88,6 +125,26 @@ def test_main_smoke(capsys):
         (
             dict(groups=4),
             "Invalid value for argument `groups`. Expected one of (1, 2). Received: groups=4",
+        ),
+        (
+            dict(variant="caffe"),
+            "Invalid value for argument `variant`. Expected one of ('paper', 'torchvision'). Received: variant='caffe'",
+        ),
+        (
+            dict(variant="torchvision", groups=2),
+            "Invalid value for argument `groups`. torchvision's AlexNet (variant='torchvision') takes groups=1 or None. Received: groups=2",
+        ),
+        (
+            dict(variant="torchvision", lrn=True),
+            "Invalid value for argument `lrn`. torchvision's AlexNet (variant='torchvision') takes lrn=False or None. Received: lrn=True",
+        ),
+        (
+            dict(lrn=1),
+            "Invalid value for argument `lrn`. Expected a boolean. Received: lrn=1",
+        ),
+        (
+            dict(variant="torchvision", input_shape=(62, 62, 3)),
+            "Invalid value for argument `input_shape`. AlexNet needs a shape (height, width, channels) with sizes of at least 63. Received: input_shape=(62, 62, 3)",
         ),
         (
             dict(pooling="mean"),
