@@ -7,6 +7,7 @@
     python -m examples.train --logdir runs/demo --evaluate-only        # test a run
     python -m examples.train --augment --tta ten_crop   # the papers' crops
     python -m examples.train --distribute mirrored      # every GPU of this machine
+    python -m examples.train --model resnet50 --weights resnet50.weights.h5
 
 `--dataset digits` (the default) is scikit-learn's bundled 8x8 digits, resized
 to the model's input; `cifar10` downloads through `keras.datasets` or reads a
@@ -35,6 +36,18 @@ GoogLeNet's 144) and reports the difference; the crops come from the larger
 images of a crop recipe, else from the test images zero-padded as the CIFAR
 shift pads them. The test results also go to `test.json`.
 
+`--weights` fine-tunes from ImageNet weights converted by
+examples/convert_weights.py: every layer but the classifier (a new one for
+the dataset's classes, unless it has the file's) starts from the file, at
+any input size (convolutions do not depend on it; VGG's and AlexNet's dense
+layers after the flatten do, and take the file only at the size it was
+converted at, 224). The images are then normalized as the weights' source
+expects (torchvision and timm: mean (0.485, 0.456, 0.406), standard deviation
+(0.229, 0.224, 0.225), after scaling to [0, 1]) in the data, which run.json
+records for `--resume`. A resumed run continues from its checkpoint, which
+holds its weights: `--weights` with `--resume` or `--evaluate-only` is
+refused.
+
 `--distribute` trains on several devices or machines with the engine of the
 backend: `mirrored` or `multi_worker` (TensorFlow, `TF_CONFIG`),
 `data_parallel` (JAX, `keras.distribution`) or `ddp` (PyTorch, `torchrun`);
@@ -59,6 +72,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
+import numpy as np
 
 from examples import (
     _augment,
@@ -84,6 +98,7 @@ from keras_blocks.callbacks import (
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
+from keras_blocks.porting import weight_layers
 
 FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
 # name: (builder, smallest input size)
@@ -111,9 +126,12 @@ RUN_KEYS = (
 )
 
 
-def build(name, image_size, classes, sync_bn=False):
+def build(name, image_size, classes, sync_bn=False, **options):
+    """Model `name` for `image_size` images; `options`: the builder's others
+    (a weights source's layout)."""
     builder, _ = MODELS[name]
-    options = {"bn_synchronized": True} if sync_bn else {}
+    if sync_bn:
+        options["bn_synchronized"] = True
     if sync_bn and "bn_synchronized" not in inspect.signature(builder).parameters:
         raise SystemExit(f"--sync-bn: {name} has no batch normalization.")
     return builder(input_shape=image_shape(image_size), classes=classes, **options)
@@ -367,12 +385,90 @@ def parse_args(argv):
         "nothing, as the docs' Distributed training page explains",
     )
     parser.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="start from a *.weights.h5 file of examples/convert_weights.py "
+        "(ImageNet weights): every layer but the classifier; see above",
+    )
+    parser.add_argument(
         "--seed",
         type=non_negative_int,
         default=SEED,
         help="the digits split, the starting weights, shuffling and dropout",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.weights and (args.resume or args.evaluate_only):
+        parser.error(
+            f"--weights starts a new run from converted weights; "
+            f"{'--resume' if args.resume else '--evaluate-only'} uses the run's "
+            "checkpoint, which holds its weights already: leave --weights out."
+        )
+    return args
+
+
+def pretrained_weights(path, name):
+    """What `path`, a file of examples/convert_weights.py, records (model,
+    source, classes, size, preprocessing), checked against model `name`."""
+    from examples import convert_weights  # it imports this module
+
+    try:
+        metadata = convert_weights.read_metadata(path)
+    except ValueError as error:
+        raise SystemExit(f"--weights: {error}") from None
+    if metadata["model"] != name:
+        raise SystemExit(
+            f"--weights: {path} holds weights of {metadata['model']}, not "
+            f"{name}: pass --model {metadata['model']}, or convert {name}'s."
+        )
+    return {
+        "file": str(path),
+        "source": metadata["source"],
+        "mean": metadata["mean"],
+        "std": metadata["std"],
+    }
+
+
+def run_weights(logdir):
+    """The `weights` record of the run in `logdir` (None: none, or no run)."""
+    settings = logdir / "run.json"
+    if not settings.exists():
+        return None
+    return json.loads(settings.read_text()).get("weights")
+
+
+def normalized(data, weights):
+    """Images in [0, 1] normalized per channel as the weights' source expects
+    (unchanged without weights)."""
+    if weights is None:
+        return data
+    shape = (
+        (1, -1, 1, 1) if keras.config.image_data_format() == "channels_first" else (-1,)
+    )
+    mean = np.reshape(np.asarray(weights["mean"], "float32"), shape)
+    std = np.reshape(np.asarray(weights["std"], "float32"), shape)
+    x, y = data
+    return (x - mean) / std, y
+
+
+def load_weights(net, name, weights):
+    """The converted weights into `net`; prints what was loaded."""
+    from examples import convert_weights
+
+    try:
+        _, loaded, kept = convert_weights.load_converted(net, weights["file"], name)
+    except ValueError as error:
+        raise SystemExit(f"--weights: {error}") from None
+    values = sum(
+        int(np.prod(w.shape))
+        for path, layer in weight_layers(net).items()
+        if path in loaded
+        for w in layer.weights
+    )
+    print(
+        f"Weights from {weights['file']} ({weights['source']}): {len(loaded)} "
+        f"layers, {values:,} values"
+        + (f"; a new {', '.join(kept)} layer (other classes)." if kept else ".")
+    )
 
 
 def load(dataset, image_size, data_dir, seed):
@@ -387,16 +483,33 @@ def load(dataset, image_size, data_dir, seed):
 
 
 def build_and_compile(
-    name, image_size, dataset, learning_rate, seed, layers, size, sync_bn=False
+    name,
+    image_size,
+    dataset,
+    learning_rate,
+    seed,
+    layers,
+    size,
+    sync_bn=False,
+    weights=None,
+    load=True,
 ):
     """(model, net): `net` takes `image_size` images (the crops); the model
     trained is `net` behind the augmentation `layers` (None: `net` itself),
-    taking `size` images."""
+    taking `size` images. `weights` (a `pretrained_weights` record): `net` is
+    built in its source's layout, and starts from its file when `load`."""
     keras.utils.set_random_seed(seed)
+    options = {}
+    if weights is not None:
+        from examples import convert_weights
+
+        options = convert_weights.build_options(name, weights["source"])
     try:
-        net = build(name, image_size, datasets.CLASSES[dataset], sync_bn)
+        net = build(name, image_size, datasets.CLASSES[dataset], sync_bn, **options)
     except ValueError as error:  # such as an image size the model cannot take
         raise SystemExit(str(error)) from None
+    if weights is not None and load:
+        load_weights(net, name, weights)
     model = net if layers is None else _augment.with_augmentation(net, layers, size)
     compile_model(model, learning_rate)
     return model, net
@@ -489,14 +602,25 @@ def train_and_test(args, argv, engine, logdir):
             engine.check_batch_size(args.batch_size)
         except SystemExit as error:
             failure = error
+    weights = None
+    if failure is None and args.weights:
+        try:
+            weights = pretrained_weights(args.weights, args.model)
+        except SystemExit as error:
+            failure = error
     engine.agree(failure)  # every process checked before any writes
+    run["weights"] = weights  # a record: --resume takes it from run.json
+    if weights is None and (resume or args.evaluate_only):
+        weights = run_weights(logdir)  # normalize as the run did
     # Nothing is written before the data are loaded and the model is built:
     # a start that fails leaves --logdir free for the next try.
     kind = _augment.recipe(FAMILY[args.model], args.augment)
     size = _augment.data_size(image_size, kind)
-    train_data, validation_data, (x_test, y_test) = load(
-        args.dataset, size, args.data_dir, args.seed
+    train_data, validation_data, test_data = (
+        normalized(data, weights)
+        for data in load(args.dataset, size, args.data_dir, args.seed)
     )
+    x_test, y_test = test_data
     layers = None
     if kind is not None:
         layers = _augment.augmentation_layers(
@@ -512,6 +636,8 @@ def train_and_test(args, argv, engine, logdir):
             layers,
             size,
             args.sync_bn,
+            weights,
+            load=bool(args.weights),
         )
     print(
         f"{args.model} on {args.dataset} at {image_size}x{image_size}: "

@@ -302,3 +302,47 @@ def test_crop_recipes_take_larger_images_and_crop_them():
     assert _augment.tta_images(x_test, 16, "alexnet") is x_test
     (_, _), _, (small, _) = train.load("digits", 16, None, 0)
     assert _augment.tta_images(small, 16, "cifar").shape[1:3] == (20, 20)
+
+
+def test_weights_fine_tunes_from_a_converted_file(tmp_path, capsys, monkeypatch):
+    from torch_references import randomized, save_state_dict, torchvision
+
+    from examples import convert_weights, datasets
+
+    net = randomized(torchvision().models.resnet18())
+    pth, _ = save_state_dict(net, tmp_path, "resnet18")
+    weights = tmp_path / "resnet18.weights.h5"
+    convert_weights.convert("resnet18", "torchvision", pth, weights)
+    load = datasets.load
+
+    def few(*args, **kwargs):  # 48 training, 16 validation, 32 test images
+        (x, y), (x_test, y_test) = load(*args, **kwargs)
+        return (x[:64], y[:64]), (x_test[:32], y_test[:32])
+
+    monkeypatch.setattr(datasets, "load", few)
+    args = ["--model", "resnet18", "--image-size", "32", "--logdir", str(tmp_path)]
+    train.main(
+        [*args, "--epochs", "1", "--batch-size", "32", "--weights", str(weights)]
+    )
+    out = capsys.readouterr().out
+    # Every layer but the classifier: ImageNet's 1000 classes, the digits' 10.
+    assert (
+        f"Weights from {weights} (torchvision): 40 layers, 11,186,112 values; a "
+        "new predictions layer (other classes)." in out
+    )
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["weights"]["mean"] == [0.485, 0.456, 0.406]  # the data's
+    # A resumed run has its weights in its checkpoint.
+    with pytest.raises(SystemExit) as error:
+        train.main([*args, "--epochs", "2", "--resume", "--weights", str(weights)])
+    assert error.value.code == 2
+    assert "--resume uses the run's checkpoint, which holds its weights" in (
+        " ".join(capsys.readouterr().err.split())
+    )
+    # Another model's file, and a PyTorch file not converted, are refused.
+    other = ["--logdir", str(tmp_path / "other"), "--weights"]
+    with pytest.raises(SystemExit, match="holds weights of resnet18, not resnet34"):
+        train.main(["--model", "resnet34", *other, str(weights)])
+    with pytest.raises(SystemExit, match="Convert a published PyTorch file first"):
+        train.main(["--model", "resnet18", *other, pth])
+    assert not (tmp_path / "other").exists()
