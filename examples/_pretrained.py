@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import keras
 
-from keras_blocks.porting import load_state_dict
+from keras_blocks._builders import image_shape
+from keras_blocks.porting import Flattened, load_state_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,3 +64,27 @@ def load_pretrained(model, path, source):
         bn_epsilon=epsilon,
         layout_hint=source.layout,
     )
+
+
+def flattened(model, prefix, feature_shape, network, size):
+    """`Flattened` for a first classifier layer that reads the flattened
+    `(channels, height, width)` map of `network` at `size` x `size` inputs; a
+    ValueError naming `input_shape` where the model's map has another size."""
+    flatten = model.get_layer("flatten")
+    data_format = flatten.data_format  # the builder's, as its convolutions'
+    channels, height, width = feature_shape
+    expected = (height, width, channels)
+    if data_format == "channels_first":
+        expected = tuple(feature_shape)
+    received = tuple(flatten.input.shape[1:])
+    if received != expected:
+        raise ValueError(
+            f"{network} flattens a {expected} feature map ({size}x{size} "
+            "inputs, where its adaptive average pooling changes nothing); "
+            f"this model flattens {received}: it needs input_shape="
+            f"{image_shape(size, data_format)} (the default), or "
+            "include_top=False for other sizes. Received: input_shape="
+            f"{tuple(model.input_shape[1:])}."
+        )
+    # keras.layers.Flatten orders the features (h, w, c) in either data format.
+    return Flattened(prefix, tuple(feature_shape))

@@ -70,11 +70,10 @@ from examples._common import (
     image_input,
     model_main,
 )
-from examples._pretrained import WeightSource
+from examples._pretrained import WeightSource, flattened
 from keras_blocks import _validation as check
 from keras_blocks import layers
-from keras_blocks._builders import image_shape
-from keras_blocks.porting import Flattened, weight_layers
+from keras_blocks.porting import weight_layers
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32  # five 2x2 poolings: 32 -> 1
@@ -225,34 +224,16 @@ def torchvision_mapping(model):
     mapping = torchvision_keys(depth, batch_norm)
     for path in paths:
         if path == "fc1":
-            mapping[path] = _flattened(model, "classifier.0", TORCHVISION_FEATURES)
+            mapping[path] = flattened(
+                model,
+                "classifier.0",
+                TORCHVISION_FEATURES,
+                "torchvision's VGG",
+                TORCHVISION_SIZE,
+            )
         elif path in TORCHVISION_CLASSIFIER:
             mapping[path] = TORCHVISION_CLASSIFIER[path]
     return mapping
-
-
-def _flattened(model, prefix, feature_shape):
-    """`Flattened` for the first classifier layer, which reads the flattened
-    `(channels, height, width)` map; a ValueError naming `input_shape` where the
-    model's map has another size."""
-    flatten = model.get_layer("flatten")
-    data_format = flatten.data_format  # the builder's, as its convolutions'
-    channels, height, width = feature_shape
-    expected = (height, width, channels)
-    if data_format == "channels_first":
-        expected = feature_shape
-    received = tuple(flatten.input.shape[1:])
-    if received != expected:
-        raise ValueError(
-            f"torchvision's VGG flattens a {expected} feature map (224x224 "
-            f"inputs, where its AdaptiveAvgPool2d((7, 7)) changes nothing); "
-            f"this model flattens {received}: it needs input_shape="
-            f"{image_shape(TORCHVISION_SIZE, data_format)} (the default), or "
-            f"include_top=False for other sizes. Received: input_shape="
-            f"{tuple(model.input_shape[1:])}."
-        )
-    # keras.layers.Flatten orders the features (h, w, c) in either data format.
-    return Flattened(prefix, feature_shape)
 
 
 _TORCHVISION_FILES = {

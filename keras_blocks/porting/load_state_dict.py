@@ -228,7 +228,7 @@ def load_state_dict(
             f"The model's weights are unchanged.{hint}"
         )
     for variable, array, _ in assignments:
-        variable.assign(array.astype(variable.dtype))
+        variable.assign(array.astype(variable.dtype, copy=False))
     matched = [(v.path, key, tuple(v.shape)) for v, _, key in assignments]
     kept = [path for path, spec in mapping.items() if spec is None]
     return LoadReport(matched, ignored, skipped, kept)

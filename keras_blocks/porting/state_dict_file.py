@@ -76,7 +76,7 @@ def state_dict_arrays(state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
             value = value.numpy()
         value = np.asarray(value)
         if value.dtype.kind == "f":
-            value = value.astype("float32")
+            value = value.astype("float32", copy=False)
         arrays[str(key)] = value
     return arrays
 
