@@ -14,12 +14,27 @@ The examples feed images in [0, 1], so the models here leave out the built-in
 include it by default, as keras.applications does.
 
     python -m examples.efficientnet --model efficientnet_b3 --smoke
+
+Load torchvision's ImageNet weights (the file `torch.hub` downloads for
+`torchvision.models.efficientnet_b0(weights="DEFAULT")`) into the same model
+built with `layout="torchvision"` (the build options of `WEIGHTS`' files):
+
+    from examples._pretrained import load_pretrained
+    model = MODELS["efficientnet_b0"](layout="torchvision")
+    load_pretrained(model, "efficientnet_b0_rwightman-7f5810bc.pth",
+                    WEIGHTS["torchvision"])
+    # inputs: as torchvision's, RGB in [0, 1] normalized with
+    # efficientnet.IMAGENET_MEAN and IMAGENET_STDDEV
 """
 
 import functools
+import re
 
 from examples._common import model_main
+from examples._pretrained import WeightSource
 from keras_blocks import efficientnet
+from keras_blocks.layers import ConvBNAct, MBConvBlock, Normalization
+from keras_blocks.porting import weight_layers
 
 MIN_SIZE = 32  # total stride 32
 # variant: parameters (= keras.applications; with preprocessing: 7 more)
@@ -41,6 +56,103 @@ MODELS = {
         builder, include_preprocessing=False, name=f"efficientnet_{variant}"
     )
     for variant, builder in VARIANTS.items()
+}
+
+
+# Pretrained weights: torchvision's `features.{stage}.{block}.block.{i}` are
+# the block's units in order (expansion if any, depthwise, SE, projection);
+# the stem is `features.0` and the head convolution the last `features`.
+UNIT_KEYS = {  # unit of an MBConvBlock: (position, suffix)
+    "expand/conv": (0, ".0"),
+    "expand/bn": (0, ".1"),
+    "depthwise": (1, ".0"),
+    "depthwise_bn": (1, ".1"),
+    "se/reduce": (2, ".fc1"),
+    "se/expand": (2, ".fc2"),
+    "project/conv": (3, ".0"),
+    "project/bn": (3, ".1"),
+}
+BLOCK = re.compile(r"block(\d+)([a-z]|_\d+)/(.+)")
+
+
+def _block_index(letter):
+    return ord(letter) - ord("a") if len(letter) == 1 else int(letter[1:])
+
+
+def torchvision_mapping(model):
+    """Keras layer path -> torchvision key prefix, for a model built with
+    `layout="torchvision"` (torchvision's `efficientnet_b0` ... `b7`)."""
+    same = [
+        layer.name
+        for layer in model.layers
+        if isinstance(layer, ConvBNAct | MBConvBlock) and layer.padding != "symmetric"
+    ]
+    if same:
+        raise ValueError(
+            f"The model's {same[0]} pads 'same' (keras.applications' layout); "
+            "torchvision's EfficientNet pads its strided convolutions "
+            "symmetrically."
+        )
+    layers = weight_layers(model)
+    stages = {int(m[1]) for path in layers if (m := BLOCK.fullmatch(path))}
+    mapping = {}
+    for path, layer in layers.items():
+        if path in ("stem/conv", "stem/bn"):
+            mapping[path] = "features.0." + ("0" if path.endswith("conv") else "1")
+        elif path in ("top/conv", "top/bn"):
+            suffix = "0" if path.endswith("conv") else "1"
+            mapping[path] = f"features.{len(stages) + 1}.{suffix}"
+        elif path == "predictions":
+            mapping[path] = "classifier.1"
+        elif isinstance(layer, Normalization):
+            mapping[path] = None  # torchvision normalizes outside the network
+        elif (match := BLOCK.fullmatch(path)) and match[3] in UNIT_KEYS:
+            stage, block, unit = int(match[1]), _block_index(match[2]), match[3]
+            position, suffix = UNIT_KEYS[unit]
+            # Without the expansion (expand_ratio 1) the others move up one.
+            if f"block{match[1]}{match[2]}/expand/conv" not in layers:
+                position -= 1
+            mapping[path] = f"features.{stage}.{block}.block.{position}{suffix}"
+    return mapping
+
+
+def torchvision_bn_epsilon(model):
+    """The epsilon of torchvision's weights for `model`'s variant, told by
+    its head's width (B0-B4: 1e-5, B5-B7: 1e-3; see TORCHVISION_BATCH_NORM)."""
+    top = weight_layers(model).get("top/conv")
+    for variant, preset in efficientnet.PRESETS.items():
+        width = efficientnet.round_filters(1280, preset.width_coefficient)
+        if top is not None and top.filters == width:
+            return efficientnet.TORCHVISION_BATCH_NORM[variant][1]
+    return efficientnet.TORCHVISION_BATCH_NORM["b0"][1]  # nn.BatchNorm2d's
+
+
+TORCHVISION = {"layout": "torchvision"}
+_TORCHVISION_FILES = {
+    # MODELS name: (the file torchvision downloads, its top-1, build options)
+    "efficientnet_b0": ("efficientnet_b0_rwightman-7f5810bc.pth", 77.692, TORCHVISION),
+    # IMAGENET1K_V2 (torchvision's recipe); V1, timm's, is
+    # efficientnet_b1_rwightman-bac287d4.pth (78.642), the same layout.
+    "efficientnet_b1": ("efficientnet_b1-c27df63c.pth", 79.838, TORCHVISION),
+    "efficientnet_b2": ("efficientnet_b2_rwightman-c35c1473.pth", 80.608, TORCHVISION),
+    "efficientnet_b3": ("efficientnet_b3_rwightman-b3899882.pth", 82.008, TORCHVISION),
+    "efficientnet_b4": ("efficientnet_b4_rwightman-23ab8bcd.pth", 83.384, TORCHVISION),
+    "efficientnet_b5": ("efficientnet_b5_lukemelas-1a07897c.pth", 83.444, TORCHVISION),
+    "efficientnet_b6": ("efficientnet_b6_lukemelas-24a108a5.pth", 84.008, TORCHVISION),
+    "efficientnet_b7": ("efficientnet_b7_lukemelas-c5b4e57e.pth", 84.122, TORCHVISION),
+}
+WEIGHTS = {
+    "torchvision": WeightSource(
+        mapping=torchvision_mapping,
+        bn_epsilon=torchvision_bn_epsilon,
+        head=("classifier.",),
+        layout=(
+            "Build it with layout='torchvision', e.g. "
+            "MODELS['efficientnet_b0'](layout='torchvision') or "
+            "efficientnet.EfficientNetB0(layout='torchvision')."
+        ),
+        files=_TORCHVISION_FILES,
+    ),
 }
 
 

@@ -9,9 +9,14 @@ doubles the FLOPs. Widths are then rounded to multiples of 8 and repeats up.
 Reference: Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional
 Neural Networks", ICML 2019. https://arxiv.org/abs/1905.11946
 
-The models built here have the layer order, padding, initializers and weight
-order of `keras.applications.EfficientNetB0` ... `B7`, so their weights
-transfer with `set_weights` (see `load_keras_applications_weights`).
+Two layouts (`layout=`). The default, `"keras_applications"`, has the layer
+order, padding, initializers and weight order of
+`keras.applications.EfficientNetB0` ... `B7`, so their weights transfer with
+`set_weights` (see `load_keras_applications_weights`). `"torchvision"` is
+`torchvision.models.efficientnet_b0` ... `b7`: the same layers, with
+PyTorch's symmetric padding on the strided convolutions and torchvision's
+batch normalization (see `TORCHVISION_BATCH_NORM`), so torchvision's weights
+load by name (`examples/efficientnet.py`'s `WEIGHTS`).
 """
 
 import dataclasses
@@ -30,7 +35,9 @@ from keras_blocks.layers.mb_conv_block import CONV_INITIALIZER
 __all__ = [
     "B0_BLOCKS",
     "BLOCK_KINDS",
+    "LAYOUTS",
     "PRESETS",
+    "TORCHVISION_BATCH_NORM",
     "EfficientNet",
     "EfficientNetB0",
     "EfficientNetB1",
@@ -52,6 +59,9 @@ __all__ = [
 BLOCK_KINDS = ("mbconv", "fused_mbconv")
 """The values of `Stage.block`: MBConv, or EfficientNetV2's Fused-MBConv."""
 BASE_RESOLUTION = 224
+LAYOUTS = ("keras_applications", "torchvision")
+"""The values of `EfficientNet(layout=...)`: whose network the model is laid
+out as, and so whose weights it loads."""
 # The classifier's initializer in the reference implementation.
 DENSE_INITIALIZER = {
     "class_name": "VarianceScaling",
@@ -186,6 +196,24 @@ PRESETS = {
 }
 """The official B0-B7 (`"b0"` ... `"b7"`), as `EfficientNetB0` ... `B7` build
 them. The paper rounded these away from the pure compound rule."""
+
+# Keras' (momentum, epsilon) of torchvision's batch normalization (Keras'
+# momentum is 1 - PyTorch's). Its B0-B4 weights come from timm and use
+# PyTorch's defaults; its B5-B7 from lukemelas' port of the TensorFlow
+# checkpoints, with TensorFlow's. keras.applications uses (0.99, 1e-3) for all.
+TORCHVISION_BATCH_NORM = {
+    "b0": (0.9, 1e-5),
+    "b1": (0.9, 1e-5),
+    "b2": (0.9, 1e-5),
+    "b3": (0.9, 1e-5),
+    "b4": (0.9, 1e-5),
+    "b5": (0.99, 1e-3),
+    "b6": (0.99, 1e-3),
+    "b7": (0.99, 1e-3),
+}
+"""Batch normalization `(bn_momentum, bn_epsilon)` of `EfficientNetB0` ...
+`B7` with `layout="torchvision"`, as torchvision's `efficientnet_b0` ... `b7`
+(`EfficientNet(layout="torchvision")` defaults to B0's)."""
 
 
 def round_filters(filters: int, width_coefficient: float, divisor: int = 8) -> int:
@@ -370,6 +398,9 @@ def EfficientNet(
     depth_divisor: int = 8,
     top_filters: int = 1280,
     activation: str | Callable = "swish",
+    layout: str = "keras_applications",
+    bn_momentum: float | None = None,
+    bn_epsilon: float | None = None,
     bn_synchronized: bool = False,
     data_format: str | None = None,
     name: str = "efficientnet",
@@ -422,6 +453,20 @@ def EfficientNet(
         depth_divisor: int. Widths are rounded to multiples of it.
         top_filters: int. Width of the head convolution before scaling.
         activation: str or callable. Activation of every block.
+        layout: str. `"keras_applications"` (TensorFlow's `"same"` padding,
+            BN momentum 0.99 and epsilon 1e-3: keras.applications' weights
+            load) or `"torchvision"` (symmetric `k // 2` padding on the
+            strided convolutions, BN momentum 0.9 and epsilon 1e-5 unless
+            given: torchvision's weights load). Both have the same layers,
+            parameters, squeeze widths, stochastic depth and input
+            preprocessing; with `include_preprocessing=False` a
+            torchvision-layout model takes what torchvision's network takes,
+            images scaled to [0, 1] and normalized with `IMAGENET_MEAN` and
+            `IMAGENET_STDDEV`.
+        bn_momentum: float or None. Momentum of every batch normalization's
+            moving statistics; None: the layout's.
+        bn_epsilon: float or None. Epsilon of every batch normalization;
+            None: the layout's.
         bn_synchronized: bool. Synchronized batch normalization over the
             replicas of a `tf.distribute` strategy (TensorFlow); see
             `keras_blocks.layers.ConvBNAct`.
@@ -433,7 +478,8 @@ def EfficientNet(
         A `keras.Model`.
 
     Raises:
-        ValueError: on an invalid argument: a negative `phi` or coefficient,
+        ValueError: on an invalid argument: an unknown `layout`, a negative
+            `phi` or coefficient,
             `phi` together with explicit coefficients, a resolution or input
             size smaller than the total stride, an unknown block kind or a
             malformed row of `blocks` (the message names the row).
@@ -444,6 +490,10 @@ def EfficientNet(
         >>> model.output.shape
         (None, 10)
         >>> model.count_params()
+        7174439
+        >>> torch_layout = EfficientNet(phi=0.5, classes=10, input_shape=(64, 64, 3),
+        ...                             layout="torchvision")
+        >>> torch_layout.count_params()
         7174439
     """
     width, depth, resolution = _scaling(
@@ -463,6 +513,13 @@ def EfficientNet(
     stages = _stage_table(blocks)
     depth_divisor = check.positive_int("depth_divisor", depth_divisor)
     top_filters = check.positive_int("top_filters", top_filters)
+    layout = check.one_of("layout", layout, LAYOUTS)
+    torchvision = layout == "torchvision"
+    default_bn = TORCHVISION_BATCH_NORM["b0"] if torchvision else (0.99, 1e-3)
+    bn_momentum = default_bn[0] if bn_momentum is None else bn_momentum
+    bn_momentum = check.rate("bn_momentum", bn_momentum)
+    bn_epsilon = default_bn[1] if bn_epsilon is None else bn_epsilon
+    bn_epsilon = check.positive_float("bn_epsilon", bn_epsilon)
     bn_synchronized = check.boolean("bn_synchronized", bn_synchronized)
     data_format = check.data_format(data_format)
 
@@ -483,12 +540,14 @@ def EfficientNet(
     )
     channel_axis = check.channel_axis(data_format)
 
-    # Every unit as in the reference: swish, BN(0.99, 1e-3), fan-out He init;
-    # the stem, the blocks and the head: every BN of the network.
+    # Every unit as in the reference: swish, the layout's BN and padding,
+    # fan-out He init (torchvision's differs only in not truncating the
+    # normal); the stem, the blocks and the head: every BN of the network.
     units = dict(
         activation=activation,
-        bn_momentum=0.99,
-        bn_epsilon=1e-3,
+        padding="symmetric" if torchvision else "same",
+        bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon,
         bn_synchronized=bn_synchronized,
         kernel_initializer=CONV_INITIALIZER,
         data_format=data_format,
@@ -549,6 +608,10 @@ def _block_letter(repeat):
 def _preset(variant, kwargs):
     preset = PRESETS[variant]
     kwargs.setdefault("dropout_rate", preset.dropout_rate)
+    if kwargs.get("layout") == "torchvision":
+        bn_momentum, bn_epsilon = TORCHVISION_BATCH_NORM[variant]
+        kwargs.setdefault("bn_momentum", bn_momentum)
+        kwargs.setdefault("bn_epsilon", bn_epsilon)
     kwargs.setdefault("name", f"efficientnet{variant}")
     return EfficientNet(
         width_coefficient=preset.width_coefficient,

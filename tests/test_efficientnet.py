@@ -24,7 +24,7 @@ from keras_blocks.efficientnet import (
     round_filters,
     round_repeats,
 )
-from keras_blocks.layers import MBConvBlock
+from keras_blocks.layers import ConvBNAct, MBConvBlock
 
 # Total parameters of keras.applications.EfficientNetB0 ... B7 (1000 classes).
 KERAS_APPLICATIONS_PARAMS = {
@@ -350,6 +350,26 @@ def test_channels_first_equals_channels_last():
     train_one_epoch(first, np.transpose(x, (0, 3, 1, 2)), 2)
 
 
+def test_torchvision_layout():
+    # The same weights; symmetric padding and torchvision's BN instead
+    # (tests/test_pretrained_efficientnet.py compares with torchvision).
+    def units(model):
+        return [u for u in model.layers if isinstance(u, ConvBNAct | MBConvBlock)]
+
+    default = EfficientNet(**TINY)
+    torch_layout = EfficientNet(**TINY, layout="torchvision")
+    shapes = [tuple(w.shape) for w in default.weights]
+    assert [tuple(w.shape) for w in torch_layout.weights] == shapes
+    assert {(u.padding, u.bn_momentum, u.bn_epsilon) for u in units(default)} == {
+        ("same", 0.99, 1e-3)
+    }
+    assert {(u.padding, u.bn_momentum, u.bn_epsilon) for u in units(torch_layout)} == {
+        ("symmetric", 0.9, 1e-5)
+    }
+    given = EfficientNet(**TINY, layout="torchvision", bn_momentum=0.5, bn_epsilon=0.1)
+    assert {(u.bn_momentum, u.bn_epsilon) for u in units(given)} == {(0.5, 0.1)}
+
+
 @pytest.mark.parametrize(
     "pooling, shape", [(None, (2, 4, 4, 32)), ("avg", (2, 32)), ("max", (2, 32))]
 )
@@ -444,6 +464,12 @@ ROW = ("mbconv", 1, 3, 1, 1, 32, 16, 0.25)
         (dict(depth_divisor=0), "Received: depth_divisor=0"),
         (dict(top_filters=-8), "Received: top_filters=-8"),
         (dict(data_format="NCHW"), "Received: data_format='NCHW'"),
+        (
+            dict(layout="pytorch"),
+            "Invalid value for argument `layout`. Expected one of ('keras_applications', 'torchvision'). Received: layout='pytorch'",
+        ),
+        (dict(bn_epsilon=0), "Received: bn_epsilon=0"),
+        (dict(bn_momentum=1.0), "Received: bn_momentum=1.0"),
         # The stage table: the message names the argument and the row.
         (
             dict(blocks=[]),

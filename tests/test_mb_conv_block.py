@@ -37,6 +37,12 @@ from keras_blocks.layers import MBConvBlock
             (2, 6, 6, 4),
             (2, 3, 3, 6),
         ),
+        # torchvision's padding: k // 2 on every side of the strided depthwise.
+        (
+            dict(filters=8, kernel_size=5, strides=2, padding="symmetric"),
+            (2, 7, 6, 8),
+            (2, 4, 3, 8),
+        ),
     ],
 )
 def test_layer(kwargs, input_shape, output_shape, tmp_path):
@@ -59,14 +65,22 @@ def correct_pad(x, kernel):
     return layers.ZeroPadding2D(tuple(pads))(x)
 
 
-def plain_keras_mbconv(input_shape, filters, kernel_size, strides, expand_ratio, fused):
+def symmetric_pad(x, kernel):
+    """PyTorch's padding of a convolution of an odd kernel: k // 2 each side."""
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    return layers.ZeroPadding2D(tuple((k // 2, k // 2) for k in kernel))(x)
+
+
+def plain_keras_mbconv(
+    input_shape, filters, kernel_size, strides, expand_ratio, fused, pad=correct_pad
+):
     channels = input_shape[-1]
     expanded = channels * expand_ratio
     squeeze = max(1, int(channels * 0.25))
 
     def conv_bn(x, filters, kernel, stride, activation=True):
         if stride > 1:
-            x = correct_pad(x, kernel)
+            x = pad(x, kernel)
         x = layers.Conv2D(
             filters,
             kernel,
@@ -85,7 +99,7 @@ def plain_keras_mbconv(input_shape, filters, kernel_size, strides, expand_ratio,
         if expand_ratio > 1:
             x = conv_bn(x, expanded, 1, 1)
         if strides > 1:
-            x = correct_pad(x, kernel_size)
+            x = pad(x, kernel_size)
         x = layers.DepthwiseConv2D(
             kernel_size,
             strides=strides,
@@ -138,6 +152,43 @@ def test_matches_keras_applications_block(
     np.testing.assert_allclose(
         to_numpy(block(x, training=training)),
         run_reference(reference, x, training=training),
+        atol=1e-4,
+        rtol=1e-4,
+    )
+
+
+@pytest.mark.parametrize(
+    "input_shape, filters, kernel_size, strides, expand_ratio, fused",
+    [
+        ((2, 8, 8, 8), 8, 3, 1, 6, False),  # stride 1: as "same"
+        ((2, 8, 8, 8), 16, 5, 2, 6, False),  # even size: pad (2, 2), not (1, 2)
+        ((2, 9, 9, 8), 16, 3, 2, 6, False),  # odd size: pad (1, 1) either way
+        ((2, 8, 7, 8), 16, (3, 5), 2, 6, False),  # (1, 1) rows, (2, 2) columns
+        ((2, 8, 8, 8), 16, 3, 2, 4, True),  # the fused expansion
+        ((2, 8, 8, 8), 8, 3, 2, 1, True),  # the fused single convolution
+    ],
+)
+def test_symmetric_padding_matches_plain_keras_block(
+    input_shape, filters, kernel_size, strides, expand_ratio, fused
+):
+    reference = plain_keras_mbconv(
+        input_shape, filters, kernel_size, strides, expand_ratio, fused, symmetric_pad
+    )
+    randomize_weights(reference)
+    block = MBConvBlock(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="symmetric",
+        expand_ratio=expand_ratio,
+        fused=fused,
+    )
+    block.build(input_shape)
+    block.set_weights(reference.get_weights())  # same weight order
+    x = random_inputs(input_shape)
+    np.testing.assert_allclose(
+        to_numpy(block(x, training=False)),
+        run_reference(reference, x, training=False),
         atol=1e-4,
         rtol=1e-4,
     )
@@ -241,6 +292,14 @@ def test_stochastic_depth_drops_whole_branch():
         ),
         (dict(filters=8, activation="swishy"), "Received: activation='swishy'"),
         (dict(filters=8, bn_epsilon=0), "Received: bn_epsilon=0"),
+        (
+            dict(filters=8, padding="valid"),
+            "Invalid value for argument `padding`. Expected one of ('same', 'symmetric'). Received: padding='valid'",
+        ),
+        (
+            dict(filters=8, kernel_size=(3, 4), padding="symmetric"),
+            "Invalid value for argument `kernel_size`. Expected a strictly positive odd integer or a tuple of 2 strictly positive odd integers with padding='symmetric'. Received: kernel_size=(3, 4)",
+        ),
         (dict(filters=8, data_format="NHWC"), "Received: data_format='NHWC'"),
     ],
 )

@@ -19,6 +19,7 @@ from keras_blocks.layers.conv_bn_act import ConvBNAct
 from keras_blocks.layers.drop_path import DropPath
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
 
+PADDINGS = ("same", "symmetric")
 # The reference EfficientNet's convolution initializer (He, by fan-out).
 CONV_INITIALIZER = {
     "class_name": "VarianceScaling",
@@ -50,8 +51,10 @@ class MBConvBlock(keras.layers.Layer):
 
     As in the reference implementation, the squeeze width is
     `max(1, int(input_channels * se_ratio))`: a fraction of the block's input
-    channels, not of the expanded channels the gate sees. Convolutions pad
-    `"same"` (TensorFlow's rule), the defaults (`bn_momentum=0.99`,
+    channels, not of the expanded channels the gate sees (torchvision's
+    `max(1, input_channels // 4)` for `se_ratio=0.25`). Convolutions pad
+    `"same"` (TensorFlow's rule) by default, or `"symmetric"` (PyTorch's, as
+    torchvision's EfficientNet), the defaults (`bn_momentum=0.99`,
     `bn_epsilon=1e-3`, fan-out He initialization) are the reference's, and the
     weights are held in the order of a `keras.applications.EfficientNetB0`
     block (expansion, depthwise, squeeze-and-excitation, projection), so its
@@ -63,6 +66,10 @@ class MBConvBlock(keras.layers.Layer):
             depthwise (or fused) convolution kernel, as `keras.layers.Conv2D`
             takes it; stored as a tuple of 2 ints.
         strides: int. Stride of the depthwise (or fused) convolution.
+        padding: str. `"same"` (TensorFlow's rule: with a stride, the extra
+            padding goes to the bottom and right) or `"symmetric"` (`k // 2`
+            rows and columns on every side, as PyTorch pads; needs odd kernel
+            sizes). They differ only for the strided convolution.
         expand_ratio: int. Expanded channels per input channel; with 1 there
             is no expansion convolution.
         se_ratio: float or None. Squeeze width as a fraction of the input
@@ -132,6 +139,7 @@ class MBConvBlock(keras.layers.Layer):
         filters: int,
         kernel_size: int | tuple[int, int] = 3,
         strides: int = 1,
+        padding: str = "same",
         expand_ratio: int = 6,
         se_ratio: float | None = 0.25,
         fused: bool = False,
@@ -151,6 +159,11 @@ class MBConvBlock(keras.layers.Layer):
         self.filters = check.positive_int("filters", filters)
         self.kernel_size = check.size_pair("kernel_size", kernel_size)
         self.strides = check.positive_int("strides", strides)
+        self.padding = check.one_of("padding", padding, PADDINGS)
+        if padding == "symmetric":
+            check.size_pair(
+                "kernel_size", kernel_size, odd=True, note="with padding='symmetric'"
+            )
         self.expand_ratio = check.positive_int("expand_ratio", expand_ratio)
         self.se_ratio = check.optional(check.fraction, "se_ratio", se_ratio)
         self.fused = check.boolean("fused", fused)
@@ -176,7 +189,7 @@ class MBConvBlock(keras.layers.Layer):
             filters,
             kernel_size,
             strides=strides,
-            padding="same",
+            padding=self.padding,
             **options,
             dtype=self.dtype_policy,
             name=name,
@@ -191,16 +204,28 @@ class MBConvBlock(keras.layers.Layer):
         # The sublayers' widths depend on the input channels, so they are
         # created here, in the order of keras.applications' weights.
         self.expand = None
-        self.depthwise = self.depthwise_bn = None
+        self.depthwise = self.depthwise_bn = self.depthwise_pad = None
         if self.fused and expands:
             self.expand = self._unit(expanded, self.kernel_size, self.strides, "expand")
         elif not self.fused:
             if expands:
                 self.expand = self._unit(expanded, 1, 1, "expand")
+            # Symmetric padding is explicit only where it differs from "same".
+            if (
+                self.padding == "symmetric"
+                and self.strides > 1
+                and max(self.kernel_size) > 1
+            ):
+                self.depthwise_pad = keras.layers.ZeroPadding2D(
+                    tuple((k // 2, k // 2) for k in self.kernel_size),
+                    data_format=self.data_format,
+                    dtype=self.dtype_policy,
+                    name="depthwise_pad",
+                )
             self.depthwise = keras.layers.DepthwiseConv2D(
                 self.kernel_size,
                 strides=self.strides,
-                padding="same",
+                padding="same" if self.depthwise_pad is None else "valid",
                 use_bias=bool(self.use_bias),
                 depthwise_initializer=for_sublayer(
                     self.kernel_initializer, "depthwise"
@@ -244,6 +269,9 @@ class MBConvBlock(keras.layers.Layer):
         if self.expand is not None:
             self.expand.build(shape)
             shape = self.expand.compute_output_shape(shape)
+        if self.depthwise_pad is not None:
+            self.depthwise_pad.build(shape)
+            shape = self.depthwise_pad.compute_output_shape(shape)
         if self.depthwise is not None:
             self.depthwise.build(shape)
             shape = self.depthwise.compute_output_shape(shape)
@@ -256,6 +284,8 @@ class MBConvBlock(keras.layers.Layer):
         x = inputs
         if self.expand is not None:
             x = self.expand(x, training=training)
+        if self.depthwise_pad is not None:
+            x = self.depthwise_pad(x)
         if self.depthwise is not None:
             x = self.depthwise_bn(self.depthwise(x), training=training)
             if self.activation is not None:
@@ -280,6 +310,7 @@ class MBConvBlock(keras.layers.Layer):
             "filters": self.filters,
             "kernel_size": self.kernel_size,
             "strides": self.strides,
+            "padding": self.padding,
             "expand_ratio": self.expand_ratio,
             "se_ratio": self.se_ratio,
             "fused": self.fused,
