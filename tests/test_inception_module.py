@@ -31,11 +31,14 @@ def test_layer(naive, data_format, tmp_path):
         filters_pool_proj=fp,
         naive=naive,
         data_format=data_format,
+        # torchvision's 3x3 in one, a non-square kernel in the other
+        kernel_size_5x5=(3, 5) if naive else 3,
     )
-    check_layer(InceptionModule, kwargs, shape, tmp_path, out)
+    layer = check_layer(InceptionModule, kwargs, shape, tmp_path, out)
+    assert layer.get_config()["kernel_size_5x5"] == ((3, 5) if naive else (3, 3))
 
 
-def plain_keras_inception(input_shape, filters, naive, data_format):
+def plain_keras_inception(input_shape, filters, naive, data_format, kernel_5x5=5):
     axis = -1 if data_format == "channels_last" else 1
     f1, r3, f3, r5, f5, fp = filters
     units = []  # (conv, bn) in branch order
@@ -53,20 +56,26 @@ def plain_keras_inception(input_shape, filters, naive, data_format):
         inputs
     )
     if naive:
-        branches = [unit(inputs, f1, 1), unit(inputs, f3, 3), unit(inputs, f5, 5), pool]
+        branches = [
+            unit(inputs, f1, 1),
+            unit(inputs, f3, 3),
+            unit(inputs, f5, kernel_5x5),
+            pool,
+        ]
     else:
         branches = [
             unit(inputs, f1, 1),
             unit(unit(inputs, r3, 1), f3, 3),
-            unit(unit(inputs, r5, 1), f5, 5),
+            unit(unit(inputs, r5, 1), f5, kernel_5x5),
             unit(pool, fp, 1),
         ]
     return keras.Model(inputs, keras.layers.Concatenate(axis=axis)(branches)), units
 
 
+@pytest.mark.parametrize("kernel_5x5", [5, 3])  # 3: torchvision's GoogLeNet
 @pytest.mark.parametrize("naive", [False, True])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_matches_plain_keras(naive, data_format):
+def test_matches_plain_keras(naive, data_format, kernel_5x5):
     shape = (2, 6, 6, 5) if data_format == "channels_last" else (2, 5, 6, 6)
     f1, r3, f3, r5, f5, fp = SMALL
     module = InceptionModule(
@@ -78,9 +87,12 @@ def test_matches_plain_keras(naive, data_format):
         None if naive else fp,
         naive=naive,
         data_format=data_format,
+        **({} if kernel_5x5 == 5 else {"kernel_size_5x5": kernel_5x5}),
     )
     module.build(shape)
-    reference, units = plain_keras_inception(shape, SMALL, naive, data_format)
+    reference, units = plain_keras_inception(
+        shape, SMALL, naive, data_format, kernel_5x5
+    )
     randomize_weights(reference)
     # Unit by unit, in branch order: the module's documented weight order.
     module.set_weights(
@@ -147,6 +159,16 @@ def test_paper_parameter_count_without_batch_norm():
             (0, 3, 5, 2, 3, 2),
             dict(),
             "Invalid value for argument `filters_1x1`. Expected a strictly positive integer. Received: filters_1x1=0",
+        ),
+        (
+            (4, 3, 5, 2, 3, 2),
+            dict(kernel_size_5x5=4),
+            "Invalid value for argument `kernel_size_5x5`. Expected a strictly positive odd integer or a tuple of 2 strictly positive odd integers. Received: kernel_size_5x5=4",
+        ),
+        (
+            (4, 3, 5, 2, 3, 2),
+            dict(kernel_size_5x5=(3, 3, 3)),
+            "Received: kernel_size_5x5=(3, 3, 3)",
         ),
         (
             (4, 3, 5, 2, 3, 2),

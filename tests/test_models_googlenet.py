@@ -35,6 +35,7 @@ def pixels(shape, seed=0):
         ({}, 7_005_832),
         (dict(batch_norm=False, lrn=True), 6_998_552),  # the 2014 paper's
         (dict(aux_classifiers=True), 7_005_832 + 6_379_984),
+        (dict(variant="torchvision"), 6_624_904),  # torchvision's own count
     ],
 )
 def test_trainable_parameter_counts(kwargs, expected):
@@ -195,6 +196,22 @@ def test_main_smoke_paper_configuration(capsys):
         (
             dict(aux_classifiers=True, input_shape=(None, None, 3)),
             "Invalid value for argument `input_shape`. With aux_classifiers=True, GoogLeNet with auxiliary classifiers needs a fully known input shape (it flattens a feature map into dense layers). Received: input_shape=(None, None, 3)",
+        ),
+        (
+            dict(variant="tensorflow"),
+            "Invalid value for argument `variant`. Expected one of ('paper', 'torchvision'). Received: variant='tensorflow'",
+        ),
+        (
+            dict(variant="torchvision", batch_norm=False, lrn=True),
+            "Invalid value for argument `variant`. torchvision's GoogLeNet has batch normalization and no LRN. Received: variant='torchvision', batch_norm=False, lrn=True",
+        ),
+        (
+            dict(variant="torchvision", input_shape=(14, 64, 3)),
+            "GoogLeNet needs a shape (height, width, channels) with sizes of at least 15. Received: input_shape=(14, 64, 3)",
+        ),
+        (
+            dict(variant="torchvision", aux_classifiers=True, input_shape=(78, 78, 3)),
+            "GoogLeNet with auxiliary classifiers needs a shape (height, width, channels) with sizes of at least 79. Received: input_shape=(78, 78, 3)",
         ),
         (
             dict(aux_classifiers=True, include_top=False),

@@ -231,6 +231,7 @@ def inception_cases(draw):
         "filters_5x5_reduce": draw(reduction),
         "filters_5x5": draw(filters),
         "filters_pool_proj": draw(reduction),
+        "kernel_size_5x5": draw(kernel_sizes([1, 3, 5])),
         "naive": naive,
         "batch_norm": draw(st.booleans()),
         "activation": draw(ACTIVATIONS),
@@ -404,6 +405,10 @@ REGISTRY = {
             "filters_1x1": NOT_POSITIVE_INT,
             "filters_3x3": NOT_POSITIVE_INT,
             "filters_5x5": NOT_POSITIVE_INT,
+            # Odd only: "same" padding stays symmetric at stride 1.
+            "kernel_size_5x5": st.one_of(
+                NOT_KERNEL_SIZE, st.sampled_from([2, 4, (3, 2), (2, 5)])
+            ),
             "naive": NOT_BOOL,
             "batch_norm": NOT_BOOL,
             "activation": NOT_ACTIVATION,
@@ -556,7 +561,7 @@ def test_config_round_trip(name, data):
     for key, value in kwargs.items():
         if key in ("activation", "gate_activation"):
             continue  # Stored serialized ("swish" reads back as "silu").
-        if key == "kernel_size":  # stored as a pair, as keras.layers.Conv2D
+        if key in ("kernel_size", "kernel_size_5x5"):  # a pair, as Conv2D's
             value = kernel_pair(value)
         assert config[key] == value, key
 

@@ -25,7 +25,9 @@ class InceptionModule(keras.layers.Layer):
     reduction then a 5x5 convolution; 3x3 max pooling (stride 1) then a 1x1
     projection. Every convolution is a `ConvBNAct` (convolution, BN, ReLU;
     `batch_norm=False` gives the 2014 paper's convolution with bias and ReLU).
-    The spatial size is kept.
+    The spatial size is kept. `kernel_size_5x5=3` gives torchvision's
+    GoogLeNet module, whose "5x5" branch has a 3x3 convolution (a slip it
+    keeps for its published weights).
 
     `naive=True` is the paper's naive module (its figure 2a): a 1x1, a 3x3
     and a 5x5 convolution and 3x3 max pooling, with no reductions; the pooled
@@ -69,6 +71,12 @@ class InceptionModule(keras.layers.Layer):
         kernel_regularizer: str, `keras.regularizers.Regularizer` or None.
         data_format: str or None. `"channels_last"` or `"channels_first"`;
             `None` uses `keras.config.image_data_format()`.
+        kernel_size_5x5: int or tuple of 2 ints. Kernel size (height, width)
+            of the "5x5" branch's convolution (3 in torchvision's GoogLeNet):
+            odd, so that the stride-1 convolution pads its input equally on
+            both sides and keeps its size, as the other branches do. Stored as
+            a tuple, as `keras.layers.Conv2D` stores its kernel size. Last in
+            the signature, so that positional arguments keep their places.
         **kwargs: Base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -86,7 +94,8 @@ class InceptionModule(keras.layers.Layer):
 
     Raises:
         ValueError: on an invalid argument (including a reduction or
-            projection given with `naive=True`, or missing without it), or
+            projection given with `naive=True`, or missing without it, and an
+            even `kernel_size_5x5`), or
             when building on an input that is not 4D or has unknown channels.
 
     Examples:
@@ -100,6 +109,12 @@ class InceptionModule(keras.layers.Layer):
         ... )
         >>> tuple(naive(np.zeros((1, 28, 28, 192))).shape)
         (1, 28, 28, 416)
+        >>> torchvision_3a = keras_blocks.layers.InceptionModule(
+        ...     64, 96, 128, 16, 32, 32, kernel_size_5x5=3, bn_epsilon=1e-3
+        ... )
+        >>> torchvision_3a.build((1, 28, 28, 192))
+        >>> tuple(torchvision_3a.branch5x5.conv.kernel.shape)
+        (3, 3, 16, 32)
     """
 
     def __init__(
@@ -120,6 +135,7 @@ class InceptionModule(keras.layers.Layer):
         kernel_initializer: Any = "he_normal",
         kernel_regularizer: Any = None,
         data_format: str | None = None,
+        kernel_size_5x5: int | tuple[int, int] = 5,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -127,6 +143,9 @@ class InceptionModule(keras.layers.Layer):
         self.filters_1x1 = check.positive_int("filters_1x1", filters_1x1)
         self.filters_3x3 = check.positive_int("filters_3x3", filters_3x3)
         self.filters_5x5 = check.positive_int("filters_5x5", filters_5x5)
+        self.kernel_size_5x5 = check.size_pair(
+            "kernel_size_5x5", kernel_size_5x5, odd=True
+        )
         self.filters_3x3_reduce = self._reduction(
             "filters_3x3_reduce", filters_3x3_reduce
         )
@@ -163,7 +182,7 @@ class InceptionModule(keras.layers.Layer):
         self.branch3x3_reduce = unit(self.filters_3x3_reduce, 1, "branch3x3_reduce")
         self.branch3x3 = unit(self.filters_3x3, 3, "branch3x3")
         self.branch5x5_reduce = unit(self.filters_5x5_reduce, 1, "branch5x5_reduce")
-        self.branch5x5 = unit(self.filters_5x5, 5, "branch5x5")
+        self.branch5x5 = unit(self.filters_5x5, self.kernel_size_5x5, "branch5x5")
         self.pool = keras.layers.MaxPooling2D(
             3,
             strides=1,
@@ -230,6 +249,7 @@ class InceptionModule(keras.layers.Layer):
             "filters_5x5_reduce": self.filters_5x5_reduce,
             "filters_5x5": self.filters_5x5,
             "filters_pool_proj": self.filters_pool_proj,
+            "kernel_size_5x5": self.kernel_size_5x5,
             "naive": self.naive,
             "batch_norm": self.batch_norm,
             **unit_options_config(self),
