@@ -274,7 +274,14 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False
     )
-    parser.add_argument("--model", type=train.model_name, default=MODEL, metavar="NAME")
+    parser.add_argument(
+        "--model",
+        type=train.model_name,
+        default=MODEL,
+        metavar="NAME",
+        help="a model of examples/train.py (convert_weights.py --list: those "
+        "with published weights)",
+    )
     parser.add_argument(
         "--weights", metavar="PATH", help="a file of examples/convert_weights.py"
     )
@@ -286,11 +293,18 @@ def parse_args(argv):
         type=positive_int,
         help="default: the model's smallest input, at least 32",
     )
-    parser.add_argument("--head-epochs", type=positive_int, default=HEAD_EPOCHS)
     parser.add_argument(
-        "--fine-tune-epochs", type=non_negative_int, default=FINE_TUNE_EPOCHS
+        "--head-epochs", type=positive_int, default=HEAD_EPOCHS, help="phase 1"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
+    parser.add_argument(
+        "--fine-tune-epochs",
+        type=non_negative_int,
+        default=FINE_TUNE_EPOCHS,
+        help="phase 2 (0: none)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=BATCH_SIZE, help="images per step"
+    )
     parser.add_argument(
         "--learning-rate", type=positive_float, default=LEARNING_RATE, help="head"
     )
@@ -298,6 +312,7 @@ def parse_args(argv):
         "--fine-tune-learning-rate",
         type=positive_float,
         default=FINE_TUNE_LEARNING_RATE,
+        help="phase 2",
     )
     parser.add_argument(
         "--unfreeze",
@@ -306,7 +321,12 @@ def parse_args(argv):
         help="top stages of the backbone trained in phase 2",
     )
     parser.add_argument("--logdir", help="default: runs/transfer-MODEL")
-    parser.add_argument("--seed", type=non_negative_int, default=SEED)
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=SEED,
+        help="the split, the head's starting weights, shuffling, dropout",
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
