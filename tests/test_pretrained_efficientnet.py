@@ -67,7 +67,7 @@ def check_equal_to_torchvision(net, model, files, shapes, images=2):
 @pytest.fixture(scope="module")
 def b0(tmp_path_factory):
     """torchvision's random B0 and its .pth and .safetensors files."""
-    net = randomized(torchvision().models.efficientnet_b0())
+    net = randomized(torchvision().models.efficientnet_b0(), size=SIZE)
     directory = tmp_path_factory.mktemp("efficientnet_b0")
     return net, save_state_dict(net, directory, "efficientnet_b0")
 
@@ -85,7 +85,7 @@ def test_b0_equals_torchvision(b0):
 @pytest.mark.parametrize("variant", range(1, 8))
 def test_larger_variants_equal_torchvision(variant, tmp_path):
     name = f"efficientnet_b{variant}"
-    net = randomized(getattr(torchvision().models, name)())
+    net = randomized(getattr(torchvision().models, name)(), size=SIZE)
     files = save_state_dict(net, tmp_path, name)
     model = build(name, (SIZE, SIZE, 3))
     check_equal_to_torchvision(net, model, files, [(SIZE, SIZE)], images=1)

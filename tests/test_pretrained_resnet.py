@@ -38,7 +38,7 @@ def reference(name):
 
 def check_equal_to_source(name, tmp_path, images=2):
     source_net, source = reference(name)
-    source_net = randomized(source_net)
+    source_net = randomized(source_net, size=SIZE)
     model = resnet.MODELS[name](input_shape=(SIZE, SIZE, 3), classifier_activation=None)
     x = np.random.default_rng(0).normal(size=(images, SIZE, SIZE, 3))
     x = x.astype("float32")

@@ -37,31 +37,77 @@ def timm():
     return pytest.importorskip("timm")
 
 
-def randomized(module, seed=0):
-    """`module` in inference mode with every parameter and buffer random.
+def randomized(module, seed=0, size=64):  # size: int or (height, width)
+    """`module` in inference mode with every parameter and buffer random, and
+    outputs that depend on the input.
 
     Fresh BN statistics (mean 0, variance 1, gamma 1, beta 0) are an identity
-    that hides a swapped mean and variance, or gamma and beta.
+    that hides a swapped mean and variance, or gamma and beta; random ones
+    unrelated to the activations shrink or blow up the signal layer after
+    layer, until the outputs no longer depend on the input (EfficientNet-B0's
+    logits did by 4e-7 of their scale) and a wrong input path goes unseen.
+    So: He-scaled random kernels, random biases and BN affine parameters, and
+    BN statistics measured on the activations of random `size` x `size`
+    images (a cumulative average over a few batches), then a check that two
+    images give outputs at least 1% of their scale apart. Compare at that
+    size: statistics measured at another one no longer fit the activations,
+    which can grow without bound through a deep network (EfficientNet-B3's
+    logits reached 1e4 at 97x97 after measuring at 64x64, and float32 and
+    float64 PyTorch then differed by 2e-3 of them).
     """
     import torch
 
+    height, width = (size, size) if isinstance(size, int) else size
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in module.state_dict().items():
             if not tensor.is_floating_point():
                 continue  # num_batches_tracked
             values = torch.randn(tensor.shape, generator=generator)
-            if name.endswith("running_var"):
-                values = values.abs() + 0.5
-            elif name.endswith(("running_mean", "bias")):
+            if name.endswith(("running_mean", "running_var")):
+                continue  # measured below
+            if name.endswith("bias"):
                 values = values * 0.1
             elif name.endswith("weight") and tensor.ndim == 1:  # BN gamma
-                values = 1 + 0.1 * values
-            else:  # kernels: keep activations O(1) through the depth
+                # Small gammas keep round-off from growing through the depth
+                # (a random BN network amplifies it layer after layer:
+                # ResNet-152's float32 logits were 6e-4 of their scale from
+                # float64's with gammas near 1, 3e-5 with these), the
+                # bottleneck's last one smallest, as timm's zero_init_last.
+                last = name.endswith("bn3.weight")
+                values = (0.1 if last else 0.25) * (1 + 0.2 * values)
+            else:  # kernels: He's scale keeps the signal through ReLUs
                 fan_in = max(1, tensor[0].numel())
-                values = values * (1.0 / fan_in) ** 0.5
+                values = values * (2.0 / fan_in) ** 0.5
             tensor.copy_(values)
-    return module.eval()
+        norms = [m for m in module.modules() if isinstance(m, _batch_norms(torch))]
+        convolutions = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+        if norms and convolutions:
+            channels = convolutions[0].in_channels
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None  # a cumulative average
+            module.eval()  # no dropout or stochastic depth: BN alone measures
+            for norm in norms:
+                norm.train()
+            for _ in range(3):
+                module(torch.randn((4, channels, height, width), generator=generator))
+            for norm in norms:
+                norm.momentum = 0.1
+        module.eval()
+        if convolutions:
+            x = torch.randn(
+                (2, convolutions[0].in_channels, height, width), generator=generator
+            )
+            out = module(x)
+            out = out if isinstance(out, torch.Tensor) else out[0]
+            spread = (out[0] - out[1]).abs().max() / out.abs().max()
+            assert spread > 0.01, f"outputs depend on the input by {spread:.1e}"
+    return module
+
+
+def _batch_norms(torch):
+    return (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)
 
 
 def save_state_dict(module, directory, name):

@@ -49,13 +49,17 @@ def source_network(source, name):
     if source == "timm":
         return timm().create_model(name.replace("se_resnet", "seresnet"))
     architecture = name.removesuffix("_torchvision")
+    if architecture == "googlenet":  # as its published weights build it
+        return torchvision().models.googlenet(
+            aux_logits=True, transform_input=True, init_weights=True
+        )
     return torchvision().models.get_model(architecture)
 
 
 def measure(source, name, options, directory):
     family = train.FAMILY[name]
     size = SIZES.get(family.__name__.rsplit(".", 1)[-1], SIZE)
-    net = randomized(source_network(source, name))
+    net = randomized(source_network(source, name), size=size)
     model = family.MODELS[name](
         input_shape=(size, size, 3), classifier_activation=None, **options
     )
