@@ -16,6 +16,7 @@ from collections.abc import Callable
 import keras
 
 from keras_blocks._builders import image_shape
+from keras_blocks.efficientnet import IMAGENET_MEAN, IMAGENET_STDDEV
 from keras_blocks.porting import Flattened, load_state_dict
 
 
@@ -30,10 +31,13 @@ class WeightSource:
             it depends on the model: `epsilon(model)` decides).
         head: source key prefixes of the ImageNet classifier, ignored when the
             model has no top (`include_top=False`).
-        ignored: source key prefixes never loaded (auxiliary heads).
         layout: how to build the model in this source's layout (for errors).
         files: MODELS name -> (published file name, top-1, build options).
+        ignored: source key prefixes never loaded (auxiliary heads).
         license: the weights' license, for the docs.
+        mean, std: per RGB channel, the normalization the weights expect
+            after scaling pixels to [0, 1] (ImageNet's, as torchvision's
+            transforms and timm's `resnet*`/`efficientnet*` configurations).
     """
 
     mapping: Callable[[keras.Model], dict]
@@ -43,6 +47,8 @@ class WeightSource:
     files: dict[str, tuple[str, float, dict]]
     ignored: tuple[str, ...] = ()
     license: str = "BSD-3-Clause (torchvision)"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STDDEV
 
 
 def load_pretrained(model, path, source):

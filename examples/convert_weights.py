@@ -60,8 +60,6 @@ SUFFIX = ".weights.h5"
 METADATA = "keras_blocks_pretrained"  # the HDF5 attribute of the converted file
 FORMAT = 1
 # What torchvision's and timm's ImageNet models expect after scaling to [0, 1].
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CLASSIFIER = "predictions"  # the classifier layer of every reference model
 
 
@@ -85,9 +83,7 @@ def preprocessing(source):
     """(mean, std) per RGB channel that `source`'s weights expect after scaling
     the images to [0, 1]: the ImageNet statistics, unless the source says
     otherwise (`WeightSource.mean`/`.std`)."""
-    mean = tuple(getattr(source, "mean", None) or IMAGENET_MEAN)
-    std = tuple(getattr(source, "std", None) or IMAGENET_STD)
-    return mean, std
+    return tuple(source.mean), tuple(source.std)
 
 
 def build_options(name, source_name):

@@ -70,6 +70,7 @@ from examples._common import (
 from examples._pretrained import WeightSource
 from keras_blocks import _validation as check
 from keras_blocks import layers
+from keras_blocks.efficientnet import IMAGENET_MEAN, IMAGENET_STDDEV
 from keras_blocks.porting import weight_layers
 
 DEFAULT_SIZE = 224
@@ -100,12 +101,11 @@ DROPOUT = 0.4
 TORCHVISION_5X5, TORCHVISION_POOL4, TORCHVISION_DROPOUT = 3, 2, 0.2
 # Its transform_input: x * std / 0.5 + (mean - 0.5) / 0.5 per channel, which
 # turns ImageNet-normalized RGB, (rgb - mean) / std, into (rgb - 0.5) / 0.5.
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # As a normalization (x - mean') / sqrt(variance'):
 TRANSFORM_MEAN = tuple(
-    (0.5 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)
+    (0.5 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STDDEV, strict=True)
 )
-TRANSFORM_VARIANCE = tuple((0.5 / s) ** 2 for s in IMAGENET_STD)
+TRANSFORM_VARIANCE = tuple((0.5 / s) ** 2 for s in IMAGENET_STDDEV)
 AUX_FILTERS, AUX_UNITS, AUX_DROPOUT = 128, 1024, 0.7
 AUX_LOSS_WEIGHT = 0.3
 BN_EPSILON = 1e-3

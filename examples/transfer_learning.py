@@ -76,6 +76,7 @@ from keras_blocks.callbacks import (
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
+from keras_blocks.efficientnet import IMAGENET_MEAN, IMAGENET_STDDEV
 from keras_blocks.porting import weight_layers
 
 MODEL = "resnet18"
@@ -357,7 +358,7 @@ def main(argv=None):
     if metadata is not None:
         mean, std = metadata["mean"], metadata["std"]
     else:  # what the converted files of torchvision and timm expect
-        mean, std = convert_weights.IMAGENET_MEAN, convert_weights.IMAGENET_STD
+        mean, std = IMAGENET_MEAN, IMAGENET_STDDEV
     training, validation, names = load_data(
         args.data_dir,
         image_size,
