@@ -125,6 +125,48 @@ def test_mapping_must_cover_the_model_and_name_its_layers():
     assert_unchanged(model, values(model)[:2] + before[2:])  # BN as it was
 
 
+def dense_after_flatten():
+    torch_net = randomized(
+        torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, padding=1),
+            torch.nn.Flatten(),
+            torch.nn.Linear(16 * 4 * 4, 5),
+        ),
+        size=4,
+    )
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            keras.layers.Conv2D(16, 3, padding="same", name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(5, name="head"),
+        ]
+    )
+    return torch_net, model
+
+
+def test_a_dense_layer_after_a_flatten_needs_pytorchs_feature_shape():
+    # Both mistakes load arrays of the right shapes in the wrong order.
+    torch_net, model = dense_after_flatten()
+    state, before = torch_net.state_dict(), values(model)
+    with pytest.raises(
+        ValueError,
+        match=r"1 dense layers after a flatten: head reads features flattened from a 4x4 map: map it to Flattened\('2', feature_shape=\(16, 4, 4\)\)",
+    ):
+        load_state_dict(model, state, {"conv": "0", "head": "2"})
+    with pytest.raises(
+        ValueError,
+        match=r"head: Flattened feature_shape=\(4, 4, 16\), but the model flattens 16 channels of 4x4: feature_shape=\(16, 4, 4\)",
+    ):
+        load_state_dict(model, state, {"conv": "0", "head": Flattened("2", (4, 4, 16))})
+    assert_unchanged(model, before)
+    load_state_dict(model, state, {"conv": "0", "head": Flattened("2", (16, 4, 4))})
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype("float32")
+    ours = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(ours, torch_outputs(torch_net, x), atol=1e-5)
+
+
 def test_a_batch_norm_epsilon_other_than_the_sources_is_refused():
     torch_net, model, mapping = conv_net()
     before = values(model)

@@ -105,7 +105,7 @@ def load_state_dict(
     mapping: Mapping[str, str | Flattened | None],
     *,
     ignore: tuple[str, ...] = (),
-    bn_epsilon: float | None = None,
+    bn_epsilon: float | None = 1e-5,
     layout_hint: str | None = None,
 ) -> LoadReport:
     """Loads a PyTorch state dict into `model`, as PyTorch's strict
@@ -130,9 +130,10 @@ def load_state_dict(
     `ValueError`: source keys the mapping needs and the file lacks (missing),
     keys nothing uses (unexpected, unless they start with a prefix in
     `ignore`), shapes that differ, Keras layers with weights that the mapping
-    does not name, mapping entries that name no layer, and batch
-    normalization whose epsilon is not the source's. The model's weights are
-    left as they were.
+    does not name, mapping entries that name no layer, a dense layer that
+    reads a flattened feature map without `Flattened` (or with another
+    feature shape), and batch normalization whose epsilon is not the
+    source's. The model's weights are left as they were.
 
     Args:
         model: keras.Model. A built model.
@@ -143,8 +144,9 @@ def load_state_dict(
             or None for a layer kept as it is (it must have no source keys).
         ignore: tuple of str. Source key prefixes not loaded (a classifier the
             model does not have, auxiliary heads).
-        bn_epsilon: float or None. The source's batch normalization epsilon;
-            every mapped `BatchNormalization` must use it.
+        bn_epsilon: float or None. The source's batch normalization epsilon
+            (default: `torch.nn.BatchNorm2d`'s); every mapped
+            `BatchNormalization` must use it. None skips the check.
         layout_hint: str or None. Added to the error: the option of the
             model's builder that decides its layout.
 
@@ -179,6 +181,7 @@ def load_state_dict(
     else:
         name, arrays = os.fspath(source), read_state_dict(source)
     layers = weight_layers(model)
+    reads_flattened = _dense_after_flatten(model)
     problems = _Problems()
     assignments = []  # (variable, array, key)
     used = set()
@@ -190,6 +193,24 @@ def load_state_dict(
         if spec is None:
             continue
         prefix = spec.prefix if isinstance(spec, Flattened) else spec
+        flattened = reads_flattened.get(id(layer))
+        if flattened and flattened[1] * flattened[2] > 1:
+            if not isinstance(spec, Flattened):
+                problems.flattening.append(
+                    f"{path} reads features flattened from a {flattened[1]}x"
+                    f"{flattened[2]} map: map it to Flattened({prefix!r}, "
+                    f"feature_shape={flattened}) so that its rows are reordered "
+                    "from PyTorch's (channels, height, width) order"
+                )
+            elif tuple(spec.feature_shape) != flattened:
+                problems.flattening.append(
+                    f"{path}: Flattened feature_shape={tuple(spec.feature_shape)}, "
+                    f"but the model flattens {flattened[0]} channels of "
+                    f"{flattened[1]}x{flattened[2]}: feature_shape={flattened} "
+                    "(PyTorch's order: channels, height, width)"
+                )
+                used.update((f"{prefix}.weight", f"{prefix}.bias"))
+                continue
         for variable, key, convert, source_shape in _conversions(layer, prefix, spec):
             used.add(key)
             if key not in arrays:
@@ -238,6 +259,7 @@ class _Problems:
     def __init__(self):
         self.missing, self.unexpected, self.shapes = [], [], []
         self.unmapped, self.unknown_layers, self.epsilons = [], [], []
+        self.flattening = []
 
     def __bool__(self):
         return any(vars(self).values())
@@ -250,6 +272,7 @@ class _Problems:
             (self.shapes, "shape mismatches"),
             (self.unmapped, "model layers with weights the mapping leaves out"),
             (self.unknown_layers, "mapping entries that name no layer of the model"),
+            (self.flattening, "dense layers after a flatten"),
         ):
             if items:
                 parts.append(f"- {len(items)} {what}: {_listed(items)}")
@@ -260,6 +283,35 @@ class _Problems:
                 "Build the model with the source's epsilon"
             )
         return "\n".join(parts)
+
+
+def _dense_after_flatten(model):
+    """{id(Dense layer): (channels, height, width)} for the dense layers that
+    read a `Flatten` of a feature map (through layers without weights that
+    keep the shape: dropout, activations), as far as the model's graph shows
+    them; PyTorch's order of the map's axes."""
+    found = {}
+    for flatten in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(flatten, keras.layers.Flatten):
+            continue
+        try:
+            shape = tuple(flatten.input.shape)
+            nodes = list(flatten._outbound_nodes)
+        except (AttributeError, ValueError):  # not called in a graph
+            continue
+        if len(shape) != 4 or None in shape[1:]:
+            continue
+        if flatten.data_format == "channels_first":
+            feature_shape = (shape[1], shape[2], shape[3])
+        else:
+            feature_shape = (shape[3], shape[1], shape[2])
+        while nodes:
+            layer = nodes.pop().operation
+            if isinstance(layer, keras.layers.Dense):
+                found[id(layer)] = tuple(int(d) for d in feature_shape)
+            elif not layer.weights and isinstance(layer, keras.layers.Layer):
+                nodes.extend(getattr(layer, "_outbound_nodes", []))
+    return found
 
 
 def _count(number, word):

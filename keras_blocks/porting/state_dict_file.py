@@ -2,6 +2,7 @@
 
 import os
 import pickle
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -113,7 +114,7 @@ def _read_torch(path):
         if "Unsupported global" not in str(error):  # not a pickle at all
             raise ValueError(
                 f"Cannot read {path} as a PyTorch file "
-                f"({str(error).splitlines()[-1]}). It may be truncated or "
+                f"({_plain(str(error).splitlines()[-1])}). It may be truncated or "
                 "corrupt: download or convert it again."
             ) from None
         # weights_only=True refuses any object that is not a tensor or a
@@ -122,7 +123,7 @@ def _read_torch(path):
             f"{path} holds more than tensors, and only tensors are read "
             "(torch.load with weights_only=True: a file's code never runs). "
             "Save `model.state_dict()` instead of the model. PyTorch says: "
-            f"{str(error).splitlines()[0]}"
+            f"{_plain(str(error).splitlines()[0])}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise ValueError(
@@ -166,3 +167,9 @@ def _without_ddp_prefix(tensors):
     if tensors and all(key.startswith(prefix) for key in tensors):
         return {key[len(prefix) :]: value for key, value in tensors.items()}
     return tensors
+
+
+def _plain(text):
+    """`text` without terminal color codes (PyTorch bolds part of its
+    messages)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
