@@ -25,6 +25,11 @@ from examples._pretrained import load_pretrained
 
 SIZE = 32  # the smallest input (total stride 32): a 1x1 final map
 SOURCE = efficientnet.WEIGHTS["torchvision"]
+# The refusals are the mapping's and the loader's checks: the same on every
+# backend, and JAX takes the longest to build the models.
+NOT_ON_JAX = pytest.mark.skipif(
+    keras.config.backend() == "jax", reason="a refusal does not depend on the backend"
+)
 ON_TENSORFLOW = pytest.mark.skipif(
     keras.config.backend() != "tensorflow",
     reason="the larger variants are checked on TensorFlow (B0 everywhere)",
@@ -112,6 +117,7 @@ def keras_applications_refusal(model, path):
     return str(error.value)
 
 
+@NOT_ON_JAX
 def test_keras_applications_layout_is_refused(b0):
     _, (_, path) = b0
     shape = (None, None, 3)

@@ -31,6 +31,11 @@ from examples._pretrained import load_pretrained
 SIZE = 224
 FAMILIES = {"alexnet_torchvision": alexnet}
 FAMILIES.update({name: vgg for name in vgg.WEIGHTS["torchvision"].files})
+# The refusals are the mapping's and the loader's checks: the same on every
+# backend, and JAX takes the longest to build the models.
+NOT_ON_JAX = pytest.mark.skipif(
+    keras.config.backend() == "jax", reason="a refusal does not depend on the backend"
+)
 ON_TENSORFLOW = pytest.mark.skipif(
     keras.config.backend() != "tensorflow",
     reason="the other VGGs are checked on TensorFlow (VGG-11 everywhere)",
@@ -136,6 +141,7 @@ def test_the_file_table_is_torchvisions():
     )
 
 
+@NOT_ON_JAX
 @pytest.mark.parametrize(
     "name, build, message",
     [
