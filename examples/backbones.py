@@ -37,6 +37,11 @@ Models built with `include_top=True` or `False` give the same backbone.
 import argparse
 import dataclasses
 import re
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python examples/backbones.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras
 

@@ -22,7 +22,9 @@ the data format and the input preprocessing the weights expect, so that
     python -m examples.transfer_learning --model resnet50 \\
         --weights resnet50.weights.h5 --data-dir path/to/images
 
-can fine-tune from it (`load_converted`, below).
+can fine-tune from it: they load it with this module's `load_converted`,
+which gives a model of the same name every layer of the file but a classifier
+of another number of classes, at any input size.
 
 Preprocessing: torchvision's and timm's ImageNet models expect RGB images in
 [0, 1], then normalized per channel with mean (0.485, 0.456, 0.406) and
@@ -104,7 +106,7 @@ def check_model_and_source(name, source_name):
     available = models_with_weights()
     if name not in train.MODELS:
         raise ConversionError(
-            f"Unknown model {name!r}.{_nearest(name, train.MODELS)} --list "
+            f"Unknown model {name!r}.{_nearest(name, available)} --list "
             f"shows the {len(available)} models with published weights and "
             "their files."
         )
@@ -128,6 +130,47 @@ def check_model_and_source(name, source_name):
             f"{', '.join(model_sources)}."
         )
     return source_name, model_sources[source_name]
+
+
+def file_model(file_name):
+    """The model a state dict file's name says it holds (a published file's
+    name, or a name starting with a model's, as `resnet34.pth`), or None."""
+    for name, names in models_with_weights().items():
+        for source_name in names:
+            if sources(name)[source_name].files[name][0] == file_name:
+                return name
+    starts = [
+        name
+        for name in train.MODELS
+        if file_name.startswith(name)
+        and not file_name[len(name) : len(name) + 1].isalnum()
+    ]
+    return max(starts, key=len, default=None)
+
+
+def _another_model(input_path, name, source):
+    """The line added to a key mismatch: which model the file may hold."""
+    said = file_model(input_path.name)
+    example = f"e.g. {source.files[name][0]} is {name}"
+    if said is not None and said != name:
+        return (
+            f"The file may hold another model: its name says {said} (pass "
+            f"--model {said}); --list names the published files ({example})."
+        )
+    return (
+        f"The file may hold another model than {name}: --list names the "
+        f"published files ({example})."
+    )
+
+
+def no_weights_hint(name):
+    """The end of 'pass --model X': convert `name`'s weights, if published."""
+    if name in models_with_weights():
+        return f", or convert {name}'s weights"
+    return (
+        f"; {name} has no published weights (examples/convert_weights.py --list "
+        "names the models that have)"
+    )
 
 
 def check_output(output, overwrite):
@@ -173,7 +216,18 @@ def convert(name, source_name, input_path, output, overwrite=False):
     model = builder(**build_options(name, source_name))
     seconds["build"] = time.perf_counter() - start
     start = time.perf_counter()
-    report = load_pretrained(model, input_path, source)
+    try:
+        report = load_pretrained(model, input_path, source)
+    except ValueError as error:
+        message = str(error)
+        if "missing keys" not in message and "unexpected keys" not in message:
+            raise
+        # The model is built in the source's layout here: the library's hint
+        # on how to build it is for Python users.
+        message = message.removesuffix(f" {source.layout}")
+        raise ConversionError(
+            f"{message}\n{_another_model(input_path, name, source)}"
+        ) from None
     seconds["load"] = time.perf_counter() - start
     mean, std = preprocessing(source)
     metadata = {
@@ -274,7 +328,7 @@ def load_converted(model, path, name):
     if metadata.get("model") != name:
         raise ConversionError(
             f"{path} holds weights of {metadata.get('model')}, not {name}: pass "
-            f"--model {metadata.get('model')}, or convert {name}'s weights."
+            f"--model {metadata.get('model')}{no_weights_hint(name)}."
         )
     flattens = any(isinstance(layer, keras.layers.Flatten) for layer in model.layers)
     data_format = keras.config.image_data_format()

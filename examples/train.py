@@ -69,6 +69,9 @@ import textwrap
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as `python examples/train.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
@@ -418,7 +421,8 @@ def pretrained_weights(path, name):
     if metadata["model"] != name:
         raise SystemExit(
             f"--weights: {path} holds weights of {metadata['model']}, not "
-            f"{name}: pass --model {metadata['model']}, or convert {name}'s."
+            f"{name}: pass --model {metadata['model']}"
+            f"{convert_weights.no_weights_hint(name)}."
         )
     return {
         "file": str(path),

@@ -41,8 +41,26 @@ is nothing to transfer. Everything goes under `--logdir`: TensorBoard logs
 (metrics, and from `keras_blocks.callbacks.TensorBoardImageLogger`
 predictions, a confusion matrix, histograms and the learning rate), the
 checkpoints of `keras_blocks.callbacks.CheckpointManager` (one folder per
-phase), `metrics.csv`, the curves of both phases (`curves.png`) and
-`results.json`.
+phase), `metrics.csv`, the curves of both phases (`curves.png`),
+`results.json` and the fine-tuned classifier, `model.keras`.
+
+`model.keras` takes RGB images in [0, 1] (it normalizes them itself), of the
+run's `--image-size`, in the data format it was trained in, and gives one
+probability per class, in the order of `classes` in `results.json` (the
+sorted folder names; the digits 0 ... 9):
+
+    import json, keras, numpy as np
+    import keras_blocks  # registers its layers, which the file names
+    model = keras.saving.load_model("runs/transfer-resnet18/model.keras")
+    classes = json.load(open("runs/transfer-resnet18/results.json"))["classes"]
+    image = keras.utils.load_img("cat.jpg", target_size=(224, 224))
+    x = keras.utils.img_to_array(image, data_format="channels_last") / 255.0
+    print(classes[int(np.argmax(model.predict(x[None])[0]))])
+
+A reloaded model's layers are all trainable again (Keras 3.15 does not keep
+`trainable=False` of the backbone's nested layers), so the optimizer state
+in the file does not fit it (Keras warns that it skips it): to train it
+further, freeze the layers again (as `set_trainable` does) and compile it.
 """
 
 import argparse
@@ -89,6 +107,7 @@ UNFREEZE = 1  # top stages of the backbone trained in phase 2
 DROPOUT = 0.2
 VALIDATION_SPLIT = 0.2
 SEED = 0
+MODEL_FILE = "model.keras"  # the fine-tuned classifier, in --logdir
 SMOKE_IMAGES = 64  # --smoke: training images (and half as many validating)
 STAGE = re.compile(r"\D*\d+")  # "conv5_block2" -> "conv5", "block6a" -> "block6"
 
@@ -422,6 +441,14 @@ def main(argv=None):
         "backend": keras.config.backend(),
     }
     (logdir / "results.json").write_text(json.dumps(results, indent=2))
+    model_path = logdir / MODEL_FILE
+    model.save(model_path)
+    print(
+        f"Saved the fine-tuned model to {model_path}: RGB images in [0, 1], "
+        f"{image_size}x{image_size} -> probabilities of the {len(names)} classes "
+        f"in results.json's order ({', '.join(names[:5])}"
+        f"{', ...' if len(names) > 5 else ''})."
+    )
     print(
         f"Validation accuracy {accuracy[args.head_epochs - 1]:.4f} after the "
         f"head, {accuracy[-1]:.4f} at the end ({seconds:.0f} s; curves in "

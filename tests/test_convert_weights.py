@@ -136,6 +136,9 @@ def test_list_names_every_model_with_weights(capsys):
     assert "se_resnet50            timm         seresnet50_a1_0-ffa00869.pth" in out
     for name in convert_weights.models_with_weights():
         assert f"\n{name} " in f"\n{out}"
+    # --help describes load_converted where it names it.
+    assert "`load_converted`, below" not in convert_weights.__doc__
+    assert "this module's `load_converted`" in convert_weights.__doc__
 
 
 def refused(args, capsys):
@@ -150,7 +153,19 @@ def refused(args, capsys):
     "model, source, expected",
     [
         ("resnet5", None, "Unknown model 'resnet5'. Did you mean resnet50"),
-        ("resnet18v2", None, "No published weights for resnet18v2"),
+        # Only models with weights are suggested: not resnet18v2.
+        (
+            "resnet18v",
+            None,
+            "Unknown model 'resnet18v'. Did you mean resnet18, resnet152 or "
+            "resnet101? --list",
+        ),
+        (
+            "resnet18v2",
+            None,
+            "No published weights for resnet18v2 (no source lists it). Did you "
+            "mean resnet18, resnet152 or resnet101? --list",
+        ),
         (
             "resnet18",
             "torchvison",
@@ -203,6 +218,15 @@ def test_bad_pytorch_files_write_nothing(resnet18_files, tmp_path, capsys):
             "Cannot load " + str(pth) + " into model 'resnet34': "
             "- 80 missing keys (the file lacks them): layer1.2.conv1.weight",
         ),
+        # The file's name says which model it holds; no Python build hint.
+        (
+            "resnet34",
+            pth,
+            "The model's weights are unchanged. The file may hold another "
+            "model: its name says resnet18 (pass --model resnet18); --list "
+            "names the published files (e.g. resnet34-b627a593.pth is "
+            "resnet34).",
+        ),
         ("resnet18", truncated, "It may be truncated or corrupt"),
         ("resnet18", corrupt, "It may be truncated or corrupt"),
         ("resnet18", tmp_path / "absent.pth", "No such input file"),
@@ -212,7 +236,16 @@ def test_bad_pytorch_files_write_nothing(resnet18_files, tmp_path, capsys):
         message = refused(args, capsys)
         assert message.startswith("convert_weights.py: error: ")
         assert expected in message, message
+        assert "Build the paper configuration" not in message
         assert not list(output.parent.iterdir())  # no partial file either
+
+
+def test_a_files_name_says_its_model():
+    assert convert_weights.file_model("resnet34-b627a593.pth") == "resnet34"
+    assert convert_weights.file_model("seresnet50_a1_0-ffa00869.pth") == ("se_resnet50")
+    assert convert_weights.file_model("resnet101.safetensors") == "resnet101"
+    assert convert_weights.file_model("resnet18v2.pth") == "resnet18v2"
+    assert convert_weights.file_model("weights.pth") is None
 
 
 def test_a_flattening_model_takes_the_file_at_its_size_only(tmp_path):

@@ -3,6 +3,9 @@ resuming, and the errors a user meets."""
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,6 +15,26 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 pytest.importorskip("sklearn")  # the examples extra
 
 from examples import _augment, train  # after the skip: it needs scikit-learn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="two subprocesses (~10 s): the scripts' imports are the same on "
+    "every backend",
+)
+def test_the_scripts_run_as_files_from_the_repository_root():
+    for script in ("examples/train.py", "examples/backbones.py"):
+        result = subprocess.run(
+            [sys.executable, script, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.startswith("usage: "), script
 
 
 def epochs_logged(logdir):
@@ -345,4 +368,11 @@ def test_weights_fine_tunes_from_a_converted_file(tmp_path, capsys, monkeypatch)
         train.main(["--model", "resnet34", *other, str(weights)])
     with pytest.raises(SystemExit, match="Convert a published PyTorch file first"):
         train.main(["--model", "resnet18", *other, pth])
+    # A model without published weights is not told to convert them.
+    with pytest.raises(SystemExit) as error:
+        train.main(["--model", "resnet18v2", *other, str(weights)])
+    assert str(error.value).endswith(
+        "pass --model resnet18; resnet18v2 has no published weights "
+        "(examples/convert_weights.py --list names the models that have)."
+    )
     assert not (tmp_path / "other").exists()

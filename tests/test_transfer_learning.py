@@ -99,3 +99,16 @@ def test_converted_weights_on_an_image_folder(tmp_path, image_folder, capsys):
     )
     assert moved == expected
     assert len(expected) == 5  # conv5_block1: 2 kernels and the shortcut; block2: 2
+    # The fine-tuned classifier, saved for predictions: images in [0, 1].
+    path = tmp_path / "run" / "model.keras"
+    assert f"Saved the fine-tuned model to {path}: RGB images in [0, 1], " in out
+    assert "probabilities of the 2 classes in results.json's order (cats, dogs)" in out
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    images = np.random.default_rng(1).uniform(size=(3, SIZE, SIZE, 3))
+    images = images.astype("float32")
+    np.testing.assert_allclose(
+        reloaded.predict(images, verbose=0),
+        model.predict(images, verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
