@@ -115,6 +115,8 @@ def main(argv=None):
                 "-p",
                 "no:cacheprovider",
                 "--doctest-modules",
+                # The slowest tests in every CI report: where time goes.
+                "--durations=25",
                 "keras_blocks",
                 "tests",
                 *args.pytest_args,
