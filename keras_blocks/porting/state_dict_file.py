@@ -125,7 +125,9 @@ def _read_torch(path):
             "Save `model.state_dict()` instead of the model. PyTorch says: "
             f"{_plain(str(error).splitlines()[0])}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    except Exception as error:
+        # A damaged file fails anywhere in PyTorch's reader and unpickler:
+        # RuntimeError, EOFError, or IndexError and KeyError on a broken stack.
         raise ValueError(
             f"Cannot read {path} as a PyTorch file ({error}). It may be "
             "truncated or corrupt: download or convert it again."
