@@ -41,6 +41,7 @@ under a temporary name and renamed at the end.
 import argparse
 import difflib
 import json
+import math
 import os
 import sys
 import time
@@ -302,6 +303,17 @@ def source_model(metadata):
         input_shape=shape,
         classes=metadata["classes"],
         **build_options(name, metadata["source"]),
+    )
+
+
+def loaded_values(model, loaded):
+    """How many values the layers `loaded` (paths, from `load_converted`) of
+    `model` hold."""
+    return sum(
+        math.prod(w.shape)
+        for path, layer in weight_layers(model).items()
+        if path in loaded
+        for w in layer.weights
     )
 
 

@@ -101,7 +101,6 @@ from keras_blocks.callbacks import (
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
-from keras_blocks.porting import weight_layers
 
 FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
 # name: (builder, smallest input size)
@@ -462,12 +461,7 @@ def load_weights(net, name, weights):
         _, loaded, kept = convert_weights.load_converted(net, weights["file"], name)
     except ValueError as error:
         raise SystemExit(f"--weights: {error}") from None
-    values = sum(
-        int(np.prod(w.shape))
-        for path, layer in weight_layers(net).items()
-        if path in loaded
-        for w in layer.weights
-    )
+    values = convert_weights.loaded_values(net, loaded)
     print(
         f"Weights from {weights['file']} ({weights['source']}): {len(loaded)} "
         f"layers, {values:,} values"

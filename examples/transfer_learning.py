@@ -155,12 +155,7 @@ def build_backbone(name, image_size, weights):
     )
     if weights:
         _, loaded, _ = convert_weights.load_converted(backbone, weights, name)
-        values = sum(
-            int(np.prod(w.shape))
-            for path, leaf in weight_layers(backbone).items()
-            if path in loaded
-            for w in leaf.weights
-        )
+        values = convert_weights.loaded_values(backbone, loaded)
         print(
             f"Backbone {name} from {weights} ({metadata['source']}'s "
             f"{metadata['input']}): {len(loaded)} layers, {values:,} values."
