@@ -3,6 +3,7 @@
 from keras_blocks import (
     augmentation,
     callbacks,
+    deploy,
     distribute,
     efficientnet,
     evaluation,
@@ -16,6 +17,7 @@ __all__ = [
     "__version__",
     "augmentation",
     "callbacks",
+    "deploy",
     "distribute",
     "efficientnet",
     "evaluation",

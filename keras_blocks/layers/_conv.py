@@ -35,37 +35,106 @@ def _runs_on_tensorflow_cpu():
     return not _tensorflow_sees_a_gpu()
 
 
-class Conv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` that also runs `channels_first` on TensorFlow's CPU.
+@functools.cache
+def _tensorflow_uses_onednn():
+    """Whether TensorFlow's CPU kernels are oneDNN's (x86-64 Linux builds by
+    default; `TF_ENABLE_ONEDNN_OPTS=0` turns them off)."""
+    from tensorflow.python.util import _pywrap_util_port
 
-    TensorFlow's CPU kernels implement NHWC convolutions only, so Keras'
-    `Conv2D(data_format="channels_first")` fails there while its pooling and
-    depthwise layers transpose around the kernel. This class does the same for
-    the convolution; elsewhere it is `keras.layers.Conv2D` unchanged. The kernel
-    layout (height, width, in, out) is the same for both data formats, so the
-    weights are interchangeable.
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def _tensorflow_runs_grouped(dtype, on_cpu):
+    """Whether one grouped TensorFlow convolution runs (forward and gradients).
+
+    cuDNN runs them on a GPU. On the CPU only oneDNN's float32 kernels do:
+    Eigen's refuse the gradients ("Gradients for grouped convolutions are not
+    supported on CPU") and a fused convolution ("Fused conv implementation
+    does not support grouped convolutions"), and oneDNN runs float16 on
+    AVX-512 machines only (checked with TensorFlow 2.21).
+    """
+    return not on_cpu or (_tensorflow_uses_onednn() and dtype == "float32")
+
+
+class Conv2D(keras.layers.Conv2D):
+    """`keras.layers.Conv2D` that runs everywhere on TensorFlow and exports.
+
+    The same layer, weights and numerics as Keras' `Conv2D`; on TensorFlow,
+    two cases take another route to the same result:
+
+    - `channels_first` on TensorFlow's CPU: its CPU kernels implement NHWC
+      convolutions only, so Keras' `Conv2D(data_format="channels_first")`
+      fails there while its pooling and depthwise layers transpose around the
+      kernel. This class does the same for the convolution. The kernel layout
+      (height, width, in, out) is the same for both data formats, so the
+      weights are interchangeable.
+    - Grouped convolutions (`groups > 1`): Keras runs them inside a nested
+      XLA-compiled function, which `model.export(format="onnx")` (tf2onnx)
+      leaves as a call that ONNX Runtime refuses ("INVALID_GRAPH"), and whose
+      gradient on the CPU took 4 s where a plain one takes 9 ms (ResNeXt's
+      3x3, 32 groups, batch 8 at 28x28). This class emits one grouped
+      convolution where TensorFlow runs one (a GPU; oneDNN's float32 CPU
+      kernels), exported as one ONNX `Conv` with `group` and one LiteRT
+      `CONV_2D`; elsewhere one convolution per group on its slice of the
+      channels, concatenated (the same sums). The graph holds no XLA call
+      either way.
 
     Where the convolution runs is decided at each call (see
     `_runs_on_tensorflow_cpu`). One case is beyond it: inside a compiled
     function (`fit`, `predict`) traced under `tf.device("/CPU:0")` on a
     machine with a GPU, nothing at trace time says the function will run on
-    the CPU, and the convolution fails there as Keras' own `Conv2D` does.
-    Use `channels_last` on the CPU, or hide the GPUs from TensorFlow
-    (`tf.config.set_visible_devices([], "GPU")`) in that process.
+    the CPU, and a `channels_first` convolution fails there as Keras' own
+    `Conv2D` does. Use `channels_last` on the CPU, or hide the GPUs from
+    TensorFlow (`tf.config.set_visible_devices([], "GPU")`) in that process.
     """
 
     def convolution_op(self, inputs, kernel):
-        if self.data_format == "channels_last" or not _runs_on_tensorflow_cpu():
+        if keras.config.backend() != "tensorflow":
             return super().convolution_op(inputs, kernel)
-        outputs = ops.conv(
+        on_cpu = _runs_on_tensorflow_cpu()
+        if self.data_format == "channels_last" or not on_cpu:
+            return self._tensorflow_convolution(
+                inputs, kernel, self.data_format, on_cpu
+            )
+        outputs = self._tensorflow_convolution(
             ops.transpose(inputs, (0, 2, 3, 1)),  # (batch, h, w, c)
             kernel,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            data_format="channels_last",
+            "channels_last",
+            on_cpu,
         )
         return ops.transpose(outputs, (0, 3, 1, 2))  # (batch, c, h, w)
+
+    def _tensorflow_convolution(self, inputs, kernel, data_format, on_cpu):
+        if self.groups == 1:
+            return ops.conv(
+                inputs,
+                kernel,
+                strides=self.strides,
+                padding=self.padding,
+                dilation_rate=self.dilation_rate,
+                data_format=data_format,
+            )
+        import tensorflow as tf
+
+        def convolution(x, k):
+            return tf.nn.convolution(
+                x,
+                k,
+                strides=self.strides,
+                padding=self.padding.upper(),
+                data_format="NHWC" if data_format == "channels_last" else "NCHW",
+                dilations=self.dilation_rate,
+            )
+
+        if _tensorflow_runs_grouped(inputs.dtype.name, on_cpu):
+            return convolution(inputs, kernel)
+        channel_axis = -1 if data_format == "channels_last" else 1
+        pieces = zip(
+            tf.split(inputs, self.groups, axis=channel_axis),
+            tf.split(kernel, self.groups, axis=-1),
+            strict=True,
+        )
+        return tf.concat([convolution(x, k) for x, k in pieces], channel_axis)
 
 
 def strided_size(size, strides):

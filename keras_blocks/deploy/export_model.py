@@ -1,0 +1,354 @@
+"""Exporting a Keras model for deployment: one file or folder, written whole."""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_blocks import _validation as check
+
+FORMATS = ("tf_saved_model", "litert", "onnx")
+# What a format's file is called, and what users type for it instead.
+SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
+ALIASES = {
+    "saved_model": "tf_saved_model",
+    "savedmodel": "tf_saved_model",
+    "tflite": "litert",
+    "tf_lite": "litert",
+}
+# The backends Keras 3.15 exports each format from, with what it needs there.
+BACKENDS = {
+    "tf_saved_model": ("tensorflow", "jax"),
+    "litert": ("tensorflow",),
+    "onnx": ("tensorflow", "jax", "torch"),
+}
+REQUIREMENTS = {
+    "onnx": {
+        "tensorflow": ("tf2onnx", "onnx"),
+        "jax": ("jax2onnx",),
+        "torch": ("onnx", "onnxscript"),
+    },
+}
+# Samples of the representative data the int8 calibration reads at most.
+CALIBRATION_SAMPLES = 256
+
+
+def export_model(
+    model: keras.Model,
+    path: str | os.PathLike,
+    format: str,
+    *,
+    int8: bool = False,
+    representative_data: Any = None,
+    verbose: bool = False,
+) -> str:
+    """Exports `model` for inference, whole or not at all.
+
+    `model.export(path, format=...)` underneath, with what deploying needs
+    around it:
+
+    - the arguments are checked before any work: the format (with a hint for
+      the names users type, `"tflite"` or `"saved_model"`), its file suffix,
+      the backend, the packages it needs, and an output path that must not
+      exist yet (nothing is overwritten);
+    - the file is written to a temporary name beside `path` and renamed into
+      place when complete, so a failed or interrupted export leaves nothing
+      at `path` and no partial file beside it;
+    - a model trained under mixed precision (`"mixed_float16"`,
+      `"mixed_bfloat16"`) exports as its float32 twin: the same variables
+      (already float32) with float32 computation, which ONNX export needs and
+      CPU runtimes run fastest;
+    - LiteRT files hold TFLite's builtin operators only, so they run on the
+      plain LiteRT runtime of a phone (Keras' default also admits TensorFlow
+      operators, which need the Flex delegate); `int8=True` quantizes them
+      after training, weights and activations, calibrated on
+      `representative_data`, keeping float32 inputs and outputs.
+
+    Grouped convolutions of `keras_blocks` layers export to every format (see
+    `keras_blocks.layers.ConvBNAct`); Keras' own grouped `Conv2D` does not
+    export to ONNX from TensorFlow.
+
+    Args:
+        model: keras.Model. A built model (called once, or functional).
+        path: str or path-like. Where to write: a folder for
+            `"tf_saved_model"`, a `.tflite` file for `"litert"`, an `.onnx`
+            file for `"onnx"`. Must not exist; its parent folder must.
+        format: str. `"tf_saved_model"`, `"litert"` or `"onnx"`, as Keras
+            names them.
+        int8: bool. Full-integer post-training quantization (LiteRT only).
+        representative_data: array-like of input samples `(n, ...)` in the
+            model's input layout, or an iterable of such batches. Required
+            with `int8=True`: the ranges of the activations are measured on
+            it (up to 256 samples, read one at a time). Use samples from the
+            training data, preprocessed as the model sees them.
+        verbose: bool. Keras' export messages.
+
+    Returns:
+        The path written, as a string.
+
+    Raises:
+        ValueError: an unknown format, a suffix that does not match it, a
+            backend that cannot export it, an unbuilt model, `int8` without
+            representative data or for another format than LiteRT,
+            representative data of another shape than the model's input.
+        FileExistsError: `path` exists.
+        FileNotFoundError: the parent folder of `path` does not exist.
+        PermissionError: the parent folder cannot be written.
+        ImportError: a package the format needs is missing (the `export`
+            extra: `pip install "keras-blocks[export]"`).
+
+    Examples:
+    >>> import os, tempfile
+    >>> import keras
+    >>> from keras_blocks.deploy import ExportedModel, export_model
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> folder = tempfile.mkdtemp()
+    >>> path = export_model(model, os.path.join(folder, "m.onnx"), "onnx")
+    >>> ExportedModel(path).format
+    'onnx'
+    >>> export_model(model, path, "onnx")
+    Traceback (most recent call last):
+      ...
+    FileExistsError: ...m.onnx exists: export_model never overwrites. ...
+    """
+    format = _format(format)
+    check.boolean("int8", int8)
+    check.boolean("verbose", verbose)
+    path = _output_path(path, format)
+    _check_backend(format)
+    if int8 and format != "litert":
+        raise ValueError(
+            "Invalid value for argument `int8`. Post-training int8 "
+            "quantization is a LiteRT conversion: use format='litert'. "
+            f"Received: int8=True, format='{format}'"
+        )
+    if int8 and representative_data is None:
+        raise ValueError(
+            "Invalid value for argument `representative_data`. int8 "
+            "quantization measures the range of every activation on samples "
+            "of the model's inputs: pass training images, preprocessed as the "
+            "model sees them. Received: representative_data=None"
+        )
+    if not int8 and representative_data is not None:
+        raise ValueError(
+            "Invalid value for argument `representative_data`. It calibrates "
+            "int8 quantization only: pass int8=True with it, or leave it out. "
+            "Received: representative_data of type "
+            f"{type(representative_data).__name__}, int8=False"
+        )
+    _check_built(model)
+    model = _float32_model(model)
+    _check_built(model)  # a float32 twin is new
+    options = _litert_options(model, int8, representative_data)
+
+    parent = os.path.dirname(path)
+    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
+    try:
+        partial = os.path.join(scratch, os.path.basename(path))
+        model.export(partial, format=format, verbose=verbose, **options)
+        _move_into_place(partial, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
+def _format(format):
+    if isinstance(format, str) and format.lower() in ALIASES:
+        raise ValueError(
+            f"Invalid value for argument `format`. Expected one of {FORMATS} "
+            f"(Keras' names; did you mean '{ALIASES[format.lower()]}'?). "
+            f"Received: format={format!r}"
+        )
+    return check.one_of("format", format, FORMATS)
+
+
+def _output_path(path, format):
+    try:
+        path = os.path.abspath(os.fspath(path))
+    except TypeError as error:
+        raise ValueError(
+            "Invalid value for argument `path`. Expected a str or path-like. "
+            f"Received: path={path!r}"
+        ) from error
+    suffix = SUFFIXES.get(format)
+    if suffix and not path.endswith(suffix):
+        raise ValueError(
+            f"Invalid value for argument `path`. A {format} file ends with "
+            f"'{suffix}'. Received: path={path!r}"
+        )
+    if not suffix and path.endswith(tuple(SUFFIXES.values())):
+        raise ValueError(
+            "Invalid value for argument `path`. A tf_saved_model is a folder, "
+            f"not a {os.path.splitext(path)[1]} file. Received: path={path!r}"
+        )
+    if os.path.lexists(path):
+        raise FileExistsError(
+            f"{path} exists: export_model never overwrites. Choose another "
+            "path, or delete it first."
+        )
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(
+            f"Cannot write {path}: the folder {parent} does not exist."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"Cannot write {path}: {parent} is not writable.")
+    return path
+
+
+def _check_backend(format):
+    backend = keras.config.backend()
+    if backend not in BACKENDS[format]:
+        raise ValueError(
+            f"Keras exports {format} from the {' or '.join(BACKENDS[format])} "
+            f"backend, not {backend}: set KERAS_BACKEND before importing "
+            "Keras, load the model there (a .keras file loads on any "
+            "backend), and export it."
+        )
+    import importlib.util
+
+    for package in REQUIREMENTS.get(format, {}).get(backend, ()):
+        if importlib.util.find_spec(package) is None:
+            raise ImportError(
+                f"Exporting {format} from {backend} needs the package "
+                f"'{package}': pip install \"keras-blocks[export]\""
+            )
+
+
+def _check_built(model):
+    """Checks that `model` can be exported: built, and called once.
+
+    Keras' exporters read the input signature of the first call. A functional
+    model is built with its inputs known but not yet called; it is called
+    here once, on zeros of batch 1.
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a keras.Model "
+            f"(wrap a layer in one). Received: model={model!r}"
+        )
+    if getattr(model, "_called", False):
+        return
+    try:
+        shapes = [tuple(x.shape) for x in model.inputs]
+    except (AttributeError, TypeError):  # a subclassed model
+        shapes = None
+    if not model.built or not shapes or any(None in s[1:] for s in shapes):
+        raise ValueError(
+            f"The model '{model.name}' has never been called, so its input "
+            "shape is unknown: call it once on a batch of inputs, then "
+            "export it."
+        )
+    zeros = [np.zeros((1, *s[1:]), model.inputs[i].dtype) for i, s in enumerate(shapes)]
+    model(zeros[0] if len(zeros) == 1 else zeros, training=False)
+
+
+def _float32_model(model):
+    """`model`, or its float32 twin if any layer computes in another dtype."""
+    if all(layer.compute_dtype == "float32" for layer in _layers(model)):
+        return model
+    try:
+        config = model.get_config()
+    except NotImplementedError as error:
+        raise ValueError(
+            f"The model '{model.name}' computes in {model.compute_dtype} and "
+            "has no get_config(), so no float32 twin can be made for export: "
+            "build it again under keras.config.set_dtype_policy('float32'), "
+            "copy the weights, and export that."
+        ) from error
+    twin = model.__class__.from_config(_float32_config(config))
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _layers(model):
+    yield model
+    yield from model._flatten_layers(include_self=False, recursive=True)
+
+
+def _float32_config(config):
+    """`config` with every mixed-precision dtype policy made float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and isinstance(
+            config.get("config"), dict
+        ):
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_config(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(value) for value in config]
+    if isinstance(config, str) and config.startswith("mixed_"):
+        return "float32"
+    return config
+
+
+def _litert_options(model, int8, representative_data):
+    """The TFLite converter's settings, through Keras' export kwargs."""
+    if keras.config.backend() != "tensorflow":
+        return {}
+    import tensorflow as tf
+
+    if not int8:
+        # Builtin operators only: a model that needs TensorFlow's (Flex)
+        # fails to convert, with the operators named, instead of exporting a
+        # file that the plain LiteRT runtime cannot run.
+        return {"target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}}
+    samples = _calibration_samples(model, representative_data)
+    return {
+        "optimizations": [tf.lite.Optimize.DEFAULT],
+        "representative_dataset": lambda: ([sample[None]] for sample in samples),
+        "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+    }
+
+
+def _calibration_samples(model, data):
+    """Up to CALIBRATION_SAMPLES float32 samples, checked against the input."""
+    try:
+        expected = tuple(model.inputs[0].shape[1:])
+    except (AttributeError, IndexError, TypeError):  # a subclassed model
+        expected = None
+    samples = []
+    batches = [data] if hasattr(data, "shape") else data
+    if not isinstance(batches, Iterable) or isinstance(batches, (str, bytes)):
+        raise ValueError(
+            "Invalid value for argument `representative_data`. Expected an "
+            "array of input samples or an iterable of batches. Received: "
+            f"representative_data of type {type(data).__name__}"
+        )
+    for batch in batches:
+        batch = np.asarray(batch, dtype="float32")
+        if expected is not None and (
+            batch.ndim != len(expected) + 1
+            or any(
+                size is not None and size != actual
+                for size, actual in zip(expected, batch.shape[1:], strict=True)
+            )
+        ):
+            raise ValueError(
+                "Invalid value for argument `representative_data`. Expected "
+                f"samples of the model's input shape (n, {expected}, batched). "
+                f"Received: a batch of shape {batch.shape}"
+            )
+        samples.extend(batch[: CALIBRATION_SAMPLES - len(samples)])
+        if len(samples) >= CALIBRATION_SAMPLES:
+            break
+    if not samples:
+        raise ValueError(
+            "Invalid value for argument `representative_data`. Expected at "
+            "least one sample. Received: no samples"
+        )
+    return samples
+
+
+def _move_into_place(partial, path):
+    """Renames the finished export to `path`, unless something appeared there."""
+    if os.path.isdir(partial):
+        # rename() refuses a non-empty folder, but would replace an empty one.
+        if os.path.lexists(path):
+            raise FileExistsError(f"{path} appeared during the export: kept.")
+        os.rename(partial, path)
+    else:
+        os.link(partial, path)  # fails if `path` exists: never replaces it

@@ -1,0 +1,187 @@
+"""An exported model run by its format's own runtime, with one call for all."""
+
+import os
+
+import numpy as np
+
+RUNTIMES = {
+    "tf_saved_model": "tf.saved_model.load",
+    "litert": "the LiteRT interpreter",
+    "onnx": "ONNX Runtime",
+}
+
+
+class ExportedModel:
+    """A SavedModel folder, `.tflite` or `.onnx` file, loaded to run.
+
+    Each format runs in its own runtime, not in Keras: a SavedModel with
+    `tf.saved_model.load` (its `serve` endpoint), a `.tflite` file with the
+    LiteRT interpreter (`ai_edge_litert`, or TensorFlow's `tf.lite` where it
+    is not installed), an `.onnx` file with ONNX Runtime on the CPU. Calling
+    the object runs a batch of NumPy inputs and returns NumPy outputs, so the
+    same code compares or times them all. What the runtime takes is
+    respected: a LiteRT input is resized to the batch, and an ONNX model
+    exported with a fixed batch (from PyTorch) runs its batch size only.
+
+    Args:
+        path: str or path-like. The folder or file `export_model` (or
+            `model.export`) wrote; the format is told by it (a folder is a
+            SavedModel).
+        threads: int or None. Intra-op threads for LiteRT and ONNX Runtime;
+            None leaves the runtime's default.
+
+    Attributes:
+        format: str. `"tf_saved_model"`, `"litert"` or `"onnx"`.
+        path: str. The absolute path.
+        size_bytes: int. Bytes on disk (a folder's files summed).
+        input_shape: tuple. The input shape the runtime declares (None or a
+            symbolic name for a free dimension).
+
+    Raises:
+        FileNotFoundError: nothing at `path`.
+        ValueError: a file of another kind, or one its runtime cannot read.
+        ImportError: the runtime is not installed.
+
+    Examples:
+    >>> import os, tempfile
+    >>> import keras, numpy as np
+    >>> from keras_blocks.deploy import ExportedModel, export_model
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    >>> folder = os.path.join(tempfile.mkdtemp(), "m")
+    >>> path = export_model(model, folder, "tf_saved_model")
+    >>> exported = ExportedModel(path)
+    >>> x = np.ones((3, 4), "float32")
+    >>> bool(np.allclose(exported(x), model(x), atol=1e-6))
+    True
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        self.path = os.path.abspath(os.fspath(path))
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"No exported model at {self.path}.")
+        self.format = _format_of(self.path)
+        self.size_bytes = _size(self.path)
+        self.threads = threads
+        try:
+            self._run, self.input_shape = _LOADERS[self.format](self.path, threads)
+        except ImportError:
+            raise
+        except Exception as error:
+            reason = str(error).splitlines()[0] if str(error) else repr(error)
+            raise ValueError(
+                f"{RUNTIMES[self.format]} cannot read {self.path} as "
+                f"{self.format}: {reason}"
+            ) from error
+
+    def __call__(self, inputs) -> np.ndarray:
+        """Runs a batch (array-like, float32) and returns the first output."""
+        return np.asarray(self._run(np.asarray(inputs, dtype="float32")))
+
+    def __repr__(self):
+        return (
+            f"ExportedModel(format={self.format!r}, path={self.path!r}, "
+            f"size_bytes={self.size_bytes})"
+        )
+
+
+def _format_of(path):
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise ValueError(
+                f"{path} is a folder without saved_model.pb: not a SavedModel."
+            )
+        return "tf_saved_model"
+    if path.endswith(".tflite"):
+        return "litert"
+    if path.endswith(".onnx"):
+        return "onnx"
+    raise ValueError(
+        f"{path} is neither a SavedModel folder, a .tflite nor an .onnx file."
+    )
+
+
+def _size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(
+        os.path.getsize(os.path.join(folder, name))
+        for folder, _, names in os.walk(path)
+        for name in names
+    )
+
+
+def _load_saved_model(path, threads):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    if not hasattr(loaded, "serve"):
+        raise ValueError("it has no `serve` endpoint (Keras' export writes one)")
+    spec = loaded.serve.concrete_functions[0].structured_input_signature[0][0]
+
+    def run(x):
+        # `loaded` is kept alive by this closure: its functions need its
+        # variables.
+        return loaded.serve(tf.constant(x)).numpy()
+
+    return run, tuple(spec.shape)
+
+
+def _load_litert(path, threads):
+    try:
+        from ai_edge_litert import interpreter as litert
+
+        interpreter_class = litert.Interpreter
+    except ImportError:
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise ImportError(
+                "Running a .tflite file needs the LiteRT interpreter: "
+                'pip install "keras-blocks[export]" (ai-edge-litert)'
+            ) from None
+        interpreter_class = tf.lite.Interpreter
+    interpreter = interpreter_class(model_path=path, num_threads=threads)
+    (input_detail,) = interpreter.get_input_details()
+    output_index = interpreter.get_output_details()[0]["index"]
+    allocated = [None]
+
+    def run(x):
+        if allocated[0] != x.shape:
+            interpreter.resize_tensor_input(input_detail["index"], x.shape)
+            interpreter.allocate_tensors()
+            allocated[0] = x.shape
+        interpreter.set_tensor(input_detail["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index).copy()
+
+    return run, tuple(int(size) for size in input_detail["shape"])
+
+
+def _load_onnx(path, threads):
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError(
+            "Running an .onnx file needs ONNX Runtime: "
+            'pip install "keras-blocks[export]"'
+        ) from None
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        path, options, providers=["CPUExecutionProvider"]
+    )
+    (input_spec,) = session.get_inputs()
+
+    def run(x):
+        return session.run(None, {input_spec.name: x})[0]
+
+    return run, tuple(input_spec.shape)
+
+
+_LOADERS = {
+    "tf_saved_model": _load_saved_model,
+    "litert": _load_litert,
+    "onnx": _load_onnx,
+}
