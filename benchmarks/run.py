@@ -32,14 +32,23 @@ interleaved, the median of `--repeats`, and the spread of the per-pair ratios.
 - `growth`: blocks, parameters, MACs (TensorFlow) and build time of
   EfficientNet as `phi` goes from 0 to 9, beside the presets' MACs and the
   paper's B0-B7 FLOPs.
+- `deploy` (TensorFlow): inference latency at batch 1 and throughput at
+  batch 32 of the CIFAR ResNet-20, ResNet-50 and EfficientNet-B0 in Keras
+  (`predict_on_batch`, the reference), the SavedModel, LiteRT and ONNX
+  Runtime, exported by `keras_blocks.deploy`; with the file sizes.
 
 Each section is a module of this package with a `measure(args)` that returns
 its rows; this module is the command line that runs them. Writes
 `benchmarks/results/benchmarks_<backend>.json` (everything, raw times
 included; `_<accelerator>` added on a GPU) and
 `docs/snippets/benchmarks_<backend>.md` (the tables the Benchmarks page
-includes). `--only` replaces those sections and keeps the others; `--render`
-writes the table again from the JSON.
+includes), and with `deploy` measured, `deploy_benchmark.md` beside it (its
+tables alone, for the Deployment page). `--only` replaces those sections and
+keeps the others; `--render` writes the tables again from the JSON. Each
+section measured records the machine's 1-minute load average before and
+after it, and `--note` (e.g. that the machine was shared).
+
+    KERAS_BACKEND=tensorflow python -m benchmarks.run --only deploy --note "..."
 """
 
 import argparse
@@ -60,6 +69,7 @@ from benchmarks import (
     _markdown,
     build,
     callbacks_overhead,
+    deploy,
     distribute,
     graphs,
     growth,
@@ -81,6 +91,7 @@ SECTIONS = {
     "callbacks": callbacks_overhead,
     "distribute": distribute,
     "growth": growth,
+    "deploy": deploy,
 }
 
 
@@ -118,6 +129,10 @@ def main(argv=None):
         help="compile(jit_compile=...) of the models: auto is XLA on a GPU "
         "with TensorFlow, always on JAX, never on PyTorch",
     )
+    parser.add_argument(
+        "--note",
+        help="said with the sections this run measures, e.g. 'a shared machine'",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat")
     parser.add_argument(
         "--render",
@@ -139,26 +154,27 @@ def main(argv=None):
     environment = _harness.environment()
     # Results of an accelerator go to their own files, named after it.
     accelerator = environment["accelerator"]
-    stem = f"benchmarks_{backend}" + (
-        f"_{re.sub('[^a-z0-9]+', '-', accelerator.lower())}" if accelerator else ""
-    )
+    suffix = f"_{re.sub('[^a-z0-9]+', '-', accelerator.lower())}" if accelerator else ""
+    stem = f"benchmarks_{backend}{suffix}"
     output = args.output or RESULTS / f"{stem}.json"
     table = args.markdown or SNIPPETS / f"{stem}.md"
+    deploy_table = table.with_name(f"deploy_benchmark{suffix}.md")
     if args.render:
         results = json.loads(output.read_text())
-        table.write_text(_markdown.markdown(results) + "\n")
-        print(f"wrote {table}")
+        _write_tables(results, table, deploy_table)
         return results
     results = _earlier_results(output, environment, args)
     for name in args.only:
         print(f"{name}:", flush=True)
-        start = time.perf_counter()
+        start, load = time.perf_counter(), _load_average()
         results[name] = SECTIONS[name].measure(args)
         # A section with settings of its own says which (`distribute`).
         settings = getattr(SECTIONS[name], "settings", _settings)(args)
         results["measured"][name] = {
             "date": environment["date"],
             "settings": settings + (" (smoke)" if args.smoke else ""),
+            "load_average": [load, _load_average()],
+            **({"note": args.note} if args.note else {}),
         }
         print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
     results["environment"] = environment
@@ -170,9 +186,26 @@ def main(argv=None):
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=2, default=_plain) + "\n")
-    table.write_text(_markdown.markdown(results) + "\n")
-    print(f"wrote {output} and {table}")
+    print(f"wrote {output}")
+    _write_tables(results, table, deploy_table)
     return results
+
+
+def _write_tables(results, table, deploy_table):
+    """The tables of `results`; the deploy tables alone too, if measured."""
+    table.write_text(_markdown.markdown(results) + "\n")
+    print(f"wrote {table}")
+    if results.get("deploy"):
+        deploy_table.write_text(_markdown.deploy_markdown(results) + "\n")
+        print(f"wrote {deploy_table}")
+
+
+def _load_average():
+    """The 1-minute load average of the machine (None where unknown)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _settings(args):
