@@ -24,6 +24,7 @@ import pytest
 from keras_blocks import (
     augmentation,
     callbacks,
+    deploy,
     distribute,
     efficientnet,
     evaluation,
@@ -116,6 +117,7 @@ NO_EXAMPLE = {f"EfficientNetB{i}" for i in range(1, 8)}
             evaluation,
             distribute,
             porting,
+            deploy,
         )
         for name in module.__all__
         if name not in NO_EXAMPLE

@@ -54,6 +54,7 @@ PUBLIC_MODULES = (
     "keras_blocks.evaluation",
     "keras_blocks.distribute",
     "keras_blocks.porting",
+    "keras_blocks.deploy",
 )
 ID = re.compile(r"""\bid=["']?([^"' >]+)""")
 
