@@ -26,11 +26,13 @@ BACKENDS = {
     "litert": ("tensorflow",),
     "onnx": ("tensorflow", "jax", "torch"),
 }
+EXTRA = 'pip install "keras-blocks[export]"'
+# package: how to install it
 REQUIREMENTS = {
     "onnx": {
-        "tensorflow": ("tf2onnx", "onnx"),
-        "jax": ("jax2onnx",),
-        "torch": ("onnx", "onnxscript"),
+        "tensorflow": {"tf2onnx": EXTRA, "onnx": EXTRA},
+        "jax": {"jax2onnx": "pip install jax2onnx (not in the export extra)"},
+        "torch": {"onnx": EXTRA, "onnxscript": EXTRA},
     },
 }
 # Samples of the representative data the int8 calibration reads at most.
@@ -115,11 +117,15 @@ def export_model(
       ...
     FileExistsError: ...m.onnx exists: export_model never overwrites. ...
     """
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            "Invalid value for argument `model`. Expected a keras.Model "
+            f"(wrap a layer in one). Received: model={model!r}"
+        )
     format = _format(format)
     check.boolean("int8", int8)
     check.boolean("verbose", verbose)
     path = _output_path(path, format)
-    _check_backend(format)
     if int8 and format != "litert":
         raise ValueError(
             "Invalid value for argument `int8`. Post-training int8 "
@@ -140,6 +146,7 @@ def export_model(
             "Received: representative_data of type "
             f"{type(representative_data).__name__}, int8=False"
         )
+    _check_backend(format)
     _check_built(model)
     model = _float32_model(model)
     _check_built(model)  # a float32 twin is new
@@ -150,6 +157,8 @@ def export_model(
     try:
         partial = os.path.join(scratch, os.path.basename(path))
         model.export(partial, format=format, verbose=verbose, **options)
+        if format == "onnx":
+            _repair_and_check_onnx(partial)
         _move_into_place(partial, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -195,8 +204,12 @@ def _output_path(path, format):
         raise FileNotFoundError(
             f"Cannot write {path}: the folder {parent} does not exist."
         )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"Cannot write {path}: {parent} is not writable.")
+    try:  # os.access() says yes to root on a read-only mount: try it
+        os.rmdir(tempfile.mkdtemp(dir=parent))
+    except OSError as error:
+        raise PermissionError(
+            f"Cannot write {path}: {parent} is not writable ({error.strerror})."
+        ) from error
     return path
 
 
@@ -211,11 +224,11 @@ def _check_backend(format):
         )
     import importlib.util
 
-    for package in REQUIREMENTS.get(format, {}).get(backend, ()):
+    for package, install in REQUIREMENTS.get(format, {}).get(backend, {}).items():
         if importlib.util.find_spec(package) is None:
             raise ImportError(
                 f"Exporting {format} from {backend} needs the package "
-                f"'{package}': pip install \"keras-blocks[export]\""
+                f"'{package}': {install}"
             )
 
 
@@ -226,11 +239,6 @@ def _check_built(model):
     model is built with its inputs known but not yet called; it is called
     here once, on zeros of batch 1.
     """
-    if not isinstance(model, keras.Model):
-        raise ValueError(
-            "Invalid value for argument `model`. Expected a keras.Model "
-            f"(wrap a layer in one). Received: model={model!r}"
-        )
     if getattr(model, "_called", False):
         return
     try:
@@ -305,21 +313,37 @@ def _litert_options(model, int8, representative_data):
 
 
 def _calibration_samples(model, data):
-    """Up to CALIBRATION_SAMPLES float32 samples, checked against the input."""
+    """Up to CALIBRATION_SAMPLES float32 samples, checked against the input.
+
+    Takes what Keras' `fit` takes for inputs: an array `x`, a tuple `(x, y)`
+    of arrays, or an iterable (a `tf.data.Dataset`, a generator) of `x` or
+    `(x, y)` batches; labels are dropped.
+    """
     try:
         expected = tuple(model.inputs[0].shape[1:])
     except (AttributeError, IndexError, TypeError):  # a subclassed model
         expected = None
-    samples = []
+    if isinstance(data, tuple) and data and hasattr(data[0], "shape"):
+        data = data[0]  # (x, y) or (x, y, sample_weight) arrays
     batches = [data] if hasattr(data, "shape") else data
-    if not isinstance(batches, Iterable) or isinstance(batches, (str, bytes)):
+    if not isinstance(batches, Iterable) or isinstance(batches, (str, bytes, dict)):
         raise ValueError(
             "Invalid value for argument `representative_data`. Expected an "
-            "array of input samples or an iterable of batches. Received: "
-            f"representative_data of type {type(data).__name__}"
+            "array of input samples, (x, y), or an iterable of x or (x, y) "
+            f"batches. Received: representative_data of type {type(data).__name__}"
         )
+    samples = []
     for batch in batches:
-        batch = np.asarray(batch, dtype="float32")
+        if isinstance(batch, (tuple, list)) and batch and hasattr(batch[0], "shape"):
+            batch = batch[0]  # an (x, y) batch
+        try:
+            batch = np.asarray(batch, dtype="float32")
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                "Invalid value for argument `representative_data`. Expected "
+                "batches of numbers in the model's input shape. Received: a "
+                f"batch of type {type(batch).__name__} ({error})"
+            ) from error
         if expected is not None and (
             batch.ndim != len(expected) + 1
             or any(
@@ -332,6 +356,15 @@ def _calibration_samples(model, data):
                 f"samples of the model's input shape (n, {expected}, batched). "
                 f"Received: a batch of shape {batch.shape}"
             )
+        if not np.isfinite(batch).all():
+            # The converter crashes the process on an infinity ("scale out of
+            # expressed type range") and leaves layers in float on NaNs.
+            raise ValueError(
+                "Invalid value for argument `representative_data`. Expected "
+                "finite values. Received: a batch with "
+                f"{int(np.isnan(batch).sum())} NaN and "
+                f"{int(np.isinf(batch).sum())} infinite values"
+            )
         samples.extend(batch[: CALIBRATION_SAMPLES - len(samples)])
         if len(samples) >= CALIBRATION_SAMPLES:
             break
@@ -341,6 +374,51 @@ def _calibration_samples(model, data):
             "least one sample. Received: no samples"
         )
     return samples
+
+
+def _repair_and_check_onnx(path):
+    """Makes tf2onnx's graph valid ONNX, and checks it with ONNX's checker.
+
+    tf2onnx 1.17 writes TensorFlow's `Erfc` (exact GELU) as an `Erfc` node,
+    an operator ONNX does not have, so ONNX Runtime refuses the file; it
+    becomes `1 - Erf(x)`, the same function (ONNX has `Erf`).
+    """
+    import onnx
+
+    model = onnx.load(path)
+    if _replace_erfc(model.graph):
+        onnx.save(model, path)
+    try:
+        onnx.checker.check_model(path)
+    except onnx.checker.ValidationError as error:
+        raise ValueError(
+            "The exported ONNX graph is not valid ONNX, so no file was written: "
+            f"{str(error).strip().splitlines()[0]}"
+        ) from error
+
+
+def _replace_erfc(graph):
+    """Rewrites each `Erfc(x)` node of `graph` as `1 - Erf(x)`; returns how many."""
+    from onnx import helper, numpy_helper
+
+    nodes, replaced = [], 0
+    for node in graph.node:
+        if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        replaced += 1
+        one, erf = f"{node.name}/one", f"{node.name}/erf"
+        graph.initializer.append(
+            numpy_helper.from_array(np.array(1.0, dtype="float32"), one)
+        )
+        nodes.append(helper.make_node("Erf", list(node.input), [erf], name=erf))
+        nodes.append(
+            helper.make_node("Sub", [one, erf], list(node.output), name=node.name)
+        )
+    if replaced:
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return replaced
 
 
 def _move_into_place(partial, path):
