@@ -293,8 +293,32 @@ def test_normalization_is_the_identity_for_other_than_three_channels():
 # Custom scaling.
 
 
-@pytest.mark.parametrize("phi", [0.5, pytest.param(9, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "phi",
+    [
+        0.5,
+        pytest.param(
+            9,
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.skipif(
+                    keras.config.backend() != "torch",
+                    reason="phi=9 (143M parameters) under PyTorch only: its "
+                    "scaling is the builder's arithmetic; phi=0.5 trains the "
+                    "blocks on each backend",
+                ),
+            ],
+        ),
+    ],
+)
 def test_any_phi_builds_and_trains(phi):
+    # phi=9 beyond B7: what it adds to phi=0.5 (the depth and width rounding
+    # at large coefficients, the stochastic depth ramp over 87 blocks, a
+    # 143M-parameter model that trains) is the builder's Python, the same on
+    # every backend, so it runs under PyTorch only: ~13 s there against 161 s
+    # under JAX (mostly compiling the train step) and 30 s under TensorFlow
+    # (its two steps run eagerly) in one CI run on two cores. phi=0.5 builds
+    # and trains the same blocks on every backend.
     # 64x64: at 32x32 the last stages are 1x1, and batch-norm statistics of
     # two 1x1 samples make phi=9 diverge on its second step.
     model = EfficientNet(phi=phi, classes=3, input_shape=(64, 64, 3))
@@ -307,13 +331,7 @@ def test_any_phi_builds_and_trains(phi):
     )
     rates = [block.drop_path_rate for block in blocks]
     assert rates[0] == 0 and rates == sorted(rates) and rates[-1] < 0.2
-    # phi=9 has 143M parameters: ~85 s under JAX (mostly compiling the train
-    # step), ~20 s under PyTorch, on two cores. TensorFlow runs its two steps
-    # eagerly: tracing and optimizing the graph took 3x longer than running
-    # them (the same blocks train as a graph at phi=0.5). JAX's eager steps
-    # compile each operation and take 3x longer than one compiled step.
-    eager = phi == 9 and keras.config.backend() == "tensorflow"
-    train_one_epoch(model, pixels((4, 64, 64, 3)), 3, run_eagerly=eager)
+    train_one_epoch(model, pixels((4, 64, 64, 3)), 3)
 
 
 def test_custom_table_builds_trains_and_saves(tmp_path):
