@@ -149,3 +149,48 @@ def test_trains_where_tensorflow_has_no_grouped_cpu_kernels():
     assert "TRAINED" in result.stdout
     # The case the per-group route exists for is real on this build.
     assert "PLAIN GROUPED FAILS" in result.stdout
+
+
+LOAD_WITHOUT_ONEDNN = """
+import sys
+import numpy as np
+from keras_blocks.deploy import ExportedModel
+x, expected = np.load(sys.argv[1]), np.load(sys.argv[2])
+print("DIFFERENCE", np.abs(ExportedModel(sys.argv[3])(x) - expected).max())
+"""
+
+
+def test_a_saved_model_runs_on_tensorflow_without_onednn(tmp_path):
+    # Exported here (oneDNN runs one grouped convolution), served where
+    # TensorFlow has no grouped CPU kernels: export_model traces one
+    # convolution per group for SavedModels, so the file runs there too. A
+    # grouped convolution with a bias and ReLU, which TensorFlow fuses.
+    pytest.importorskip("onnxruntime")  # the export extra
+    from keras_blocks.deploy import export_model
+    from keras_blocks.layers import ConvBNAct
+
+    inputs = keras.Input((8, 8, 4))
+    unit = ConvBNAct(8, 3, groups=2, batch_norm=False, activation="relu")
+    model = keras.Model(inputs, unit(inputs))
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", keras.ops.convert_to_numpy(model(x)))
+    path = export_model(model, tmp_path / "model", "tf_saved_model")
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            LOAD_WITHOUT_ONEDNN,
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "expected.npy"),
+            path,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    difference = float(result.stdout.split("DIFFERENCE")[1])
+    assert difference < 1e-5

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from keras_blocks import _validation as check
+from keras_blocks.layers._conv import grouped_convolution_route
 
 FORMATS = ("tf_saved_model", "litert", "onnx")
 # What a format's file is called, and what users type for it instead.
@@ -70,9 +71,11 @@ def export_model(
       after training, weights and activations, calibrated on
       `representative_data`, keeping float32 inputs and outputs.
 
-    Grouped convolutions of `keras_blocks` layers export to every format (see
-    `keras_blocks.layers.ConvBNAct`); Keras' own grouped `Conv2D` does not
-    export to ONNX from TensorFlow.
+    Grouped convolutions of `keras_blocks` layers export to every format
+    (Keras' own grouped `Conv2D` does not export to ONNX from TensorFlow):
+    as one ONNX `Conv` with `group`, and as one convolution per group in
+    SavedModels and LiteRT files, which then run on every TensorFlow build
+    and LiteRT delegate, whichever machine exported them.
 
     Args:
         model: keras.Model. A built model (called once, or functional).
@@ -156,7 +159,11 @@ def export_model(
     scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
     try:
         partial = os.path.join(scratch, os.path.basename(path))
-        model.export(partial, format=format, verbose=verbose, **options)
+        # ONNX's Conv has groups everywhere; TensorFlow and LiteRT builds
+        # differ, so their files get one convolution per group.
+        route = "grouped" if format == "onnx" else "per_group"
+        with grouped_convolution_route(route):
+            model.export(partial, format=format, verbose=verbose, **options)
         if format == "onnx":
             _repair_and_check_onnx(partial)
         _move_into_place(partial, path)

@@ -19,9 +19,10 @@ class ExportedModel:
     LiteRT interpreter (`ai_edge_litert`, or TensorFlow's `tf.lite` where it
     is not installed), an `.onnx` file with ONNX Runtime on the CPU. Calling
     the object runs a batch of NumPy inputs and returns NumPy outputs, so the
-    same code compares or times them all. What the runtime takes is
-    respected: a LiteRT input is resized to the batch, and an ONNX model
-    exported with a fixed batch (from PyTorch) runs its batch size only.
+    same code compares or times them all. A LiteRT input is resized to each
+    new batch size; SavedModel and ONNX files exported from a model whose
+    batch size is free (`keras.Input` without `batch_size`) take any batch,
+    from TensorFlow and PyTorch alike.
 
     Args:
         path: str or path-like. The folder or file `export_model` (or

@@ -1,5 +1,7 @@
 """The convolution every block uses, and the shape arithmetic they share."""
 
+import contextlib
+import contextvars
 import functools
 
 import keras
@@ -42,6 +44,31 @@ def _tensorflow_uses_onednn():
     from tensorflow.python.util import _pywrap_util_port
 
     return bool(_pywrap_util_port.IsMklEnabled())
+
+
+GROUPED_ROUTES = ("grouped", "per_group")
+_grouped_route = contextvars.ContextVar("grouped_convolution_route", default=None)
+
+
+@contextlib.contextmanager
+def grouped_convolution_route(route):
+    """Within it, grouped TensorFlow convolutions traced take `route`.
+
+    `"grouped"`: one grouped convolution (one ONNX `Conv` with `group`);
+    `"per_group"`: one convolution per group, which every TensorFlow build and
+    every LiteRT delegate runs. `keras_blocks.deploy.export_model` traces
+    under it, so that a file does not depend on the kernels of the machine
+    that exported it: a SavedModel with one grouped convolution, exported
+    where oneDNN runs it, failed on a TensorFlow without oneDNN ("Fused conv
+    implementation does not support grouped convolutions").
+    """
+    if route not in GROUPED_ROUTES:
+        raise ValueError(f"route must be one of {GROUPED_ROUTES}, not {route!r}")
+    token = _grouped_route.set(route)
+    try:
+        yield
+    finally:
+        _grouped_route.reset(token)
 
 
 def _tensorflow_runs_grouped(dtype, on_cpu):
@@ -126,7 +153,14 @@ class Conv2D(keras.layers.Conv2D):
                 dilations=self.dilation_rate,
             )
 
-        if _tensorflow_runs_grouped(inputs.dtype.name, on_cpu):
+        route = _grouped_route.get()
+        if route is None:
+            route = (
+                "grouped"
+                if _tensorflow_runs_grouped(inputs.dtype.name, on_cpu)
+                else "per_group"
+            )
+        if route == "grouped":
             return convolution(inputs, kernel)
         channel_axis = -1 if data_format == "channels_last" else 1
         pieces = zip(
