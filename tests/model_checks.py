@@ -15,6 +15,21 @@ counted_under_torch = pytest.mark.skipif(
     reason="counts do not depend on the backend: counted under PyTorch",
 )
 
+# One reference model of each family, with every kind of block among them
+# (tests over "every model" check these unless KERAS_BLOCKS_ALL_MODELS=1).
+FAMILY_MEMBERS = (
+    "cifar_resnet20",
+    "cifar10_cnn",
+    "resnet18",
+    "resnet50v2",
+    "se_resnet50",
+    "resnext50_32x4d",
+    "alexnet",
+    "vgg11_bn",
+    "googlenet_aux",
+    "efficientnet_b0",
+)
+
 
 def randomize(model, seed=0):
     """Random BN statistics, scales and biases on top of the initial kernels,

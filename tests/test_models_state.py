@@ -14,24 +14,13 @@ import os
 
 import keras
 import pytest
+from model_checks import FAMILY_MEMBERS
 from state_checks import assert_checkpoint_holds_every_variable, correlated_pairs
 
 pytest.importorskip("sklearn")  # the examples extra
 
 from examples import train  # after the skip: it needs scikit-learn
 
-FAMILY_MEMBERS = (
-    "cifar_resnet20",
-    "cifar10_cnn",
-    "resnet18",
-    "resnet50v2",
-    "se_resnet50",
-    "resnext50_32x4d",
-    "alexnet",
-    "vgg11_bn",
-    "googlenet_aux",
-    "efficientnet_b0",
-)
 ALL = os.environ.get("KERAS_BLOCKS_ALL_MODELS") == "1"
 # Models whose starting weights and checkpoint are both checked (one build
 # serves both: on JAX a build compiles an initializer per weight shape).
