@@ -282,3 +282,22 @@ def test_exact_gelu_exports_to_onnx(tmp_path):
     np.testing.assert_allclose(
         ExportedModel(path)(x), keras.ops.convert_to_numpy(model(x)), atol=1e-5
     )
+
+
+@exports_here
+def test_several_outputs_come_back_in_keras_order(tmp_path):
+    # LiteRT's converter orders output tensors its own way (the first was
+    # Keras' second here); ExportedModel returns them as `model(x)` does.
+    inputs_ = keras.Input((4,))
+    hidden = keras.layers.Dense(3)(inputs_)
+    heads = [keras.layers.Dense(5)(hidden), keras.layers.Dense(2)(hidden)]
+    model = keras.Model(inputs_, [*heads, keras.layers.Dense(7)(inputs_)])
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype("float32")
+    expected = [keras.ops.convert_to_numpy(y) for y in model(x)]
+    for format in EXPORTS:
+        outputs = ExportedModel(
+            export_model(model, tmp_path / FILE_NAMES[format], format)
+        )(x)
+        assert [y.shape for y in outputs] == [(2, 5), (2, 2), (2, 7)], format
+        for got, want in zip(outputs, expected, strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5, err_msg=format)

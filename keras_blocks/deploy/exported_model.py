@@ -74,9 +74,11 @@ class ExportedModel:
                 f"{self.format}: {reason}"
             ) from error
 
-    def __call__(self, inputs) -> np.ndarray:
-        """Runs a batch (array-like, float32) and returns the first output."""
-        return np.asarray(self._run(np.asarray(inputs, dtype="float32")))
+    def __call__(self, inputs) -> np.ndarray | list[np.ndarray]:
+        """Runs a batch (array-like, float32): an array, or a list of arrays
+        in Keras' order for a model of several outputs (as `model(x)`)."""
+        outputs = [np.asarray(y) for y in self._run(np.asarray(inputs, "float32"))]
+        return outputs[0] if len(outputs) == 1 else outputs
 
     def __repr__(self):
         return (
@@ -122,7 +124,12 @@ def _load_saved_model(path, threads):
     def run(x):
         # `loaded` is kept alive by this closure: its functions need its
         # variables.
-        return loaded.serve(tf.constant(x)).numpy()
+        outputs = loaded.serve(tf.constant(x))
+        if isinstance(outputs, dict):  # output_0, output_1, ...: Keras' order
+            outputs = [outputs[key] for key in sorted(outputs, key=_output_number)]
+        elif not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        return [y.numpy() for y in outputs]
 
     return run, tuple(spec.shape)
 
@@ -143,7 +150,15 @@ def _load_litert(path, threads):
         interpreter_class = tf.lite.Interpreter
     interpreter = interpreter_class(model_path=path, num_threads=threads)
     (input_detail,) = interpreter.get_input_details()
-    output_index = interpreter.get_output_details()[0]["index"]
+    # The converter orders output tensors its own way; the signature names
+    # them output_0, output_1, ... in Keras' order.
+    try:
+        signature = interpreter.get_signature_runner().get_output_details()
+        output_indices = [
+            signature[key]["index"] for key in sorted(signature, key=_output_number)
+        ]
+    except ValueError:  # a file without signatures: the tensors' order
+        output_indices = [d["index"] for d in interpreter.get_output_details()]
     allocated = [None]
 
     def run(x):
@@ -153,7 +168,7 @@ def _load_litert(path, threads):
             allocated[0] = x.shape
         interpreter.set_tensor(input_detail["index"], x)
         interpreter.invoke()
-        return interpreter.get_tensor(output_index).copy()
+        return [interpreter.get_tensor(index).copy() for index in output_indices]
 
     return run, tuple(int(size) for size in input_detail["shape"])
 
@@ -176,9 +191,15 @@ def _load_onnx(path, threads):
     (input_spec,) = session.get_inputs()
 
     def run(x):
-        return session.run(None, {input_spec.name: x})[0]
+        return session.run(None, {input_spec.name: x})  # in the graph's order
 
     return run, tuple(input_spec.shape)
+
+
+def _output_number(name):
+    """0 for "output_0": Keras' exporters name outputs by position."""
+    digits = name.rpartition("_")[2]
+    return (0, int(digits), name) if digits.isdigit() else (1, 0, name)
 
 
 _LOADERS = {
