@@ -41,6 +41,7 @@ def inputs():
     [
         ("tflite", "did you mean 'litert'"),
         ("saved_model", "did you mean 'tf_saved_model'"),
+        ("ONNX ", "did you mean 'onnx'"),
         ("pb", "Expected one of ('tf_saved_model', 'litert', 'onnx')"),
         (None, "Received: format=None"),
     ],
@@ -54,8 +55,8 @@ def test_unknown_format(format, message, tmp_path):
 @pytest.mark.parametrize(
     "format, name, message",
     [
-        ("litert", "model.onnx", "A litert file ends with '.tflite'"),
-        ("onnx", "model.tflite", "A onnx file ends with '.onnx'"),
+        ("litert", "model.onnx", "The litert format writes a '.tflite' file"),
+        ("onnx", "model.tflite", "The onnx format writes a '.onnx' file"),
         ("tf_saved_model", "model.onnx", "A tf_saved_model is a folder"),
     ],
 )
@@ -301,3 +302,17 @@ def test_several_outputs_come_back_in_keras_order(tmp_path):
         assert [y.shape for y in outputs] == [(2, 5), (2, 2), (2, 7)], format
         for got, want in zip(outputs, expected, strict=True):
             np.testing.assert_allclose(got, want, atol=1e-5, err_msg=format)
+
+
+@exports_here
+def test_an_input_of_another_shape_is_refused(tmp_path):
+    # LiteRT resized its input to anything: one 6x6x3 image ran as 6 images.
+    model = small_model()
+    for format in EXPORTS:
+        exported = ExportedModel(
+            export_model(model, tmp_path / FILE_NAMES[format], format)
+        )
+        assert exported(inputs()[:1]).shape == (1, 4)  # any batch size
+        for shape in ((6, 6, 3), (2, 3, 6, 6), (2, 8, 8, 3)):
+            with pytest.raises(ValueError, match=re.escape(f"Received: shape={shape}")):
+                exported(np.zeros(shape, "float32"))

@@ -1,8 +1,11 @@
 """Exporting a Keras model for deployment: one file or folder, written whole."""
 
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -162,7 +165,7 @@ def export_model(
         # ONNX's Conv has groups everywhere; TensorFlow and LiteRT builds
         # differ, so their files get one convolution per group.
         route = "grouped" if format == "onnx" else "per_group"
-        with grouped_convolution_route(route):
+        with grouped_convolution_route(route), _quiet_converters(verbose):
             model.export(partial, format=format, verbose=verbose, **options)
         if format == "onnx":
             _repair_and_check_onnx(partial)
@@ -173,12 +176,15 @@ def export_model(
 
 
 def _format(format):
-    if isinstance(format, str) and format.lower() in ALIASES:
-        raise ValueError(
-            f"Invalid value for argument `format`. Expected one of {FORMATS} "
-            f"(Keras' names; did you mean '{ALIASES[format.lower()]}'?). "
-            f"Received: format={format!r}"
-        )
+    if isinstance(format, str) and format not in FORMATS:
+        typed = format.strip().lower().replace("-", "_")
+        meant = ALIASES.get(typed, typed if typed in FORMATS else None)
+        if meant:
+            raise ValueError(
+                f"Invalid value for argument `format`. Expected one of {FORMATS} "
+                f"(Keras' names; did you mean '{meant}'?). "
+                f"Received: format={format!r}"
+            )
     return check.one_of("format", format, FORMATS)
 
 
@@ -193,10 +199,10 @@ def _output_path(path, format):
     suffix = SUFFIXES.get(format)
     if suffix and not path.endswith(suffix):
         raise ValueError(
-            f"Invalid value for argument `path`. A {format} file ends with "
-            f"'{suffix}'. Received: path={path!r}"
+            f"Invalid value for argument `path`. The {format} format writes a "
+            f"'{suffix}' file. Received: path={path!r}"
         )
-    if not suffix and path.endswith(tuple(SUFFIXES.values())):
+    if not suffix and path.endswith((*SUFFIXES.values(), ".pb", ".h5", ".keras")):
         raise ValueError(
             "Invalid value for argument `path`. A tf_saved_model is a folder, "
             f"not a {os.path.splitext(path)[1]} file. Received: path={path!r}"
@@ -209,7 +215,12 @@ def _output_path(path, format):
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise FileNotFoundError(
-            f"Cannot write {path}: the folder {parent} does not exist."
+            f"Cannot write {path}: {parent} "
+            + (
+                "is a file, not a folder."
+                if os.path.exists(parent)
+                else "does not exist."
+            )
         )
     try:  # os.access() says yes to root on a read-only mount: try it
         os.rmdir(tempfile.mkdtemp(dir=parent))
@@ -383,6 +394,24 @@ def _calibration_samples(model, data):
     return samples
 
 
+@contextlib.contextmanager
+def _quiet_converters(verbose):
+    """tf2onnx logs ERROR for the Erfc it cannot convert, which
+    `_repair_and_check_onnx` repairs; what is wrong with a file is checked
+    and raised after the export, so its log is kept for `verbose`."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    if not verbose:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            if not verbose:  # Keras 3.15's tf2onnx patch, on NumPy 2
+                warnings.filterwarnings("ignore", "In the future `np.object`")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def _repair_and_check_onnx(path):
     """Makes tf2onnx's graph valid ONNX, and checks it with ONNX's checker.
 
@@ -398,9 +427,18 @@ def _repair_and_check_onnx(path):
     try:
         onnx.checker.check_model(path)
     except onnx.checker.ValidationError as error:
+        reason = str(error).strip().splitlines()[0]
+        hint = ""
+        if "PartitionedCall" in reason:
+            hint = (
+                " A layer runs inside a nested compiled TensorFlow function, "
+                "which tf2onnx leaves as a call: Keras' grouped Conv2D does "
+                "(use keras_blocks.layers.ConvBNAct(..., batch_norm=False, "
+                "activation=None) instead)."
+            )
         raise ValueError(
-            "The exported ONNX graph is not valid ONNX, so no file was written: "
-            f"{str(error).strip().splitlines()[0]}"
+            "The exported ONNX graph is not valid ONNX, so no file was "
+            f"written: {reason}.{hint}"
         ) from error
 
 

@@ -77,8 +77,26 @@ class ExportedModel:
     def __call__(self, inputs) -> np.ndarray | list[np.ndarray]:
         """Runs a batch (array-like, float32): an array, or a list of arrays
         in Keras' order for a model of several outputs (as `model(x)`)."""
-        outputs = [np.asarray(y) for y in self._run(np.asarray(inputs, "float32"))]
+        inputs = np.asarray(inputs, "float32")
+        self._check_shape(inputs.shape)
+        outputs = [np.asarray(y) for y in self._run(inputs)]
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _check_shape(self, shape):
+        """The declared shape, any batch size: LiteRT would otherwise resize
+        its input to anything (a single image of 16 rows read as 16 images)."""
+        declared = self.input_shape
+        if len(shape) != len(declared) or any(
+            isinstance(size, int) and size != actual
+            for size, actual in zip(declared[1:], shape[1:], strict=True)
+        ):
+            layout = ", ".join(
+                "batch" if i == 0 else str(d) for i, d in enumerate(declared)
+            )
+            raise ValueError(
+                f"Invalid input shape for the exported model {self.path}. "
+                f"Expected a batch of shape ({layout}). Received: shape={shape}"
+            )
 
     def __repr__(self):
         return (
@@ -170,7 +188,8 @@ def _load_litert(path, threads):
         interpreter.invoke()
         return [interpreter.get_tensor(index).copy() for index in output_indices]
 
-    return run, tuple(int(size) for size in input_detail["shape"])
+    signature = input_detail.get("shape_signature", input_detail["shape"])
+    return run, tuple(None if size < 0 else int(size) for size in signature)
 
 
 def _load_onnx(path, threads):
