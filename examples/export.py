@@ -451,6 +451,9 @@ def main(argv=None):
     except ExportError as error:
         print(f"export.py: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # export_model has removed its partial file
+        print("export.py: interrupted: nothing written", file=sys.stderr)
+        raise SystemExit(130) from None
     finally:
         keras.config.set_image_data_format(previous)
 

@@ -7,10 +7,11 @@ compared with Keras' on the same inputs.
     KERAS_BACKEND=torch python -m tools.export_table --formats onnx
     KERAS_BACKEND=tensorflow python -m tools.export_table resnet18 alexnet
 
-Each model is built at its smallest input size with random weights and BN
-statistics (`randomize`, as the tests do) and no classifier activation, so
-logits are compared: the difference is max |exported - Keras| / max(1, max
-|Keras|) on a batch of 2 random inputs (the first output of a model with
+Each model is built at its smallest input size with the tests' weights
+(`build` in tests/test_export_models.py: random weights and BN statistics,
+milder for SE-ResNets, EfficientNet's fresh) and no classifier activation, so
+logits are compared: the difference is max |exported - Keras| / max |Keras|
+on a batch of 2 random inputs (the first output of a model with
 several). Also recorded: the seconds `export_model` took and the size on
 disk. Results merge into benchmarks/results/export_differences.json (a row
 per model, backend and format: a run replaces its own and keeps the others,
@@ -39,7 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the randomization of the tests
 
-from model_checks import randomize  # noqa: E402
+from test_export_models import build  # noqa: E402
 
 from examples import train  # noqa: E402
 from keras_blocks.deploy import FORMATS, ExportedModel, export_model  # noqa: E402
@@ -65,14 +66,12 @@ TOLERANCE = 1e-5
 
 def measure(name, formats, directory):
     """One row per format for model `name`: difference, seconds, size."""
-    keras.utils.set_random_seed(0)
     size = train.MODELS[name][1]
-    model = train.build(name, size, classes=10, classifier_activation=None)
-    randomize(model)
+    model = build(name)  # the tests' weights (randomized, or why not)
     shape = (BATCH, *model.inputs[0].shape[1:])
     x = np.random.default_rng(0).normal(size=shape).astype("float32")
     expected = _first(model(x, training=False))
-    scale = max(1.0, float(np.abs(expected).max()))
+    scale = float(np.abs(expected).max())  # as the tests compare
     rows = []
     for format in formats:
         row = {

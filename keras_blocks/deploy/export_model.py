@@ -62,8 +62,9 @@ def export_model(
       the backend, the packages it needs, and an output path that must not
       exist yet (nothing is overwritten);
     - the file is written to a temporary name beside `path` and renamed into
-      place when complete, so a failed or interrupted export leaves nothing
-      at `path` and no partial file beside it;
+      place when complete, so a failed or interrupted export (an error,
+      Ctrl-C) leaves nothing at `path` and no partial file beside it (a
+      process killed outright can leave its hidden `.NAME.XXXX` folder);
     - a model trained under mixed precision (`"mixed_float16"`,
       `"mixed_bfloat16"`) exports as its float32 twin: the same variables
       (already float32) with float32 computation, which ONNX export needs and
