@@ -184,7 +184,7 @@ def table(rows):
         lines.append("| " + " | ".join(line) + " |")
     lines += [
         "",
-        "Each cell: max |exported - Keras| / max(1, max |Keras|) on the logits "
+        "Each cell: max |exported - Keras| / max |Keras| on the logits "
         f"of {BATCH} random inputs · seconds `export_model` took · size on disk.",
     ]
     return "\n".join(lines) + "\n"
