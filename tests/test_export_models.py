@@ -22,6 +22,7 @@ exports every model of `train.MODELS` (see tools/export_table.py for the
 table of all of them).
 """
 
+import multiprocessing
 import os
 
 import keras
@@ -185,18 +186,34 @@ def test_names_are_models():
     assert set(GROUPED) <= set(train.MODELS)
 
 
+def in_a_fresh_process(function, *args):
+    """`function(*args)` in a new Python process (its assertion errors come
+    back). TensorFlow keeps what a process traced alive: exporting the
+    models one after another in a pytest-xdist worker that had run the rest
+    of the suite grew it past the machine's memory (OOM-killed at 13 GB)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
+def check_model(name, directory, formats, data_format="channels_last"):
+    keras.config.set_image_data_format(data_format)
+    model = build(name)
+    if data_format == "channels_first":
+        assert model.inputs[0].shape[1] == 3
+    x = random_inputs(model)
+    paths = assert_exports_match(model, x, directory, formats)
+    if name in GROUPED:
+        assert_grouped_onnx_graph(paths["onnx"], model)
+
+
 @no_formats
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_model_exports_with_equal_outputs(name, tmp_path):
     if BACKEND == "torch" and name in TORCH_SKIPPED:
         pytest.skip(TORCH_SKIPPED[name])
-    model = build(name)
-    x = random_inputs(model)
     formats = FORMATS if ALL or name in EVERY_FORMAT else ("onnx",)
-    paths = assert_exports_match(model, x, tmp_path, formats)
-    if name in GROUPED:
-        assert_grouped_onnx_graph(paths["onnx"], model)
+    in_a_fresh_process(check_model, name, str(tmp_path), formats)
 
 
 @no_formats
@@ -205,16 +222,7 @@ def test_model_exports_with_equal_outputs(name, tmp_path):
 def test_channels_first_model_exports(name, tmp_path):
     # TensorFlow's CPU kernels take channels_last only: our Conv2D transposes
     # (Keras' own would not run), and so do the exports.
-    keras.config.set_image_data_format("channels_first")
-    try:
-        model = build(name)
-    finally:
-        keras.config.set_image_data_format("channels_last")
-    assert model.inputs[0].shape[1] == 3
-    x = random_inputs(model)
-    paths = assert_exports_match(model, x, tmp_path)
-    if name in GROUPED:
-        assert_grouped_onnx_graph(paths["onnx"], model)
+    in_a_fresh_process(check_model, name, str(tmp_path), FORMATS, "channels_first")
 
 
 @requires_tensorflow
