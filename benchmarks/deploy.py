@@ -138,7 +138,10 @@ def _runtimes(args, builder, size, classes, folder, threads):
             export_model(model, path, format)
             runtimes[name] = ExportedModel(path, threads=threads)
         files[name] = {
-            "size_bytes": _size(path),
+            # A .keras file, or what ExportedModel found on disk.
+            "size_bytes": (
+                os.path.getsize(path) if format is None else runtimes[name].size_bytes
+            ),
             "export_s": time.perf_counter() - start,
         }
         print(
@@ -213,14 +216,3 @@ def _compare(args, name, size, batch_size, runtimes, files):
         )
         _harness.report(rows[-1])
     return rows
-
-
-def _size(path):
-    """Bytes on disk of a file, or of a folder's files."""
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(
-        os.path.getsize(os.path.join(parent, name))
-        for parent, _, names in os.walk(path)
-        for name in names
-    )
