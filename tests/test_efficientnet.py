@@ -152,8 +152,8 @@ def test_parameter_count_equals_keras_applications(variant):
         # PyTorch, which builds them fastest, all eight (B1-B7 took ~40 s
         # under TensorFlow; JAX compiles every new weight shape's initializer,
         # ~20-40 s a variant). test_keras_applications_weights_give_same_
-        # outputs[b7] builds B7 on every backend, with keras.applications'
-        # weight shapes.
+        # outputs[b7] builds B7 under TensorFlow and PyTorch, with
+        # keras.applications' weight shapes.
         pytest.skip("B1-B7 are counted under PyTorch")
     model = getattr(efficientnet, f"EfficientNet{variant.upper()}")()
     assert model.count_params() == KERAS_APPLICATIONS_PARAMS[variant]
@@ -174,6 +174,12 @@ def test_parameter_count_equals_keras_applications(variant):
     ],
 )
 def test_keras_applications_weights_give_same_outputs(variant, size):
+    if variant == "b7" and keras.config.backend() == "jax":
+        # B7 is B0's blocks in a deeper, wider table: its layers' math is
+        # checked against keras.applications' by B0 on JAX, and B7 itself on
+        # TensorFlow and PyTorch. JAX compiles each new weight shape's
+        # initializer: B7 took ~48 s of the JAX run (B0 ~14 s).
+        pytest.skip("B7 under TensorFlow and PyTorch (B0 everywhere)")
     name = f"EfficientNet{variant.upper()}"
     kwargs = dict(input_shape=(*size, 3), classifier_activation=None)
     theirs = getattr(keras.applications, name)(weights=None, **kwargs)
