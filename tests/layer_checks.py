@@ -22,6 +22,24 @@ def random_inputs(shape, seed=0, scale=1.0):
     )
 
 
+def assert_close_to_scale(actual, expected, relative=1e-5):
+    """At most `relative` of the expected values' scale (their largest
+    magnitude) apart. Returns the largest difference over that scale.
+
+    The measure for two correct orders of the same sums (a BN folded into a
+    convolution against the two applied in turn): their rounding errors
+    scale with the terms summed, not with each result, so an element near
+    zero may differ by more than `relative` of itself.
+    """
+    actual = np.asarray(to_numpy(actual), "float64")
+    expected = np.asarray(expected, "float64")
+    assert actual.shape == expected.shape
+    scale = max(np.abs(expected).max(), np.finfo("float32").tiny)
+    difference = np.abs(actual - expected).max() / scale
+    assert difference <= relative, f"{difference:.2e} of the scale apart"
+    return difference
+
+
 def check_layer(
     cls,
     kwargs,

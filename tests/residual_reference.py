@@ -18,6 +18,7 @@ def plain_keras_block(
     use_bias=None,
     data_format="channels_last",
     epsilon=1e-5,
+    momentum=0.99,
 ):
     """A functional model of one residual block.
 
@@ -34,7 +35,9 @@ def plain_keras_block(
         return not followed_by_bn if use_bias is None else use_bias
 
     def bn(name):
-        return layers.BatchNormalization(axis=axis, epsilon=epsilon, name=name)
+        return layers.BatchNormalization(
+            axis=axis, epsilon=epsilon, momentum=momentum, name=name
+        )
 
     inputs = keras.Input(input_shape[1:], batch_size=input_shape[0])
     x = inputs
@@ -136,4 +139,7 @@ def transfer_by_name(reference, block):
     assert len(by_name) == len(block.weights)
     for weight in block.weights:
         sublayer, variable = weight.path.split("/", 1)[1].rsplit("/", 1)
-        weight.assign(by_name[f"{sublayer.replace('/', '_')}/{variable}"])
+        # A copy: on JAX, a variable assigned another variable shares its
+        # buffer, which a training step of either model then donates.
+        source = by_name[f"{sublayer.replace('/', '_')}/{variable}"]
+        weight.assign(keras.ops.convert_to_numpy(source))

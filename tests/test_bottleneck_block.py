@@ -3,7 +3,13 @@ import re
 import keras
 import numpy as np
 import pytest
-from layer_checks import check_layer, random_inputs, run_reference, to_numpy
+from layer_checks import (
+    assert_close_to_scale,
+    check_layer,
+    random_inputs,
+    run_reference,
+    to_numpy,
+)
 from residual_reference import plain_keras_block, randomize_weights, transfer_by_name
 
 from keras_blocks.layers import BottleneckBlock
@@ -83,8 +89,7 @@ def _check_same_outputs(reference, block, input_shape):
     block.set_weights(reference.get_weights())
     x = random_inputs(input_shape)
     expected = run_reference(reference, x)
-    actual = to_numpy(block(x, training=False))
-    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=1e-4)
+    assert_close_to_scale(block(x, training=False), expected)
 
 
 @pytest.mark.parametrize(

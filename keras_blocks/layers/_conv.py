@@ -115,6 +115,30 @@ class Conv2D(keras.layers.Conv2D):
     TensorFlow (`tf.config.set_visible_devices([], "GPU")`) in that process.
     """
 
+    def call(self, inputs):
+        return self.convolve(inputs, self._weights, self._sources())
+
+    def convolve(self, inputs, weights, sources):
+        """The convolution of `inputs` by `weights()`, a `(kernel, bias)`
+        pair in this layer's layout (bias None for none): `call`'s, with
+        other weights (`_conv_bn` folds a batch normalization into them).
+
+        `sources`: the variables `weights()` is computed from, or None. On
+        PyTorch, inference keeps its result while they are unchanged (see
+        `_torch_ops`).
+        """
+        outputs = _convolve(self, inputs, weights, sources, depthwise=False)
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def _weights(self):
+        return self.kernel, self.bias if self.use_bias else None
+
+    def _sources(self):
+        """The variables of `_weights`, or None where LoRA adds its own."""
+        if self.lora_enabled:
+            return None
+        return (self._kernel, self.bias) if self.use_bias else (self._kernel,)
+
     def convolution_op(self, inputs, kernel):
         if keras.config.backend() != "tensorflow":
             return super().convolution_op(inputs, kernel)
@@ -169,6 +193,62 @@ class Conv2D(keras.layers.Conv2D):
             strict=True,
         )
         return tf.concat([convolution(x, k) for x, k in pieces], channel_axis)
+
+
+class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
+    """`keras.layers.DepthwiseConv2D` with `Conv2D`'s `convolve`.
+
+    The same layer, weights and numerics; on PyTorch, one grouped `conv2d`
+    without Keras' per-call transposes (see `_torch_ops`).
+    """
+
+    def call(self, inputs):
+        return self.convolve(inputs, self._weights, self._sources())
+
+    def convolve(self, inputs, weights, sources):
+        """As `Conv2D.convolve`, with a `(h, w, in, multiplier)` kernel."""
+        outputs = _convolve(self, inputs, weights, sources, depthwise=True)
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def _weights(self):
+        return self.kernel, self.bias if self.use_bias else None
+
+    def _sources(self):
+        return (self.kernel, self.bias) if self.use_bias else (self.kernel,)
+
+    def convolution_op(self, inputs, kernel):
+        return ops.depthwise_conv(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
+
+
+def _convolve(layer, inputs, weights, sources, depthwise):
+    """`layer`'s convolution of `inputs` by `weights()`, bias added."""
+    if keras.config.backend() == "torch":
+        from keras_blocks.layers import _torch_ops
+
+        return _torch_ops.convolve(layer, inputs, weights, sources, depthwise)
+    kernel, bias = weights()
+    outputs = layer.convolution_op(inputs, kernel)
+    if bias is None:
+        return outputs
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # A BiasAdd, which TensorFlow's graph optimizer fuses into the
+        # convolution (and a ReLU after it) on the CPU.
+        return tf.nn.bias_add(
+            outputs,
+            bias,
+            data_format="NHWC" if layer.data_format == "channels_last" else "NCHW",
+        )
+    shape = (1, 1, 1, -1) if layer.data_format == "channels_last" else (1, -1, 1, 1)
+    return ops.add(outputs, ops.reshape(bias, shape))
 
 
 def strided_size(size, strides):

@@ -19,6 +19,7 @@ from keras_blocks.layers._conv import (
     unit_options,
     unit_options_config,
 )
+from keras_blocks.layers._conv_bn import batch_norm, conv_bn
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 from keras_blocks.layers.drop_path import DropPath
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
@@ -246,14 +247,15 @@ class ResidualBase(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = inputs
         if self.preact:
-            x = self.preact_bn(inputs, training=training)
+            x = batch_norm(self.preact_bn, inputs, training=training)
             x = self.activation(x) if self.activation is not None else x
         shortcut = self._apply_shortcut(inputs, x, training)
         for unit in self.branch:
             x = unit(x, training=training)
-        x = self.last_conv(x)
-        if self.last_bn is not None:
-            x = self.last_bn(x, training=training)
+        if self.last_bn is None:
+            x = self.last_conv(x)
+        else:
+            x = conv_bn(self.last_conv, self.last_bn, x, training=training)
         if self.se is not None:
             x = self.se(x)
         if self.drop_path is not None:
@@ -281,10 +283,9 @@ class ResidualBase(keras.layers.Layer):
         x = preactivated
         if self.shortcut_pool is not None:
             x = self.shortcut_pool(x)
-        x = self.shortcut_conv(x)
-        if self.shortcut_bn is not None:
-            x = self.shortcut_bn(x, training=training)
-        return x
+        if self.shortcut_bn is None:
+            return self.shortcut_conv(x)
+        return conv_bn(self.shortcut_conv, self.shortcut_bn, x, training=training)
 
     def compute_output_shape(self, input_shape):
         return strided_output_shape(

@@ -15,6 +15,7 @@ from keras_blocks.layers._conv import (
     strided_size,
     unit_options_config,
 )
+from keras_blocks.layers._conv_bn import conv_bn
 
 PADDINGS = ("same", "valid", "symmetric")
 
@@ -34,6 +35,15 @@ class ConvBNAct(keras.layers.Layer):
     Weights, in this order: the convolution's kernel (and bias), then the batch
     normalization's gamma, beta, moving mean and moving variance. This is the
     order of a `Conv2D` followed by a `BatchNormalization` in a functional model.
+
+    The same results as those two layers, computed in fewer passes (as in
+    every block): at inference the normalization is folded into the
+    convolution (its kernel scaled per output channel, one bias), from the
+    current weights at each call; in training it normalizes with the batch's
+    statistics in one multiply-add (one fused `batch_norm` on PyTorch) and
+    updates the moving statistics as Keras does. Nothing but the weights is
+    stored, so `set_weights`, `.keras` files and keras.applications'
+    weights behave as for the two layers.
 
     Args:
         filters: int. Number of output channels.
@@ -202,9 +212,10 @@ class ConvBNAct(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         x = inputs if self.pad is None else self.pad(inputs)
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x, training=training)
+        if self.bn is None:
+            x = self.conv(x)
+        else:
+            x = conv_bn(self.conv, self.bn, x, training=training)
         if self.activation is not None:
             x = self.activation(x)
         return x

@@ -9,12 +9,14 @@ from keras import ops
 from keras_blocks import _validation as check
 from keras_blocks._initializers import for_sublayer
 from keras_blocks.layers._conv import (
+    DepthwiseConv2D,
     batch_normalization,
     set_unit_options,
     strided_output_shape,
     unit_options,
     unit_options_config,
 )
+from keras_blocks.layers._conv_bn import conv_bn
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 from keras_blocks.layers.drop_path import DropPath
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
@@ -222,7 +224,7 @@ class MBConvBlock(keras.layers.Layer):
                     dtype=self.dtype_policy,
                     name="depthwise_pad",
                 )
-            self.depthwise = keras.layers.DepthwiseConv2D(
+            self.depthwise = DepthwiseConv2D(
                 self.kernel_size,
                 strides=self.strides,
                 padding="same" if self.depthwise_pad is None else "valid",
@@ -287,7 +289,7 @@ class MBConvBlock(keras.layers.Layer):
         if self.depthwise_pad is not None:
             x = self.depthwise_pad(x)
         if self.depthwise is not None:
-            x = self.depthwise_bn(self.depthwise(x), training=training)
+            x = conv_bn(self.depthwise, self.depthwise_bn, x, training=training)
             if self.activation is not None:
                 x = self.activation(x)
         if self.se is not None:
