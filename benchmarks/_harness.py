@@ -46,7 +46,7 @@ def compare(ours, reference, repeats=5, warmup=1, setup=None):
 
     Each callable must return only when its work is done (fetch a result to
     the host: NumPy output, a float loss). `setup`, if given, runs untimed
-    before every call (e.g. `keras.backend.clear_session` before a build).
+    before every call (e.g. `clear_session` before a build).
     """
     sides = {"ours": ours, "reference": reference}
     for _ in range(warmup):
@@ -67,6 +67,18 @@ def compare(ours, reference, repeats=5, warmup=1, setup=None):
         "warmup": warmup,
         "times_s": times,
     }
+
+
+def clear_session():
+    """`keras.backend.clear_session()`, keeping the global dtype policy.
+
+    Keras' clear_session resets the policy to float32: every section that
+    cleared the session before building ran in float32 whatever
+    `--dtype-policy` said (seen in a GPU run's tables).
+    """
+    policy = keras.config.dtype_policy()
+    keras.backend.clear_session()
+    keras.config.set_dtype_policy(policy)
 
 
 def environment():

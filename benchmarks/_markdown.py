@@ -7,7 +7,9 @@ def markdown(results):
     """The Benchmarks page's tables for one backend."""
     lines = _header(results, results["measured"])
     comparisons = [
-        row for name in ("models", "build", "lrn") for row in results.get(name, [])
+        row
+        for name in ("models", "native", "build", "lrn")
+        for row in results.get(name, [])
     ]
     lines += _table(
         ["Case", "Input", "Ours:", "Reference:", "Ratio (pairs min-max)", "Goal"],

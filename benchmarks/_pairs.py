@@ -4,6 +4,7 @@ keras.applications', built and compiled alike, and a random batch for them."""
 import keras
 import numpy as np
 
+from benchmarks import _harness
 from examples import resnet
 from keras_blocks import efficientnet
 
@@ -23,7 +24,7 @@ def model_pairs(args):
         ),
     }
     for name, (build_ours, build_reference) in builders.items():
-        keras.backend.clear_session()
+        _harness.clear_session()
         built = []
         for build in (build_ours, build_reference):
             keras.utils.set_random_seed(0)

@@ -30,7 +30,7 @@ def measure(args):
             reference,
             repeats=args.repeats,
             warmup=1,
-            setup=keras.backend.clear_session,
+            setup=_harness.clear_session,
         )
         rows.append({"case": f"build {name}", "input": "", "goal": 1.0, **result})
         _harness.report(rows[-1])

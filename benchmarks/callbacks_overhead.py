@@ -100,7 +100,7 @@ def measure(args):
     def run(name):
         """(epoch seconds, hook seconds) of the measured epochs of one run."""
         with tempfile.TemporaryDirectory() as directory:
-            keras.backend.clear_session()
+            _harness.clear_session()
             keras.utils.set_random_seed(0)
             model = cifar_resnet.CIFARResNet(20, input_shape=(32, 32, 3))
             model.compile(

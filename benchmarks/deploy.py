@@ -85,7 +85,7 @@ def measure(args):
             for batch_size in (1, args.throughput_batch_size):
                 rows += _compare(args, name, size, batch_size, runtimes, files)
             del runtimes  # their sessions, before the next model
-        keras.backend.clear_session()
+        _harness.clear_session()
     return rows
 
 

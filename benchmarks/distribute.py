@@ -246,7 +246,7 @@ def _measure_in_child(args, setup):
 
     rows = []
     for synchronized in setup["bn_synchronized"]:
-        keras.backend.clear_session()
+        _harness.clear_session()
         with setup["single"]():
             single = build(synchronized)
             x_single = keras.ops.convert_to_tensor(x[:batch])

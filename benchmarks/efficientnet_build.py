@@ -43,7 +43,7 @@ def builders(variant):
 
 
 def time_build(build):
-    seconds, model = _harness.timed(build, setup=keras.backend.clear_session)
+    seconds, model = _harness.timed(build, setup=_harness.clear_session)
     return seconds, model.count_params()
 
 

@@ -30,7 +30,7 @@ def measure(args):
         for _ in range(1 if args.smoke else 3):
             seconds, model = _harness.timed(
                 lambda phi=phi: efficientnet.EfficientNet(phi=phi),
-                setup=keras.backend.clear_session,
+                setup=_harness.clear_session,
             )
             times.append(seconds)
         row = {
@@ -51,7 +51,7 @@ def measure(args):
         if phi < len(PAPER_FLOPS):
             row["paper_flops_of_b"] = PAPER_FLOPS[phi]
             if count_macs:
-                keras.backend.clear_session()
+                _harness.clear_session()
                 row["preset_macs"] = count_macs(
                     getattr(efficientnet, f"EfficientNetB{phi}")()
                 )

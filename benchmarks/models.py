@@ -1,7 +1,14 @@
 """Section `models`: inference and training-step time of ResNet50 and
-EfficientNetB0 against keras.applications'."""
+EfficientNetB0 against keras.applications'.
+
+The goals: inference at least 1.15x faster (a ratio of at most 1 / 1.15,
+which our units reach by folding each batch normalization into the
+convolution before it), a training step at least as fast.
+"""
 
 from benchmarks import _harness, _pairs
+
+GOALS = {"inference": 1 / 1.15, "training step": 1.0}
 
 
 def measure(args):
@@ -23,7 +30,7 @@ def measure(args):
                 {
                     "case": f"{name} {task}",
                     "input": _pairs.describe_input(args, args.batch_size),
-                    "goal": 1.0,
+                    "goal": GOALS[task],
                     **result,
                 }
             )

@@ -2,6 +2,7 @@
 
     KERAS_BACKEND=tensorflow python -m benchmarks.run           # everything
     KERAS_BACKEND=jax python -m benchmarks.run --only models lrn
+    KERAS_BACKEND=torch python -m benchmarks.run --only models native
     python -m benchmarks.run --smoke                            # CI: tiny, 1 repeat
 
 Every figure is a ratio, ours / reference (below 1.0 is faster), measured in
@@ -11,6 +12,9 @@ interleaved, the median of `--repeats`, and the spread of the per-pair ratios.
 - `models`: inference (`predict_on_batch`) and training-step
   (`train_on_batch`) time of ResNet50 and EfficientNetB0 against
   `keras.applications`' (the same layers, initializers, batch, input, dtype).
+- `native` (PyTorch backend): the same two models against torchvision's
+  `resnet50` and `efficientnet_b0` in plain PyTorch, ours in both data
+  formats, inference and training step.
 - `throughput`: training images/second of the same pairs on a batch that
   stays on the device (for a GPU: `--dtype-policy mixed_bfloat16
   --jit-compile true`).
@@ -75,6 +79,7 @@ from benchmarks import (
     growth,
     lrn,
     models,
+    native,
     throughput,
 )
 
@@ -84,6 +89,7 @@ SNIPPETS = ROOT / "docs" / "snippets"
 # The sections, in the order of the results file: name: module.
 SECTIONS = {
     "models": models,
+    "native": native,
     "throughput": throughput,
     "graphs": graphs,
     "build": build,

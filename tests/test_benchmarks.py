@@ -76,7 +76,8 @@ def pairs_built_once(monkeypatch):
 SMOKE_RUNS = (
     ("models", "throughput", "graphs"),
     ("callbacks",),
-    ("build", "lrn", "distribute", "growth"),
+    # native measures nothing off PyTorch (test_native_smoke runs it there).
+    ("build", "lrn", "distribute", "growth", "native"),
 )
 # The comparison rows each timed section has in a smoke run.
 SMOKE_COMPARISONS = {
@@ -87,6 +88,26 @@ SMOKE_COMPARISONS = {
     "callbacks": 4,
     "distribute": 2,
 }
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="torchvision in plain PyTorch"
+)
+def test_native_smoke(tmp_path):
+    output, table = tmp_path / "results.json", tmp_path / "table.md"
+    options = ["--smoke", "--output", str(output), "--markdown", str(table)]
+    results = run.main([*options, "--only", "native"])
+    rows = results["native"]
+    # ResNet-50 in smoke: inference and a training step in each data format.
+    assert [row["case"] for row in rows] == [
+        f"ResNet50 {task}, {data_format}, against torchvision"
+        for data_format in ("channels_last", "channels_first")
+        for task in ("inference", "training step")
+    ]
+    for row in rows:
+        assert row["ours_s"] > 0 and row["reference_s"] > 0
+        assert row["ratio"] == row["ours_s"] / row["reference_s"]
+        assert row["case"] in table.read_text()
 
 
 def test_smoke_runs_hold_every_section_but_deploy():
