@@ -88,7 +88,7 @@ def measure(args):
                 loss = torch.nn.functional.cross_entropy(logits.float(), y_torch)
             loss.backward()
             optimizer.step()
-            return float(loss)  # waits for the step
+            return loss.item()  # waits for the step
 
         for data_format in FORMATS:
             ours = _build(build_ours, data_format, size)

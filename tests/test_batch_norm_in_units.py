@@ -267,3 +267,27 @@ def test_weights_changed_after_inference_are_used():
     ours.bn.moving_variance.assign(to_numpy(ours.bn.moving_variance) * 4.0)
     reference.set_weights(model.get_weights())
     assert_close_to_scale(model.predict_on_batch(x), run_reference(reference, x))
+
+
+def test_one_value_per_channel_in_training():
+    # A batch of one 1x1 image: each channel's variance is 0 and Keras'
+    # layer normalizes it to beta (PyTorch's batch_norm refuses it).
+    ours = ConvBNAct(8, 1, bn_momentum=MOMENTUM, bn_epsilon=EPSILON)
+    shape = (1, 1, 1, 8)
+    ours.build(shape)
+    reference = keras.Sequential(
+        [
+            keras.Input(shape[1:]),
+            keras.layers.Conv2D(8, 1, use_bias=False),
+            _keras_bn("channels_last"),
+            keras.layers.ReLU(),
+        ]
+    )
+    _same_weights(ours, reference)
+    x = random_inputs(shape)
+    expected = run_reference(reference, x, training=True)
+    assert_close_to_scale(ours(x, training=True), expected, 1e-5)
+    for ours_weight, weight in zip(ours.weights, reference.weights, strict=True):
+        np.testing.assert_allclose(
+            to_numpy(ours_weight), to_numpy(weight), rtol=1e-6, atol=1e-7
+        )
