@@ -112,6 +112,10 @@ def main(argv=None):
                 "pytest",
                 "-n",
                 args.workers,
+                # An idle worker takes tests queued for the other: the long
+                # tests left at the end of a run no longer wait on one worker.
+                "--dist",
+                "worksteal",
                 "-p",
                 "no:cacheprovider",
                 "--doctest-modules",
