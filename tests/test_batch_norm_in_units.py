@@ -291,3 +291,36 @@ def test_one_value_per_channel_in_training():
         np.testing.assert_allclose(
             to_numpy(ours_weight), to_numpy(weight), rtol=1e-6, atol=1e-7
         )
+
+
+def _inference(layer, x):
+    """An eager inference call; on PyTorch without gradients, where the
+    folded kernels are kept between calls."""
+    if keras.config.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            return to_numpy(layer(x, training=False))
+    return to_numpy(layer(x, training=False))
+
+
+def test_an_epsilon_changed_after_inference_is_used():
+    ours, reference, shape = unit_pair("channels_last")
+    _same_weights(ours, reference)
+    x = random_inputs(shape)
+    _inference(ours, x)
+    ours.bn.epsilon = reference.layers[1].epsilon = 2.0
+    assert_close_to_scale(_inference(ours, x), run_reference(reference, x))
+
+
+@pytest.mark.skipif(keras.config.backend() != "torch", reason="PyTorch tensors")
+def test_a_tensor_given_new_data_after_inference_is_used():
+    # `parameter.data = ...` replaces the storage without an in-place write.
+    ours, reference, shape = unit_pair("channels_last")
+    _same_weights(ours, reference)
+    x = random_inputs(shape)
+    _inference(ours, x)
+    kernel = ours.conv.kernel.value
+    kernel.data = kernel.data * 1.5
+    reference.layers[0].kernel.assign(to_numpy(ours.conv.kernel))
+    assert_close_to_scale(_inference(ours, x), run_reference(reference, x))

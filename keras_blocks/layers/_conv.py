@@ -123,9 +123,9 @@ class Conv2D(keras.layers.Conv2D):
         pair in this layer's layout (bias None for none): `call`'s, with
         other weights (`_conv_bn` folds a batch normalization into them).
 
-        `sources`: the variables `weights()` is computed from, or None. On
-        PyTorch, inference keeps its result while they are unchanged (see
-        `_torch_ops`).
+        `sources`: what `weights()` is computed from (variables, and other
+        values it reads), or None. On PyTorch, inference keeps its result
+        while they are unchanged (see `_torch_ops`).
         """
         outputs = _convolve(self, inputs, weights, sources, depthwise=False)
         return outputs if self.activation is None else self.activation(outputs)

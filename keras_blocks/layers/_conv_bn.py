@@ -68,7 +68,13 @@ def conv_bn(conv, bn, inputs, training=None):
 
     sources = conv._sources()
     if sources is not None:
-        sources += (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
+        sources += (
+            bn.gamma,
+            bn.beta,
+            bn.moving_mean,
+            bn.moving_variance,
+            bn.epsilon,
+        )
     return conv.convolve(inputs, folded, sources)
 
 

@@ -14,10 +14,11 @@ pass of its own. Here:
   whose output, permuted back, is already NHWC. No copy of the activations.
 - The bias goes into `conv2d`, which adds it inside the convolution.
 - Without gradients (inference: `predict`, `evaluate`, `torch.no_grad()`),
-  the kernel in PyTorch's layout, and the bias, are kept while the variables
-  they are computed from are unchanged: the same tensor objects at the same
-  version (PyTorch counts in-place writes, which `assign`, `set_weights` and
-  the optimizers make). Anything else recomputes them. With gradients they
+  the kernel in PyTorch's layout, and the bias, are kept while what they
+  are computed from is unchanged: the same tensor objects at the same
+  version and storage (PyTorch counts in-place writes, which `assign`,
+  `set_weights` and the optimizers make), and the same other values (a BN's
+  epsilon). Anything else recomputes them. With gradients they
   are computed at each call, so the gradients reach the variables.
 
 ## Batch normalization with batch statistics: one `batch_norm`
@@ -33,6 +34,7 @@ updates use Keras' momentum, and the statistics are float32.
 
 import weakref
 
+import keras
 import torch
 from keras import ops
 from torch.nn import functional
@@ -43,8 +45,9 @@ _derived = weakref.WeakKeyDictionary()
 
 def convolve(layer, inputs, weights, sources, depthwise=False):
     """`layer`'s convolution of `inputs` by `weights()`, a `(kernel, bias)`
-    pair in Keras' layout (bias None for none), which depends on the Keras
-    variables `sources` only (None: on something else too; never kept)."""
+    pair in Keras' layout (bias None for none), which depends on `sources`
+    only: Keras variables and other values it reads, such as a BN's epsilon
+    (None: on something else too; never kept)."""
     kernel, bias = _torch_weights(layer, inputs, weights, sources, depthwise)
     channels_last = layer.data_format == "channels_last"
     x = inputs.permute(0, 3, 1, 2) if channels_last else inputs  # (b, c, h, w)
@@ -69,19 +72,39 @@ def _torch_weights(layer, inputs, weights, sources, depthwise):
     )
     if not keep:
         return _to_torch_layout(*weights(), depthwise)
-    tensors = tuple(variable.value for variable in sources)
-    versions = tuple(tensor._version for tensor in tensors)
+    key, tensors = _key(sources)
     kept = _derived.get(layer)
     if (
         kept is not None
         and all(a is b for a, b in zip(kept[0], tensors, strict=True))
-        and kept[1] == versions
+        and kept[1] == key
     ):
         return kept[2]
     derived = _to_torch_layout(*weights(), depthwise)
     # The tensors themselves are kept, so that their ids are not reused.
-    _derived[layer] = (tensors, versions, derived)
+    _derived[layer] = (tensors, key, derived)
     return derived
+
+
+def _key(sources):
+    """(what identifies `sources`' current values, their tensors).
+
+    A variable's tensor counts by its version and its storage: in-place
+    writes (`assign`, optimizers, `copy_`) raise the version, and replacing
+    the tensor's data (`p.data = ...`) moves the storage. Writes through
+    `p.data` in place are seen by neither, as by nothing in PyTorch's
+    autograd: assign the variable instead. Other sources (a BN's epsilon)
+    count by value.
+    """
+    key, tensors = [], []
+    for source in sources:
+        if isinstance(source, keras.Variable):
+            tensor = source.value
+            tensors.append(tensor)
+            key.append((tensor._version, tensor.data_ptr()))
+        else:
+            key.append(source)
+    return tuple(key), tuple(tensors)
 
 
 def _to_torch_layout(kernel, bias, depthwise):
