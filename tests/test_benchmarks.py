@@ -77,7 +77,8 @@ SMOKE_RUNS = (
     ("models", "throughput", "graphs"),
     ("callbacks",),
     # native measures nothing off PyTorch (test_native_smoke runs it there).
-    ("build", "lrn", "distribute", "growth", "native"),
+    # Each group in the order of run.SECTIONS, which the results keep.
+    ("native", "build", "lrn", "distribute", "growth"),
 )
 # The comparison rows each timed section has in a smoke run.
 SMOKE_COMPARISONS = {
