@@ -39,7 +39,7 @@ import torch
 from keras import ops
 from torch.nn import functional
 
-# layer: (the source tensors, their versions, (kernel, bias) in torch layout)
+# layer: (the source tensors, the sources' key, (kernel, bias) in torch layout)
 _derived = weakref.WeakKeyDictionary()
 
 
@@ -59,7 +59,7 @@ def convolve(layer, inputs, weights, sources, depthwise=False):
         stride=layer.strides,
         padding=padding,
         dilation=layer.dilation_rate,
-        groups=kernel.shape[0] if depthwise else layer.groups,
+        groups=x.shape[1] if depthwise else layer.groups,  # depthwise: per channel
     )
     return outputs.permute(0, 2, 3, 1) if channels_last else outputs
 
