@@ -19,10 +19,10 @@ per-epoch metrics (`metrics.csv`), the training curves (`curves.png`), the
 run's settings (`run.json`) and the checkpoints of
 `keras_blocks.callbacks.CheckpointManager`, which `--resume` continues from
 exactly, even after a crash (`--epochs` counts from the run's start; resume
-on the backend that trained it), and from which `--evaluate-only` reports the
-test accuracy. Images are inputs in [0, 1]; models are trained with Adam,
-sparse categorical cross-entropy and `keras_blocks`' learning-rate reduction
-on plateaus.
+on the backend that trained it; a `--logdir` that holds no run is refused),
+and from which `--evaluate-only` reports the test accuracy. Images are
+inputs in [0, 1]; models are trained with Adam, sparse categorical
+cross-entropy and `keras_blocks`' learning-rate reduction on plateaus.
 
 `--augment` trains with the family's augmentation from
 `keras_blocks.augmentation` (AlexNet's random crops, mirrors and PCA colour
@@ -34,7 +34,9 @@ of 256/224 the input size (18 for 16) and evaluate their centre crop.
 `keras_blocks.evaluation.evaluate_with_tta` (AlexNet's ten crops or
 GoogLeNet's 144) and reports the difference; the crops come from the larger
 images of a crop recipe, else from the test images zero-padded as the CIFAR
-shift pads them. The test results also go to `test.json`.
+shift pads them. The test results also go to `test.json`, where each
+`--tta` scheme keeps its last result (under its name, with the epochs of the
+checkpoint it tested) when another is evaluated.
 
 `--weights` fine-tunes from ImageNet weights converted by
 examples/convert_weights.py: every layer but the classifier (a new one for
@@ -64,6 +66,7 @@ import difflib
 import inspect
 import json
 import os
+import re
 import sys
 import textwrap
 import time
@@ -175,15 +178,44 @@ def epochs_text(count):
     return f"{count} epoch" + "s" * (count != 1)
 
 
-def checkpoint_manager(logdir, resume, seed, model):
+class RunCheckpoints(CheckpointManager):
+    """The manager of a run's checkpoints, whose refusals at the start of
+    training (an index deleted, checkpoints damaged, another process training
+    there) end the command with one line in its terms: the library's advice
+    is for its Python API (`restore=...`)."""
+
+    action = "train"  # what the command was doing: "resume", "evaluate"
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except ValueError as error:
+            # The first sentence says what is wrong; the rest, what to pass.
+            problem = re.split(r"(?<=\.)\s+(?=[A-Z])", str(error), maxsplit=1)[0]
+            logdir = Path(self.directory).parent
+            option = {"resume": "--resume", "evaluate": "--evaluate-only"}
+            option = (
+                f" (without {option[self.action]})" if self.action in option else ""
+            )
+            raise SystemExit(
+                f"Cannot {self.action} the run in {logdir}: "
+                f"{problem[0].lower()}{problem[1:]} Put back what is missing "
+                f"and run this again, or train a new run with another --logdir"
+                f"{option}."
+            ) from None
+
+
+def checkpoint_manager(logdir, resume, seed, model, action="train"):
     """Weights, optimizer, epoch and the reducer's state, for --resume; the
     per-epoch seed makes a resumed run draw what an uninterrupted one would."""
-    return CheckpointManager(
+    manager = RunCheckpoints(
         logdir / "checkpoints",
         monitor=f"val_{accuracy_metric(model)}",
         restore="latest" if resume else None,
         seed=seed,
     )
+    manager.action = action
+    return manager
 
 
 def callbacks(logdir, resume, validation_data, model, chief=True):
@@ -226,8 +258,12 @@ def check_logdir(logdir, run, resume, evaluate_only=False):
                 f"Nothing to evaluate in {logdir}: it holds no run (run.json). "
                 "Train one there first, or pass the --logdir of one."
             )
-        if resume:
-            print(f"Nothing to resume in {logdir}: starting a new run.")
+        if resume:  # a mistyped --logdir: never a new run in its place
+            raise SystemExit(
+                f"Nothing to resume in {logdir}: it holds no run (run.json). "
+                "Pass the --logdir of a run, or leave out --resume to start a "
+                "new run there."
+            )
         return False
     if not (resume or evaluate_only):
         raise SystemExit(
@@ -516,7 +552,8 @@ def build_and_compile(
 def train(model, args, logdir, resume, train_data, validation_data, engine):
     """Trains up to `args.epochs` in all; returns the checkpoint manager (its
     `epoch`: the epochs the run has done), the history and the seconds."""
-    manager = checkpoint_manager(logdir, resume, args.seed, model)
+    action = "resume" if resume else "train"
+    manager = checkpoint_manager(logdir, resume, args.seed, model, action)
     (x_train, y_train), (x_val, y_val) = train_data, validation_data
     start = time.perf_counter()
     history = engine.fit(
@@ -536,7 +573,7 @@ def train(model, args, logdir, resume, train_data, validation_data, engine):
 
 def restore(model, logdir, train_data, seed, engine):
     """The run's latest checkpoint into `model`; returns the manager."""
-    manager = checkpoint_manager(logdir, True, seed, model)
+    manager = checkpoint_manager(logdir, True, seed, model, "evaluate")
     # The manager restores at the start of `fit`; zero epochs train nothing.
     # Keras reads a first batch even so: an image for each replica.
     x, y = (data[: engine.replicas] for data in train_data)
@@ -693,16 +730,16 @@ def train_and_test(args, argv, engine, logdir):
         "epochs": manager.epoch,
         "augment": kind,
         "accuracy": float(accuracy),
-        "tta": None,
+        "tta": {},
     }
     if args.tta:
         tta_accuracy, crops = _augment.evaluate_crops(
             net, x_test, y_test, args.tta, image_size, kind, args.dataset
         )
-        results["tta"] = {
-            "scheme": args.tta,
+        results["tta"][args.tta] = {
             "crops": crops,
             "accuracy": tta_accuracy,
+            "epochs": manager.epoch,
         }
         print(
             f"With {args.tta} ({crops} crops per image"
@@ -712,8 +749,22 @@ def train_and_test(args, argv, engine, logdir):
             f"the {single}."
         )
     if engine.is_chief:
-        (logdir / "test.json").write_text(json.dumps(results, indent=2))
+        path = logdir / "test.json"
+        path.write_text(json.dumps(with_earlier_tta(path, results), indent=2))
     return accuracy
+
+
+def with_earlier_tta(path, results):
+    """`results` with the --tta results of `path` (test.json) for the schemes
+    not evaluated this time: each scheme keeps its last result, with the
+    epochs of the checkpoint it tested."""
+    if not path.exists():
+        return results
+    previous = json.loads(path.read_text())
+    earlier = dict(previous.get("tta") or {})
+    if "scheme" in earlier:  # an older test.json: one scheme, its keys inside
+        earlier = {earlier.pop("scheme"): {**earlier, "epochs": previous["epochs"]}}
+    return {**results, "tta": {**earlier, **results["tta"]}}
 
 
 if __name__ == "__main__":

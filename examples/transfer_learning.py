@@ -24,9 +24,10 @@ against the same normalization.
     python -m examples.transfer_learning          # offline: digits, random backbone
     python -m examples.transfer_learning --smoke  # CI: 1 epoch each, 64 images
 
-Data: `--data-dir` is a folder with one subfolder of images per class, read
-with `keras.utils.image_dataset_from_directory` (a fifth validates); without
-it, scikit-learn's bundled digits (offline), upsampled to the model's input.
+Data: `--data-dir` is a folder with one subfolder of images per class (at
+least 2), read with `keras.utils.image_dataset_from_directory` (a fifth
+validates); without it, scikit-learn's bundled digits (offline), upsampled to
+the model's input.
 
 Preprocessing: images are scaled to [0, 1] in the data pipeline, and the
 model's first layer (`input_normalization`, a `keras.layers.Normalization`)
@@ -210,6 +211,11 @@ def load_data(data_dir, image_size, batch_size, seed, limit=None):
     except ValueError as error:  # no images, one class, ...
         raise SystemExit(f"--data-dir: {error}") from None
     names = list(training.class_names)
+    if len(names) < 2:  # refused before anything trains or writes
+        raise SystemExit(
+            f"--data-dir: {data_dir} holds one class folder ({names[0]}): a "
+            "classifier needs at least 2, one subfolder of images per class."
+        )
     if limit:  # whole batches: the datasets keep a known length
         batches = -(-limit // batch_size)
         training, validation = training.take(batches), validation.take(batches)
@@ -355,9 +361,20 @@ def main(argv=None):
     if args.smoke:
         args.head_epochs, args.fine_tune_epochs = 1, min(args.fine_tune_epochs, 1)
     logdir = Path(args.logdir or f"runs/transfer-{args.model}")
-    if (logdir / "results.json").exists() or (logdir / "checkpoints").exists():
+    # A run that saved a checkpoint or its results; the empty folders of a
+    # start that failed are none.
+    saved = (logdir / "checkpoints").rglob("*")
+    if (logdir / "results.json").exists() or any(path.is_file() for path in saved):
         raise SystemExit(f"{logdir} already holds a run: choose another --logdir.")
     image_size = args.image_size or max(32, train.MODELS[args.model][1])
+    # The data first: nothing is built or written for a folder that fails.
+    training, validation, names = load_data(
+        args.data_dir,
+        image_size,
+        args.batch_size,
+        args.seed,
+        SMOKE_IMAGES if args.smoke else None,
+    )
     keras.utils.set_random_seed(args.seed)
     try:
         backbone, metadata = build_backbone(args.model, image_size, args.weights)
@@ -373,13 +390,6 @@ def main(argv=None):
         mean, std = metadata["mean"], metadata["std"]
     else:  # what the converted files of torchvision and timm expect
         mean, std = IMAGENET_MEAN, IMAGENET_STDDEV
-    training, validation, names = load_data(
-        args.data_dir,
-        image_size,
-        args.batch_size,
-        args.seed,
-        SMOKE_IMAGES if args.smoke else None,
-    )
     model = build_model(backbone, len(names), mean, std)
     data = (training, validation)
     logdir.mkdir(parents=True, exist_ok=True)

@@ -259,3 +259,50 @@ def test_fallback_in_a_relative_directory_keeps_the_index_inside_it(
     assert not glob.glob(os.path.join("run", "ckpt-6*"))  # rotated out
     if keras.config.backend() == "tensorflow":
         assert ".." not in (tmp_path / "run" / "checkpoint").read_text()
+
+
+FAILED_START = """
+import sys
+
+import keras
+import numpy as np
+
+from keras_blocks.callbacks import CheckpointManager
+
+
+def refuse(logs=None):
+    raise ValueError("a later callback refuses to start")
+
+
+model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])
+model.compile("adam", loss="mse")
+refusal = keras.callbacks.LambdaCallback(on_train_begin=refuse)
+model.fit(
+    np.ones((4, 6)),
+    np.ones((4, 2)),
+    verbose=0,
+    callbacks=[CheckpointManager(sys.argv[1], verbose=0), refusal],
+)
+"""
+
+
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="a subprocess (~10 s) of the lock file, which no backend writes",
+)
+def test_a_start_that_failed_leaves_no_lock(tmp_path):
+    # Keras calls no `on_train_end` when a later callback's `on_train_begin`
+    # raises: the process ends holding the lock it took (issue 27).
+    result = subprocess.run(
+        [sys.executable, "-c", FAILED_START, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "a later callback refuses to start" in result.stderr
+    assert result.returncode == 1
+    assert os.listdir(tmp_path) == []  # it wrote nothing else either
+    # So the next run starts there without taking a stale lock over.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run(tmp_path, 1)[2].epoch == [0]

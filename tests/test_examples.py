@@ -295,7 +295,8 @@ def test_augment_and_ten_crops_report_their_effect(tmp_path, capsys):
     assert "With ten_crop (5 crops per image, no mirrors" in out  # digits
     saved = json.loads((tmp_path / "test.json").read_text())
     assert saved["augment"] == "cifar" and saved["accuracy"] == pytest.approx(accuracy)
-    assert saved["tta"]["crops"] == 5 and 0 <= saved["tta"]["accuracy"] <= 1
+    tta = saved["tta"]["ten_crop"]
+    assert tta["crops"] == 5 and 0 <= tta["accuracy"] <= 1 and tta["epochs"] == 1
     assert json.loads((tmp_path / "run.json").read_text())["augment"] is True
     # --evaluate-only (and --resume) take the run's settings from run.json:
     # the logdir alone names the run; an option given differently is refused.
@@ -389,3 +390,80 @@ def test_weights_fine_tunes_from_a_converted_file(tmp_path, capsys, monkeypatch)
         "(examples/convert_weights.py --list names the models that have)."
     )
     assert not (tmp_path / "other").exists()
+
+
+# What a new user met (issue 27): --resume and --evaluate-only on a run that
+# is not there or whose checkpoints cannot be read, and one test.json for
+# several evaluations.
+
+
+def one_line(error):
+    """The message of a command's refusal: one line, in the command's terms."""
+    message = str(error.value)
+    assert "\n" not in message and "restore=" not in message, message
+    assert "`directory`" not in message, message  # the Python API's words
+    return message
+
+
+def test_resume_needs_a_run(tmp_path):
+    # A typo in --logdir: --resume means resume, never a new full run.
+    logdir = tmp_path / "runz"
+    with pytest.raises(SystemExit) as error:
+        train.main([*SMALLEST, "--epochs", "1", "--logdir", str(logdir), "--resume"])
+    message = one_line(error)
+    assert f"Nothing to resume in {logdir}: it holds no run (run.json)" in message
+    assert "leave out --resume to start a new run there" in message
+    assert not logdir.exists()
+
+
+def test_a_deleted_checkpoint_index_is_a_one_line_refusal(tmp_path):
+    args = [*SMALLEST, "--epochs", "1", "--logdir", str(tmp_path)]
+    train.main(args)
+    checkpoints = tmp_path / "checkpoints"
+    (index,) = (
+        path for path in checkpoints.iterdir() if path.name.startswith("checkpoint")
+    )
+    index.unlink()
+    before = sorted(path.name for path in checkpoints.iterdir())
+    for mode, action in (("--resume", "resume"), ("--evaluate-only", "evaluate")):
+        with pytest.raises(SystemExit) as error:
+            train.main([*args, mode])
+        message = one_line(error)
+        assert message.startswith(f"Cannot {action} the run in {tmp_path}: ")
+        assert f"but not their index {index.name}" in message
+        assert "another --logdir" in message  # what to do on the command line
+    assert sorted(path.name for path in checkpoints.iterdir()) == before
+
+
+def test_each_test_time_augmentation_keeps_its_result(tmp_path, capsys):
+    args = [*SMALLEST, "--logdir", str(tmp_path)]
+    train.main([*args, "--epochs", "1"])
+    results = {}
+    for scheme in ("ten_crop", "multi_crop"):
+        train.main(["--logdir", str(tmp_path), "--evaluate-only", "--tta", scheme])
+        out = capsys.readouterr().out
+        results[scheme] = float(
+            out.split(f"With {scheme} (")[1].split("accuracy ")[1][:6]
+        )
+    saved = json.loads((tmp_path / "test.json").read_text())
+    assert sorted(saved["tta"]) == ["multi_crop", "ten_crop"]
+    for scheme, accuracy in results.items():
+        assert saved["tta"][scheme]["epochs"] == 1
+        assert saved["tta"][scheme]["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert saved["tta"]["ten_crop"]["crops"] == 5  # no mirrors on the digits
+    # An evaluation without --tta keeps them too.
+    train.main(["--logdir", str(tmp_path), "--evaluate-only"])
+    assert json.loads((tmp_path / "test.json").read_text())["tta"] == saved["tta"]
+
+
+def test_an_older_test_json_keeps_its_result(tmp_path):
+    # test.json held one scheme before: {"tta": {"scheme": ..., ...}}.
+    path = tmp_path / "test.json"
+    tta = {"scheme": "ten_crop", "crops": 5, "accuracy": 0.5}
+    path.write_text(json.dumps({"epochs": 2, "accuracy": 0.4, "tta": tta}))
+    multi = {"crops": 72, "accuracy": 0.6, "epochs": 3}
+    results = {"epochs": 3, "accuracy": 0.45, "tta": {"multi_crop": multi}}
+    assert train.with_earlier_tta(path, results)["tta"] == {
+        "ten_crop": {"crops": 5, "accuracy": 0.5, "epochs": 2},
+        "multi_crop": multi,
+    }

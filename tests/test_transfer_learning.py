@@ -6,6 +6,7 @@ learns."""
 
 import csv
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -26,6 +27,9 @@ def epochs_logged(logdir):
 
 
 def test_offline_with_a_random_backbone_says_so(tmp_path, capsys):
+    # What a start that failed in its first `fit` leaves (its checkpoint
+    # folder, empty once the lock is gone) is not a run: it is trained over.
+    (tmp_path / "checkpoints" / "head").mkdir(parents=True)
     _, results = transfer_learning.main(["--smoke", "--logdir", str(tmp_path)])
     out = capsys.readouterr().out
     assert "Backbone resnet18: RANDOM weights (no --weights file given)" in out
@@ -112,3 +116,16 @@ def test_converted_weights_on_an_image_folder(tmp_path, image_folder, capsys):
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_one_class_folder_is_refused_before_anything_is_written(tmp_path, image_folder):
+    shutil.rmtree(image_folder / "dogs")
+    logdir = tmp_path / "run"
+    args = ["--data-dir", str(image_folder), "--logdir", str(logdir), "--smoke"]
+    with pytest.raises(SystemExit) as error:
+        transfer_learning.main(args)
+    assert str(error.value) == (
+        f"--data-dir: {image_folder} holds one class folder (cats): a "
+        "classifier needs at least 2, one subfolder of images per class."
+    )
+    assert not logdir.exists()  # the next run, with two classes, may go there

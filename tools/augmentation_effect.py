@@ -38,7 +38,7 @@ def accuracies(seed, epochs, augment, workdir):
     argv += ["--tta", "ten_crop"] + (["--augment"] if augment else [])
     train.main(argv)
     saved = json.loads((logdir / "test.json").read_text())
-    return saved["accuracy"], saved["tta"]["accuracy"]
+    return saved["accuracy"], saved["tta"]["ten_crop"]["accuracy"]
 
 
 def median_seconds(function, repeats=REPEATS):

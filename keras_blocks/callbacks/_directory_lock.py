@@ -1,5 +1,6 @@
 """A lock file that keeps a second process from training into a directory."""
 
+import atexit
 import contextlib
 import json
 import os
@@ -8,6 +9,12 @@ import time
 import warnings
 
 LOCK = "checkpoint.lock"
+# The locks this process holds. Keras calls no `on_train_end` when `fit`
+# raises (a later callback's `on_train_begin` refusing to start, an error in
+# a step): they are released when the process exits, so that a run that
+# wrote nothing leaves nothing behind. (A killed process leaves its lock,
+# which the next run takes over.)
+_HELD = set()
 
 
 def _alive(pid):
@@ -37,6 +44,7 @@ def acquire_lock(directory):
         else:
             with os.fdopen(descriptor, "w") as file:
                 file.write(record)
+            _HELD.add(path)
             return path
         try:
             with open(path) as file:
@@ -68,6 +76,7 @@ def acquire_lock(directory):
 
 def release_lock(path):
     """Removes the lock `path` if this process still holds it."""
+    _HELD.discard(path)
     try:
         with open(path) as file:
             owner = json.load(file)
@@ -75,3 +84,9 @@ def release_lock(path):
             os.remove(path)
     except (OSError, ValueError, AttributeError):
         pass
+
+
+@atexit.register
+def _release_held_locks():
+    for path in list(_HELD):
+        release_lock(path)

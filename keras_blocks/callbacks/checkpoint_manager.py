@@ -61,9 +61,10 @@ class CheckpointManager(keras.callbacks.Callback):
     it trains, the manager holds a lock file (`checkpoint.lock`, with its pid
     and host) in `directory`, so that a second process cannot train into the
     same directory; the lock of a process that no longer runs on this host is
-    taken over with a warning. A save that fails (disk full, permission lost)
-    raises an `OSError` that names the directory, and the previous checkpoint
-    stays the latest.
+    taken over with a warning. A `fit` that raises (Keras then calls no
+    `on_train_end`) keeps its lock until the process ends, which releases it.
+    A save that fails (disk full, permission lost) raises an `OSError` that
+    names the directory, and the previous checkpoint stays the latest.
 
     Trained by several processes (TensorFlow's `MultiWorkerMirroredStrategy`,
     JAX processes of `keras.distribution`, a PyTorch DDP group; see
