@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from torch_references import torchvision
 
 from keras_blocks.evaluation import (
     crop_count,
@@ -40,14 +41,16 @@ def test_ten_crop_is_the_corners_the_centre_and_their_mirrors():
     images = image_batch()  # (2, 7, 9, 3)
     crops = ten_crop(images, 5, "channels_last")
     # The paper's patches, written as NumPy slices of the (7, 9) image:
-    expected = [
-        images[:, 0:5, 0:5],  # top left
-        images[:, 0:5, 4:9],  # top right
-        images[:, 2:7, 0:5],  # bottom left
-        images[:, 2:7, 4:9],  # bottom right
-        images[:, 1:6, 2:7],  # centre
+    top_left, top_right = images[:, 0:5, 0:5], images[:, 0:5, 4:9]
+    bottom_left, bottom_right = images[:, 2:7, 0:5], images[:, 2:7, 4:9]
+    centre = images[:, 1:6, 2:7]
+    expected = [top_left, top_right, bottom_left, bottom_right, centre]
+    # Then torchvision's order: the five crops of the mirrored image, whose
+    # top left is the mirror of the top right.
+    expected += [
+        patch[:, :, ::-1]
+        for patch in (top_right, top_left, bottom_right, bottom_left, centre)
     ]
-    expected += [patch[:, :, ::-1] for patch in expected]
     assert crops.shape == (10, 2, 5, 5, 3)
     for index, patch in enumerate(expected):
         np.testing.assert_array_equal(crops[index], patch, err_msg=f"crop {index}")
@@ -63,14 +66,6 @@ def test_ten_crop_takes_rectangles_and_channels_first():
     assert first.shape == (10, 2, 3, 5, 7)
     np.testing.assert_array_equal(first.transpose(0, 1, 3, 4, 2), last)
     np.testing.assert_array_equal(last[3], images[:, 2:7, 2:9])
-
-
-def test_ten_crop_centre_is_keras_center_crop():
-    images = image_batch(height=10, width=11)
-    centre = keras.layers.CenterCrop(5, 6, data_format="channels_last")(images)
-    np.testing.assert_array_equal(
-        ten_crop(images, (5, 6), "channels_last")[4], keras.ops.convert_to_numpy(centre)
-    )
 
 
 def test_multi_crop_is_googlenets_144_crops():
@@ -119,14 +114,15 @@ def test_multi_crop_defaults_are_the_papers_for_224_crops():
     assert crop_count("ten_crop") == 10
     assert crop_count("ten_crop", mirror=False) == 5
     assert crop_count("center_crop") == 1
-    # Portrait images: squares from top, centre and bottom.
+    # Portrait images: squares from top, centre and bottom (the centre at
+    # torchvision's CenterCrop offset: half the margin 3, 1.5, rounds to 2).
     images = image_batch(batch=1, height=6, width=3)
     crops = multi_crop(
         images, 3, scales=(3,), mirror=False, data_format="channels_last"
     )
     assert crops.shape == (18, 1, 3, 3, 3)
     np.testing.assert_array_equal(crops[0], images[:, 0:3])
-    np.testing.assert_array_equal(crops[6], images[:, 1:4])
+    np.testing.assert_array_equal(crops[6], images[:, 2:5])
     np.testing.assert_array_equal(crops[12], images[:, 3:6])
     # The default scales at crop 16 are 256, 288, 320, 352 x 16 / 224.
     crops = multi_crop(np.zeros((1, 16, 16, 3)), 16, squares=1, mirror=False)
@@ -262,3 +258,178 @@ def test_labels_must_match_the_images():
         evaluate_with_tta(model, images, np.array([0, 1, 4]))  # 4 classes
     with pytest.raises(ValueError, match="the scheme goes in `scheme=`"):
         evaluate_with_tta(model, images, "ten_crop")  # labels forgotten
+
+
+def torchvision_functional():
+    """torchvision.transforms.v2.functional (see torch_references)."""
+    torchvision()
+    import torchvision.transforms.v2.functional as functional
+
+    return functional
+
+
+# (height, width, crop): even margins, odd ones (1 and 3 modulo 4: halves of
+# margins that torchvision's CenterCrop rounds down and up) and the issue's
+# 41x45 to 32, with square and non-square crops.
+TORCHVISION_CASES = [
+    (7, 9, 5),  # margins 2, 4
+    (8, 10, (5, 5)),  # 3, 5
+    (41, 45, 32),  # 9, 13
+    (9, 12, (4, 5)),  # 5, 7
+    (6, 9, (6, 2)),  # 0, 7
+    (11, 8, (4, 7)),  # 7, 1
+]
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("height, width, crop", TORCHVISION_CASES)
+def test_ten_crop_is_torchvisions_ten_crop(height, width, crop, data_format):
+    functional = torchvision_functional()
+    import torch
+
+    images = image_batch(height=height, width=width)  # (2, h, w, 3)
+    chw = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    size = [crop, crop] if isinstance(crop, int) else list(crop)
+    expected = [
+        c.numpy() for c in functional.ten_crop(torch.from_numpy(chw), size)
+    ]  # (2, 3, h, w) each: five crops, then five of the mirrored image
+    given = images if data_format == "channels_last" else chw
+    crops = ten_crop(given, crop, data_format)
+    five = ten_crop(given, crop, data_format, mirror=False)
+    if data_format == "channels_last":
+        crops, five = crops.transpose(0, 1, 4, 2, 3), five.transpose(0, 1, 4, 2, 3)
+    assert crops.shape == (10, 2, 3, *size)
+    for index, patch in enumerate(expected):
+        np.testing.assert_array_equal(crops[index], patch, err_msg=f"crop {index}")
+    five_crop = functional.five_crop(torch.from_numpy(chw), size)
+    np.testing.assert_array_equal(five, np.stack([c.numpy() for c in five_crop]))
+
+
+@pytest.mark.parametrize("height, width, crop", TORCHVISION_CASES)
+def test_the_centre_crop_is_torchvisions_center_crop(height, width, crop):
+    functional = torchvision_functional()
+    import torch
+
+    images = image_batch(batch=1, height=height, width=width)
+    size = [crop, crop] if isinstance(crop, int) else list(crop)
+    chw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    expected = functional.center_crop(chw, size).numpy().transpose(0, 2, 3, 1)
+    # The centre crop of the "center_crop" scheme, seen through a model that
+    # returns its input (flattened; the softmax of one crop is not needed).
+    got = predict_with_tta(
+        keras.Sequential([keras.Input((*size, 3)), keras.layers.Flatten()]),
+        images,
+        "center_crop",
+    )
+    np.testing.assert_array_equal(got, expected.reshape(1, -1))
+    # Keras' CenterCrop floors half the margin: one pixel before torchvision's
+    # where a margin is 3 modulo 4 (half of it, x.5, rounds up to even).
+    centre = keras.ops.convert_to_numpy(
+        keras.layers.CenterCrop(*size, data_format="channels_last")(images)
+    )
+    margins = (height - size[0], width - size[1])
+    if all(margin % 4 != 3 for margin in margins):
+        np.testing.assert_array_equal(centre, expected)
+    else:
+        assert not np.array_equal(centre, expected)
+
+
+def test_multi_crop_takes_squares_and_crops_at_torchvisions_offsets():
+    functional = torchvision_functional()
+    import torch
+
+    # The shorter side is the scale, so no resize: the squares are the left,
+    # torchvision's CenterCrop and the right of the image, and each square's
+    # five crops are torchvision's FiveCrop (margin 3 along the image, 3 in
+    # each square: offsets that Keras' CenterCrop would floor).
+    images = image_batch(batch=1, height=7, width=10)
+    crops = multi_crop(
+        images, 4, scales=(7,), mirror=False, data_format="channels_last"
+    )
+    chw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    squares = [chw[..., 0:7], functional.center_crop(chw, [7, 7]), chw[..., 3:10]]
+    for index, square in enumerate(squares):
+        expected = np.stack([c.numpy() for c in functional.five_crop(square, [4, 4])])
+        np.testing.assert_array_equal(
+            crops[6 * index : 6 * index + 5].transpose(0, 1, 4, 2, 3),
+            expected,
+            err_msg=f"square {index}",
+        )
+
+
+def test_multi_crop_rounds_the_longer_side_to_nearest():
+    functional = torchvision_functional()
+    import torch
+
+    # 2 x 5 to a shorter side of 3: the longer side is 7.5, rounded to 8
+    # (Python's round: halves to even); 3 x 5 to 4: 6.67, rounded to 7.
+    # torchvision's Resize truncates (7 and 6).
+    for (height, width), scale, longer, truncated in (
+        ((2, 5), 3, 8, 7),
+        ((3, 5), 4, 7, 6),
+    ):
+        images = image_batch(batch=1, height=height, width=width)
+        crops = multi_crop(
+            images,
+            scale,
+            scales=(scale,),
+            mirror=False,
+            interpolation="nearest",
+            data_format="channels_last",
+        )
+        resized = keras.ops.convert_to_numpy(
+            keras.ops.image.resize(
+                images, (scale, longer), "nearest", data_format="channels_last"
+            )
+        )
+        # The right square (square 2's first crop: the whole square here).
+        np.testing.assert_array_equal(crops[12], resized[:, :, longer - scale :])
+        tv = functional.resize(torch.zeros(1, 3, height, width), [scale])
+        assert tuple(tv.shape[-2:]) == (scale, truncated)
+
+
+def test_labels_must_be_whole_class_ids_or_one_hot_rows():
+    model = probe_model(7)
+    images = np.random.default_rng(5).uniform(size=(4, 9, 9, 3)).astype("float32")
+    ids = np.array([0, 3, 1, 2])
+    expected = evaluate_with_tta(model, images, ids).accuracy
+    # Accepted: integer ids of any integer dtype, whole floats, (n, 1)
+    # columns, one-hot rows, and the same from a dataset.
+    for labels in (
+        ids.astype("int32"),
+        ids.astype("uint8"),
+        ids.astype("float32"),
+        ids.reshape(4, 1).astype("float64"),
+        np.eye(4, dtype="float32")[ids],
+    ):
+        assert evaluate_with_tta(model, images, labels).accuracy == expected
+    prefix = (
+        "Invalid value for argument `labels`. Expected integer class ids "
+        "(whole numbers) or one-hot rows. Received: "
+    )
+    smoothed = np.eye(4)[ids] * 0.9 + 0.025  # label smoothing: not one-hot
+    for labels, received in (
+        (ids + 0.9, "labels[0]=0.9"),
+        (ids.reshape(4, 1) + np.array([[0], [0], [0.5], [0]]), "labels[2]=1.5"),
+        (np.array([0, 1, np.nan, 2]), "labels[2]=nan"),
+        (np.array([0, 1, 2, np.inf]), "labels[3]=inf"),
+        (smoothed, "labels[0]=[0.925, 0.025, 0.025, 0.025]"),
+        (np.eye(4)[ids] * 2, "labels[0]=[2.0, 0.0, 0.0, 0.0]"),
+        (np.zeros((4, 4)), "labels[0]=[0.0, 0.0, 0.0, 0.0]"),
+        (np.full((4, 12), 0.5), "labels[0]=[" + "0.5, " * 8 + "...]"),
+        (np.array(["0", "3", "1", "2"]), "labels of dtype <U1"),
+    ):
+        with pytest.raises(ValueError) as error:
+            evaluate_with_tta(model, images, labels)
+        assert str(error.value) == prefix + received
+    # In a dataset, the index counts from the dataset's first label.
+    dataset = tf.data.Dataset.from_tensor_slices((images, ids + 0.5)).batch(3)
+    with pytest.raises(ValueError) as error:
+        evaluate_with_tta(model, dataset)
+    assert str(error.value) == prefix + "labels[0]=0.5"
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (images, np.array([0, 3, 1, 2.5]))
+    ).batch(3)
+    with pytest.raises(ValueError) as error:
+        evaluate_with_tta(model, dataset)
+    assert str(error.value) == prefix + "labels[3]=2.5"

@@ -4,13 +4,21 @@ Three schemes, as the papers evaluate:
 
 - `"center_crop"`: one crop, the centre (single-crop evaluation).
 - `"ten_crop"`: AlexNet's (Krizhevsky et al. 2012, section 4.1): the four
-  corner crops and the centre crop, and their horizontal mirrors.
+  corner crops and the centre crop, and their horizontal mirrors, in
+  torchvision's `TenCrop` order and content (the five crops of the image,
+  then the five crops of the mirrored image).
 - `"multi_crop"`: GoogLeNet's (Szegedy et al. 2015, section 7): the image
   resized to 4 scales (shorter side 256, 288, 320 and 352 for 224-pixel
   crops), the left, centre and right squares of each (top, centre and bottom
   for portrait images), of each square the four corners, the centre and the
   square resized to the crop size, and their mirrors: 4 x 3 x 6 x 2 = 144
   crops.
+
+Every centre (the centre crop, `multi_crop`'s centre square) is where
+torchvision's `CenterCrop` puts it: half the margin, rounded to the nearest
+integer with halves to even (Python's `round`), so a margin of 3 starts the
+crop at 2 and a margin of 5 at 2. Keras' `CenterCrop` floors half the
+margin: the two differ by one pixel where a margin is 3 modulo 4.
 
 The crops are taken in NumPy (a crop is a slice; only `multi_crop`'s scales
 resize, with `keras.ops.image.resize`), and the model runs on one crop of a
@@ -69,9 +77,15 @@ def ten_crop(
             for images whose mirror is another class (digits, text).
 
     Returns:
-        NumPy array `(10, batch, crop_height, crop_width, channels)`: top
-        left, top right, bottom left, bottom right, centre, then the same
-        five mirrored (torchvision's `TenCrop` order).
+        NumPy array `(10, batch, crop_height, crop_width, channels)` (or
+        channels first), torchvision's `TenCrop` in order and content: top
+        left, top right, bottom left, bottom right and centre of the image,
+        then the same five of its horizontal mirror, i.e. the mirrors of
+        the top right, top left, bottom right, bottom left and centre crops.
+        The centre crop starts at half the margin rounded as torchvision's
+        `CenterCrop` rounds it (halves to even); with an odd horizontal
+        margin the mirrored centre is therefore not the mirror of the centre
+        crop but one column beside it, as in torchvision.
 
     Examples:
     >>> import numpy as np
@@ -101,6 +115,9 @@ def multi_crop(
         scales: tuple of ints or None. The shorter side each scale resizes the
             images to, each at least the crop size; None gives the paper's
             256, 288, 320, 352, multiplied by `crop_size / 224` and rounded.
+            The longer side becomes `round(longer * scale / shorter)`: the
+            nearest integer, halves to even (torchvision's `Resize` truncates
+            it instead, so the two can differ by one pixel).
         squares: 3 (the paper's: left, centre, right) or 1 (centre).
         mirror: bool. Add the horizontal mirror of every crop.
         interpolation: str. `keras.ops.image.resize`'s interpolation, with
@@ -110,7 +127,11 @@ def multi_crop(
     Returns:
         NumPy array `(crops, batch, crop_height, crop_width, channels)`, in
         the order scale, square, crop (top left, top right, bottom left,
-        bottom right, centre, whole square), then mirrors of all.
+        bottom right, centre, whole square), then the horizontal mirror of
+        each crop in the same order. The centre square and the centre crops
+        start at half the margin rounded as torchvision's `CenterCrop`
+        rounds it (halves to even; Keras' `CenterCrop` floors), and each
+        square's five crops are torchvision's `FiveCrop` of the square.
 
     Examples:
     >>> import numpy as np
@@ -228,7 +249,8 @@ def evaluate_with_tta(
         images: array `(images, height, width, channels)` (or channels
             first) with `labels`, or an iterable of `(images, labels)`
             batches such as a `tf.data.Dataset`.
-        labels: integer class ids `(images,)` or one-hot `(images, classes)`;
+        labels: class ids `(images,)` or `(images, 1)` (integers, or floats
+            that are whole numbers) or one-hot rows `(images, classes)`;
             None when `images` yields `(images, labels)` batches.
         scheme: `"center_crop"`, `"ten_crop"` or `"multi_crop"`.
         crop_size: int, `(height, width)` or None (the model's input size).
@@ -240,6 +262,11 @@ def evaluate_with_tta(
 
     Returns:
         `TTAResult(predictions, accuracy)`.
+
+    Raises:
+        ValueError: for labels that are not class ids (whole numbers) or
+            one-hot rows, not one per image, or not among the model's
+            classes, before the model runs where `labels` is an array.
 
     Examples:
     >>> import keras, numpy as np
@@ -326,7 +353,7 @@ def _run(
             total = output if total is None else total + output
         sums.append(total / count)
         if batch_labels is not None:
-            all_labels.append(_class_ids(batch_labels))
+            all_labels.append(batch_labels)
     if not sums:
         raise ValueError(
             "Invalid value for argument `images`. Expected at least one image."
@@ -368,6 +395,7 @@ def _batches(images, labels, batch_size, need_labels):
                     "Invalid value for argument `labels`. Expected one label per "
                     f"image ({len(images)}). Received: {len(labels)} labels"
                 )
+            labels = _class_ids(labels)  # before any model call
         for start in range(0, len(images), batch_size):
             stop = start + batch_size
             yield images[start:stop], None if labels is None else labels[start:stop]
@@ -378,6 +406,7 @@ def _batches(images, labels, batch_size, need_labels):
             "is a dataset or iterable of batches (it yields the labels). "
             f"Received: labels of type {type(labels).__name__}"
         )
+    start = 0  # the index of the batch's first label, for error messages
     for element in images:
         if isinstance(element, (tuple, list)):
             batch, batch_labels = element[0], element[1] if len(element) > 1 else None
@@ -388,10 +417,10 @@ def _batches(images, labels, batch_size, need_labels):
                 "Invalid value for argument `images`. Expected (images, labels) "
                 "batches to evaluate; received batches of images only."
             )
-        yield (
-            keras.ops.convert_to_numpy(batch),
-            None if batch_labels is None else keras.ops.convert_to_numpy(batch_labels),
-        )
+        if batch_labels is not None:
+            batch_labels = _class_ids(keras.ops.convert_to_numpy(batch_labels), start)
+            start += len(batch_labels)
+        yield keras.ops.convert_to_numpy(batch), batch_labels
 
 
 def _crops(images, scheme, crop_size, data_format, options=None):
@@ -420,9 +449,16 @@ def _crops(images, scheme, crop_size, data_format, options=None):
         boxes = _corner_boxes(height, width, crop)
         if scheme == "center_crop":
             boxes = boxes[-1:]
-        elif check.boolean("mirror", (options or {}).get("mirror", True)):
-            boxes = boxes + [(*box, "mirror") for box in boxes]
-        crops = (_take(images, box) for box in boxes)
+        sources = [images]
+        if scheme == "ten_crop" and check.boolean(
+            "mirror", (options or {}).get("mirror", True)
+        ):
+            # torchvision's TenCrop: the five crops of the mirrored image, so
+            # its top left is the mirrored top right, and its centre is the
+            # mirror's (one column off the mirrored centre crop where the
+            # horizontal margin is odd).
+            sources.append(images[:, :, ::-1, :])
+        crops = (_take(source, box) for source in sources for box in boxes)
     for batch in crops:
         if data_format == "channels_first":
             batch = batch.transpose(0, 3, 1, 2)
@@ -430,21 +466,27 @@ def _crops(images, scheme, crop_size, data_format, options=None):
 
 
 def _corner_boxes(height, width, crop):
-    """(top, left, height, width) of the four corners and the centre."""
+    """(top, left, height, width) of the four corners and the centre
+    (torchvision's FiveCrop)."""
     h, w = crop
     return [
         (0, 0, h, w),
         (0, width - w, h, w),
         (height - h, 0, h, w),
         (height - h, width - w, h, w),
-        ((height - h) // 2, (width - w) // 2, h, w),  # keras.layers.CenterCrop's
+        (_centre(height - h), _centre(width - w), h, w),
     ]
 
 
+def _centre(margin):
+    """torchvision's CenterCrop offset: half the margin, rounded to the
+    nearest integer, halves to even (Keras' CenterCrop floors it)."""
+    return round(margin / 2)
+
+
 def _take(images, box):
-    top, left, h, w, *mirror = box
-    patch = images[:, top : top + h, left : left + w, :]
-    return patch[:, :, ::-1, :] if mirror else patch
+    top, left, h, w = box
+    return images[:, top : top + h, left : left + w, :]
 
 
 def _multi_crops(
@@ -457,7 +499,8 @@ def _multi_crops(
     check.one_of("interpolation", interpolation, INTERPOLATIONS)
     crops = []
     for scale in scales:
-        # The shorter side to `scale`, the aspect ratio kept.
+        # The shorter side to `scale`, the aspect ratio kept, the longer one
+        # rounded to nearest (torchvision's Resize truncates it).
         shorter = min(height, width)
         size = (round(height * scale / shorter), round(width * scale / shorter))
         resized = _resize(images, size, interpolation)
@@ -476,10 +519,10 @@ def _squares(size, side, squares):
     """(top, left) of the squares of `side` along the longer axis of `size`."""
     height, width = size
     if squares == 1:
-        return [((height - side) // 2, (width - side) // 2)]
+        return [(_centre(height - side), _centre(width - side))]
     if width >= height:  # left, centre, right
-        return [(0, left) for left in (0, (width - side) // 2, width - side)]
-    return [(top, 0) for top in (0, (height - side) // 2, height - side)]
+        return [(0, left) for left in (0, _centre(width - side), width - side)]
+    return [(top, 0) for top in (0, _centre(height - side), height - side)]
 
 
 def _scales(scales, crop):
@@ -540,11 +583,37 @@ def _softmax(logits):
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def _class_ids(labels):
+def _class_ids(labels, start=0):
+    """int64 class ids from class ids (any shape of one per image: `(n,)`,
+    `(n, 1)`) or one-hot rows `(n, classes)`; refuses anything else rather
+    than truncating it. `start`: the index of `labels[0]` among all labels."""
     labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[-1] > 1:  # one-hot
+    integers = labels.dtype == bool or np.issubdtype(labels.dtype, np.integer)
+    if not integers and not np.issubdtype(labels.dtype, np.floating):
+        raise _bad_labels(f"labels of dtype {labels.dtype}")
+    if labels.ndim == 2 and labels.shape[-1] > 1:  # one-hot rows
+        ones = labels == 1
+        good = np.all(ones | (labels == 0), axis=-1) & (ones.sum(axis=-1) == 1)
+        if not good.all():
+            index = int(np.argmin(good))
+            values = ", ".join(str(value) for value in labels[index, :8])
+            more = ", ..." if labels.shape[-1] > 8 else ""
+            raise _bad_labels(f"labels[{start + index}]=[{values}{more}]")
         return np.argmax(labels, axis=-1)
-    return labels.reshape(-1).astype("int64")
+    labels = labels.reshape(-1)
+    if not integers:
+        whole = np.isfinite(labels) & (labels == np.floor(labels))
+        if not whole.all():
+            index = int(np.argmin(whole))
+            raise _bad_labels(f"labels[{start + index}]={labels[index]}")
+    return labels.astype("int64")
+
+
+def _bad_labels(received):
+    return ValueError(
+        "Invalid value for argument `labels`. Expected integer class ids "
+        f"(whole numbers) or one-hot rows. Received: {received}"
+    )
 
 
 def _is_array(value):
