@@ -5,17 +5,16 @@ function, which tf2onnx leaves as a call that ONNX Runtime refuses. Ours runs
 one grouped convolution where TensorFlow can (a GPU, oneDNN's float32 CPU
 kernels) and one convolution per group elsewhere. Both routes are compared
 here with Keras' own grouped `Conv2D`, forward and gradients, whichever the
-machine would pick; a process with oneDNN turned off shows the per-group
-route is taken where a single grouped convolution cannot train.
+machine would pick; the grouped route is forced only where the machine runs
+it (see `machine.py`). Processes with oneDNN turned off and on check the
+predicate on both kinds of machine: the per-group route is taken where a
+single grouped convolution cannot train, the grouped one where it can.
 """
-
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from machine import run_tensorflow, skip_without_grouped_convolutions
 
 pytestmark = pytest.mark.skipif(
     keras.config.backend() != "tensorflow",
@@ -78,6 +77,8 @@ def test_equal_to_keras_grouped_conv2d(
 ):
     from keras_blocks.layers import _conv
 
+    if route == "grouped":
+        skip_without_grouped_convolutions()
     monkeypatch.setattr(
         _conv, "_tensorflow_runs_grouped", lambda dtype, on_cpu: route == "grouped"
     )
@@ -102,53 +103,52 @@ def test_the_route_this_machine_takes():
     assert model.predict(x, verbose=0).shape == (4, 8, 8, 8)
 
 
-WITHOUT_ONEDNN = """
-import numpy as np, keras, tensorflow as tf
+ROUTE_PREDICATE = """
+import keras, numpy as np
 from tensorflow.python.util import _pywrap_util_port
-from keras_blocks.layers import ConvBNAct
-assert not _pywrap_util_port.IsMklEnabled()
+from machine import convolution_error
+from keras_blocks.layers import ConvBNAct, _conv
+print("ONEDNN", _pywrap_util_port.IsMklEnabled())
+for dtype in ("float32", "float16", "bfloat16"):
+    runs = convolution_error(dtype, groups=2, device="/CPU:0") is None
+    chosen = _conv._tensorflow_runs_grouped(dtype, on_cpu=True)
+    print("GROUPED", dtype, "RUNS" if runs else "FAILS", "CHOSEN" if chosen else "")
+    # Never a route that fails; the grouped one wherever float32 trains it
+    # (oneDNN's float16 and bfloat16 kernels need AVX-512).
+    assert runs or not chosen, dtype
+    assert dtype != "float32" or chosen == runs
 x = np.random.default_rng(0).normal(size=(4, 8, 8, 4)).astype("float32")
 y = np.zeros((4, 8, 8, 8), "float32")
-for policy in ("float32", "mixed_float16"):
+for policy in ("float32", "mixed_float16", "mixed_bfloat16"):
     keras.config.set_dtype_policy(policy)
+    if convolution_error(keras.config.dtype_policy().compute_dtype) is not None:
+        # oneDNN without AVX-512: no convolution at all in this dtype, Keras'
+        # own Conv2D fails as well.
+        print("NO CONVOLUTIONS", policy)
+        continue
     model = keras.Sequential([keras.Input((8, 8, 4)), ConvBNAct(8, 3, groups=2)])
     model.compile("sgd", "mse")
     loss = model.fit(x, y, epochs=1, verbose=0).history["loss"][0]
     assert np.isfinite(loss), policy
-# Keras' own grouped Conv2D + bias + ReLU: the nested XLA function it needs
-# (a plain grouped convolution would fail here: Eigen computes no grouped
-# gradients).
-keras.config.set_dtype_policy("float32")
-conv = tf.constant(np.ones((3, 3, 2, 8), "float32"))
-try:
-    with tf.GradientTape() as tape:
-        xs = tf.constant(x)
-        tape.watch(xs)
-        out = tf.function(lambda a: tf.nn.convolution(a, conv, padding="SAME"))(xs)
-    tape.gradient(out, xs)
-    print("PLAIN GROUPED TRAINS")
-except tf.errors.OpError:
-    print("PLAIN GROUPED FAILS")
 print("TRAINED")
 """
 
 
-def test_trains_where_tensorflow_has_no_grouped_cpu_kernels():
-    # TF_ENABLE_ONEDNN_OPTS=0: Eigen's CPU kernels, as on builds without
-    # oneDNN. A single grouped convolution cannot train there; ours trains,
-    # in float32 and in mixed precision, one convolution per group.
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_ONEDNN],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "TRAINED" in result.stdout
-    # The case the per-group route exists for is real on this build.
-    assert "PLAIN GROUPED FAILS" in result.stdout
+@pytest.mark.parametrize("onednn", (False, True), ids=("without_onednn", "onednn"))
+def test_the_route_predicate_on_machines_with_and_without_onednn(onednn):
+    # A process with TensorFlow's oneDNN CPU kernels off (Eigen's, as on an
+    # AMD EPYC or any build without oneDNN) or on (Intel's default): the
+    # predicate picks one grouped convolution exactly where one trains, and
+    # the layer trains on its choice in full and mixed precision.
+    output = run_tensorflow(ROUTE_PREDICATE, onednn=onednn)
+    assert "TRAINED" in output
+    if onednn and "ONEDNN True" not in output:
+        pytest.skip("this TensorFlow build has no oneDNN to turn on")
+    if not onednn:
+        # The case the per-group route exists for is real on this build, and
+        # Eigen trained in every precision.
+        assert "GROUPED float32 FAILS" in output
+        assert "NO CONVOLUTIONS" not in output
 
 
 LOAD_WITHOUT_ONEDNN = """
@@ -176,21 +176,12 @@ def test_a_saved_model_runs_on_tensorflow_without_onednn(tmp_path):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "expected.npy", keras.ops.convert_to_numpy(model(x)))
     path = export_model(model, tmp_path / "model", "tf_saved_model")
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            LOAD_WITHOUT_ONEDNN,
-            str(tmp_path / "x.npy"),
-            str(tmp_path / "expected.npy"),
-            path,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    output = run_tensorflow(
+        LOAD_WITHOUT_ONEDNN,
+        tmp_path / "x.npy",
+        tmp_path / "expected.npy",
+        path,
+        onednn=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    difference = float(result.stdout.split("DIFFERENCE")[1])
+    difference = float(output.split("DIFFERENCE")[1])
     assert difference < 1e-5
