@@ -1,13 +1,16 @@
-"""The documentation's code runs: every Python block of every page under docs/.
+"""The documentation's code runs: every Python block of every page under docs/
+and of README.md.
 
 Every public class and function also carries an `Examples:` section, which
 `pytest --doctest-modules keras_blocks` (in `tools/run_all.py`) runs.
 
-The blocks of a page run in order in one namespace, as a reader would paste
-them, in a temporary working directory, under the backend of the run. A block
-that cannot run here (it downloads) says why on the line before its fence, and
-one that builds full-size networks, which JAX takes minutes to initialize on a
-CPU, runs under TensorFlow only:
+The blocks of a docs page run in order in one namespace, as a reader would
+paste them, in a temporary working directory, under the backend of the run.
+The README's sections are read one at a time, so each of its blocks runs alone,
+in a namespace of its own: a block that uses a name it does not define fails.
+A block that cannot run here (it downloads) says why on the line before its
+fence, and one that builds full-size networks, which JAX takes minutes to
+initialize on a CPU, runs under TensorFlow only:
 
     <!-- skip: downloads ImageNet weights -->
     <!-- tensorflow only: builds seven 224x224 ResNets -->
@@ -32,7 +35,9 @@ from keras_blocks import (
     porting,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+README = ROOT / "README.md"
 FENCE = re.compile(
     r"^(?P<marker>[ \t]*<!-- (?P<kind>skip|tensorflow only): (?P<reason>[^>]*?) -->\n)?"
     r"(?P<indent>[ \t]*)```(?P<lang>\w+)[^\n]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
@@ -69,6 +74,30 @@ def test_pages_with_code_are_found():
 )
 def test_code_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    if not run_blocks(page):
+        pytest.skip(f"{page}'s blocks do not run under {keras.backend.backend()}")
+
+
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="the README's blocks use no backend-specific API (the docs pages run on each)",
+)
+@pytest.mark.parametrize(
+    "line, code, marker",
+    [
+        pytest.param(*block, id=f"README.md:{block[0]}")
+        for block in python_blocks(README.read_text())
+    ],
+)
+def test_readme_blocks_run(line, code, marker, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if marker == "skip":
+        pytest.skip("marked skip in README.md")
+    run_block(README, line, code, {"__name__": "__docs__"})
+
+
+def run_blocks(page):
+    """Runs a page's Python blocks in order and returns how many ran."""
     namespace = {"__name__": "__docs__"}
     ran = 0
     for line, code, marker in python_blocks(page.read_text()):
@@ -76,11 +105,14 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
             marker == "tensorflow only" and keras.backend.backend() != "tensorflow"
         ):
             continue
-        # Padding with blank lines makes tracebacks point at the page's lines.
-        exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
+        run_block(page, line, code, namespace)
         ran += 1
-    if not ran:
-        pytest.skip(f"{page}'s blocks do not run under {keras.backend.backend()}")
+    return ran
+
+
+def run_block(page, line, code, namespace):
+    # Padding with blank lines makes tracebacks point at the page's lines.
+    exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
 
 
 def test_fence_parser():
