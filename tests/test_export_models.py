@@ -6,9 +6,9 @@ Keras exports from the backend (SavedModel, LiteRT and ONNX from TensorFlow;
 ONNX from PyTorch), read back by the format's own runtime (`ExportedModel`:
 `tf.saved_model.load`, the LiteRT interpreter, ONNX Runtime) and run on the
 same random batch as Keras: outputs equal within 1e-5 of the logits' scale.
-Models are built once per test at their smallest input size, with random
-weights and BN statistics (`randomize`; see `build` for EfficientNet and
-SE-ResNet) and no classifier activation.
+Models are built once per test at their smallest input size, with `CLASSES`
+(10) classes, random weights and BN statistics (`randomize`; see `build` for
+EfficientNet and SE-ResNet) and no classifier activation.
 
 Checked independently of our code: the LiteRT files hold TFLite's builtin
 operators only (read by the interpreter), the ONNX graphs of the grouped
@@ -22,6 +22,7 @@ exports every model of `train.MODELS` (see tools/export_table.py for the
 table of all of them).
 """
 
+import json
 import multiprocessing
 import os
 
@@ -49,6 +50,9 @@ FORMATS = {
 }[BACKEND]
 FILE_NAMES = {"tf_saved_model": "model", "litert": "model.tflite", "onnx": "model.onnx"}
 TOLERANCE = 1e-5
+# The classes of every model built here (and of the docs' export table): the
+# builders' default, 1000, makes the classifier 100 times larger.
+CLASSES = 10
 # In CI, the models exported to every format; the others, of the blocks these
 # have (bottleneck, SE, grouped, VGG's), to ONNX, where Keras' grouped
 # convolution failed: a LiteRT conversion of a ResNet-50 costs about 20 s.
@@ -94,7 +98,7 @@ def first_output(outputs):
 def build(name):
     keras.utils.set_random_seed(0)
     model = train.build(
-        name, train.MODELS[name][1], classes=10, classifier_activation=None
+        name, train.MODELS[name][1], classes=CLASSES, classifier_activation=None
     )
     if name.startswith("efficientnet"):
         # Random BN statistics leave EfficientNet's logits all but independent
@@ -309,3 +313,16 @@ def test_grouped_convolution_traces_without_xla():
     ours = layers.ConvBNAct(8, 3, groups=2)
     ours.build(shape)
     assert xla_compiled_calls(ours, shape) == []
+
+
+@pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="the table's text depends on no backend"
+)
+def test_export_table_says_its_class_count():
+    from tools import export_table
+
+    rows = json.loads(export_table.RESULTS.read_text())["rows"]
+    text = export_table.table(rows)
+    # Its sizes are those of CLASSES-class classifiers, not the builders' 1000.
+    assert f"Every model is built with {CLASSES} classes." in text
+    assert export_table.SNIPPET.read_text() == text  # the docs show the tool's

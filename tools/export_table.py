@@ -7,17 +7,18 @@ compared with Keras' on the same inputs.
     KERAS_BACKEND=torch python -m tools.export_table --formats onnx
     KERAS_BACKEND=tensorflow python -m tools.export_table resnet18 alexnet
 
-Each model is built at its smallest input size with the tests' weights
-(`build` in tests/test_export_models.py: random weights and BN statistics,
-milder for SE-ResNets, EfficientNet's fresh) and no classifier activation, so
-logits are compared: the difference is max |exported - Keras| / max |Keras|
-on a batch of 2 random inputs (the first output of a model with
-several). Also recorded: the seconds `export_model` took and the size on
-disk. Results merge into benchmarks/results/export_differences.json (a row
-per model, backend and format: a run replaces its own and keeps the others,
-after every model), and docs/snippets/export_differences.md is written from
-the whole file. The deep ResNets and EfficientNets convert slowest: all 49
-models take tens of minutes.
+Each model is built at its smallest input size with the tests' 10 classes
+(`CLASSES`: the sizes on disk are those of a 10-class classifier, not of the
+builders' default 1000) and weights (`build` in tests/test_export_models.py:
+random weights and BN statistics, milder for SE-ResNets, EfficientNet's fresh)
+and no classifier activation, so logits are compared: the difference is
+max |exported - Keras| / max |Keras| on a batch of 2 random inputs (the first
+output of a model with several). Also recorded: the seconds `export_model`
+took and the size on disk. Results merge into
+benchmarks/results/export_differences.json (a row per model, backend and
+format: a run replaces its own and keeps the others, after every model), and
+docs/snippets/export_differences.md is written from the whole file. The deep
+ResNets and EfficientNets convert slowest: all 49 models take tens of minutes.
 """
 
 import argparse
@@ -40,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the randomization of the tests
 
-from test_export_models import build  # noqa: E402
+from test_export_models import CLASSES, build  # noqa: E402
 
 from examples import train  # noqa: E402
 from keras_blocks.deploy import FORMATS, ExportedModel, export_model  # noqa: E402
@@ -185,7 +186,8 @@ def table(rows):
     lines += [
         "",
         "Each cell: max |exported - Keras| / max |Keras| on the logits "
-        f"of {BATCH} random inputs · seconds `export_model` took · size on disk.",
+        f"of {BATCH} random inputs · seconds `export_model` took · size on disk. "
+        f"Every model is built with {CLASSES} classes.",
     ]
     return "\n".join(lines) + "\n"
 
