@@ -165,7 +165,7 @@ def test_not_a_model_or_never_called(tmp_path):
 def test_a_failed_export_leaves_nothing(tmp_path, monkeypatch):
     # The export writes part of its file, then fails (a full disk, a
     # converter error, Ctrl-C): neither the file nor the scratch folder stays.
-    format = EXPORTS[-1]
+    format = EXPORTS[0]  # through model.export (ONNX from TensorFlow is not)
 
     def fails_halfway(self, filepath, **kwargs):
         with open(filepath, "wb") as file:
@@ -175,6 +175,48 @@ def test_a_failed_export_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(keras.Model, "export", fails_halfway)
     with pytest.raises(KeyboardInterrupt):
         export_model(small_model(), tmp_path / FILE_NAMES[format], format)
+    assert not os.listdir(tmp_path)
+
+
+def another_small_model():
+    model = small_model()  # other random weights
+    model(inputs())
+    return model
+
+
+def two_inputs_model():
+    first, second = keras.Input((6, 6, 3)), keras.Input((6, 6, 3))
+    model = keras.Model([first, second], small_model()(first + second))
+    model([inputs(), inputs()])
+    return model
+
+
+@exports_here
+@pytest.mark.parametrize(
+    "written, message",
+    [
+        (another_small_model, "computes other outputs than Keras on random inputs"),
+        (two_inputs_model, "it takes 2 inputs"),
+    ],
+)
+def test_a_file_its_runtime_refuses_is_not_written(
+    written, message, tmp_path, monkeypatch
+):
+    # The converter writes a file, but not of this model: other weights, or
+    # inputs that are not the model's (tf2onnx made Normalization's
+    # statistics graph inputs; the file was kept). The file is run and
+    # compared before it is moved into place.
+    format = EXPORTS[0]  # through model.export
+    export = keras.Model.export
+    wrong = written()
+    monkeypatch.setattr(
+        keras.Model,
+        "export",
+        lambda self, path, **kwargs: export(wrong, path, **kwargs),
+    )
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        export_model(small_model(), tmp_path / FILE_NAMES[format], format)
+    assert str(error.value).endswith("No file was written.")
     assert not os.listdir(tmp_path)
 
 

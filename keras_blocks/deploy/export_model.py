@@ -41,6 +41,10 @@ REQUIREMENTS = {
 }
 # Samples of the representative data the int8 calibration reads at most.
 CALIBRATION_SAMPLES = 256
+# The largest difference from Keras, relative to the output scale, of a file
+# that is written: a wrong graph differs by the scale itself; float32 files
+# of the reference models differ by 1e-5 or less.
+CHECK_TOLERANCE = 1e-3
 
 
 def export_model(
@@ -61,10 +65,18 @@ def export_model(
       the names users type, `"tflite"` or `"saved_model"`), its file suffix,
       the backend, the packages it needs, and an output path that must not
       exist yet (nothing is overwritten);
-    - the file is written to a temporary name beside `path` and renamed into
-      place when complete, so a failed or interrupted export (an error,
-      Ctrl-C) leaves nothing at `path` and no partial file beside it (a
-      process killed outright can leave its hidden `.NAME.XXXX` folder);
+    - the model is exported as `predict` runs it (`training=False`): the
+      augmentation layers inside it (Keras' `RandomFlip` and the rest,
+      `keras_blocks.augmentation`'s pipelines) are identity or a centre crop
+      in the file, and every value that is not an input (weights,
+      `Normalization`'s statistics, given or adapted) is a constant of it,
+      so the file takes the model's inputs alone;
+    - the file is written to a temporary name beside `path`, run in its
+      format's runtime (`ExportedModel`) on random inputs of the model's
+      shape and compared with Keras, and renamed into place only then: a
+      failed, interrupted (Ctrl-C) or wrong export leaves nothing at `path`
+      and no partial file beside it (a process killed outright can leave
+      its hidden `.NAME.XXXX` folder);
     - a model trained under mixed precision (`"mixed_float16"`,
       `"mixed_bfloat16"`) exports as its float32 twin: the same variables
       (already float32) with float32 computation, which ONNX export needs and
@@ -103,7 +115,10 @@ def export_model(
         ValueError: an unknown format, a suffix that does not match it, a
             backend that cannot export it, an unbuilt model, `int8` without
             representative data or for another format than LiteRT,
-            representative data of another shape than the model's input.
+            representative data of another shape than the model's input; a
+            file its runtime cannot run as a model of the model's one input,
+            or whose outputs differ from Keras' by more than 1e-3 of their
+            scale (float formats), which is then not written.
         FileExistsError: `path` exists.
         FileNotFoundError: the parent folder of `path` does not exist.
         PermissionError: the parent folder cannot be written.
@@ -159,6 +174,8 @@ def export_model(
     _check_built(model)
     model = _float32_model(model)
     _check_built(model)  # a float32 twin is new
+    model = _inference_model(model)
+    _check_built(model)  # so is the inference twin
     options = _litert_options(model, int8, representative_data)
 
     parent = os.path.dirname(path)
@@ -169,9 +186,17 @@ def export_model(
         # differ, so their files get one convolution per group.
         route = "grouped" if format == "onnx" else "per_group"
         with grouped_convolution_route(route), _quiet_converters(verbose):
-            model.export(partial, format=format, verbose=verbose, **options)
+            if (
+                format == "onnx"
+                and keras.config.backend() == "tensorflow"
+                and _input_structure(model) is not None
+            ):
+                _export_onnx_from_tensorflow(model, partial)
+            else:
+                model.export(partial, format=format, verbose=verbose, **options)
         if format == "onnx":
             _repair_and_check_onnx(partial)
+        _check_in_runtime(model, partial, format, int8)
         _move_into_place(partial, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -312,6 +337,127 @@ def _float32_config(config):
     if isinstance(config, str) and config.startswith("mixed_"):
         return "float32"
     return config
+
+
+def _inference_model(model):
+    """`model` as `predict` runs it: a functional twin calling it with
+    `training=False`.
+
+    Keras' SavedModel and ONNX exporters trace `model(x)` without `training`,
+    and a layer called without it takes its own default: Keras' augmentation
+    layers (`RandomFlip`, `RandomTranslation`, ...) default to training, so a
+    model with its augmentation inside exported augmenting (and, to ONNX from
+    TensorFlow, with random operators ONNX does not have). The twin shares
+    the model's layers and weights. A subclassed model (no `model.input`) is
+    exported as it is: its `call` passes `training` on itself.
+    """
+    structure = _input_structure(model)
+    if structure is None:
+        return model
+    inputs = keras.tree.map_structure(
+        lambda x: keras.Input(batch_shape=x.shape, dtype=x.dtype), structure
+    )
+    return keras.Model(inputs, model(inputs, training=False), name=model.name)
+
+
+def _input_structure(model):
+    """The model's inputs as it takes them (a tensor, a list or a dict of
+    `keras.Input`s), or None for a subclassed model."""
+    flat = getattr(model, "inputs", None)
+    if not flat:
+        return None
+    # A Sequential model has no `input` until called symbolically.
+    return flat[0] if len(flat) == 1 else model.input
+
+
+def _export_onnx_from_tensorflow(model, path):
+    """Keras' ONNX export from TensorFlow (tf2onnx), every capture a constant.
+
+    Keras hands tf2onnx 1.17's `convert.from_function` the model's traced
+    function, and tf2onnx makes every non-resource input of the traced graph
+    an input of the ONNX graph, the tensors the function captures by value
+    included: the statistics of `keras.layers.Normalization`, given or
+    adapted (tensors, not variables), became two more graph inputs without
+    their values. Here the function is frozen first (its variables and
+    captured tensors become constants) and converted with the model's own
+    inputs only, as tf2onnx's `from_keras` does.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    structure = _input_structure(model)
+    flat = keras.tree.flatten(structure)
+    specs = [tf.TensorSpec(x.shape, x.dtype, name=x.name) for x in flat]
+
+    def serve(*tensors):
+        return model(keras.tree.pack_sequence_as(structure, tensors), training=False)
+
+    function = tf.function(serve, input_signature=specs, autograph=False)
+    concrete = function.get_concrete_function()
+    captured = {t.name for t in concrete.graph.internal_captures}
+    inputs = [t.name for t in concrete.inputs if t.name not in captured]
+    outputs = [t.name for t in concrete.outputs]
+    # Variables and by-value captures become Const nodes here.
+    graph_def = tf2onnx.tf_loader.from_function(concrete, inputs, outputs)
+    tf2onnx.convert.from_graph_def(
+        graph_def,
+        name=model.name,
+        input_names=inputs,
+        output_names=outputs,
+        tensors_to_rename=dict(zip(inputs, (s.name for s in specs), strict=True)),
+        output_path=path,
+    )
+
+
+def _check_in_runtime(model, path, format, int8):
+    """Runs the file in its format's runtime and compares it with Keras.
+
+    Before the file is moved into place: a file its runtime cannot run as a
+    model of one input, or that computes other outputs, is never written.
+    The inputs are random, uniform in [0, 1], of the model's input shape; an
+    int8 file is checked for shapes and finite outputs only. A model of
+    several inputs is not checked (`ExportedModel` runs one input); one of
+    inputs of unknown size or not float is loaded, not run.
+    """
+    from keras_blocks.deploy.exported_model import ExportedModel
+
+    try:
+        shapes = [tuple(x.shape) for x in model.inputs]
+    except (AttributeError, TypeError, ValueError):  # a subclassed model
+        shapes = None
+    if shapes is not None and len(shapes) != 1:
+        return
+    try:
+        exported = ExportedModel(path)
+    except ValueError as error:
+        raise ValueError(f"{error}. No file was written.") from error
+    if (
+        shapes is None
+        or None in shapes[0][1:]
+        or not np.issubdtype(model.inputs[0].dtype, np.floating)
+    ):
+        return
+    x = np.random.default_rng(0).uniform(0, 1, (2, *shapes[0][1:]))
+    x = x.astype("float32")
+    expected = keras.tree.flatten(model(x, training=False))
+    actual = exported(x)
+    actual = actual if isinstance(actual, list) else [actual]
+    for want, got in zip(expected, actual, strict=True):
+        want = keras.ops.convert_to_numpy(want)
+        if got.shape != want.shape or not np.isfinite(got).all():
+            raise ValueError(
+                f"The exported {format} file gives outputs of shape {got.shape}"
+                f"{'' if np.isfinite(got).all() else ', not all finite,'} where "
+                f"Keras gives {want.shape}. No file was written."
+            )
+        scale = max(1.0, float(np.abs(want).max()))
+        difference = float(np.abs(got - want).max())
+        if not int8 and difference > CHECK_TOLERANCE * scale:
+            raise ValueError(
+                f"The exported {format} file computes other outputs than Keras "
+                f"on random inputs (largest difference {difference:.3g}, "
+                f"outputs up to {scale:.3g}). No file was written."
+            )
 
 
 def _litert_options(model, int8, representative_data):

@@ -140,7 +140,8 @@ def _load_saved_model(path, threads):
     loaded = tf.saved_model.load(path)
     if not hasattr(loaded, "serve"):
         raise ValueError("it has no `serve` endpoint (Keras' export writes one)")
-    spec = loaded.serve.concrete_functions[0].structured_input_signature[0][0]
+    signature = loaded.serve.concrete_functions[0].structured_input_signature
+    (spec,) = _one_input(tf.nest.flatten(signature[0]))
 
     def run(x):
         # `loaded` is kept alive by this closure: its functions need its
@@ -170,7 +171,7 @@ def _load_litert(path, threads):
             ) from None
         interpreter_class = tf.lite.Interpreter
     interpreter = interpreter_class(model_path=path, num_threads=threads)
-    (input_detail,) = interpreter.get_input_details()
+    (input_detail,) = _one_input(interpreter.get_input_details())
     # The converter orders output tensors its own way; the signature names
     # them output_0, output_1, ... in Keras' order.
     try:
@@ -210,12 +211,23 @@ def _load_onnx(path, threads):
     session = onnxruntime.InferenceSession(
         path, options, providers=["CPUExecutionProvider"]
     )
-    (input_spec,) = session.get_inputs()
+    (input_spec,) = _one_input(session.get_inputs())
 
     def run(x):
         return session.run(None, {input_spec.name: x})  # in the graph's order
 
     return run, tuple(input_spec.shape)
+
+
+def _one_input(inputs):
+    """`inputs` if there is one; else says which the file takes."""
+    if len(inputs) != 1:
+        names = [i["name"] if isinstance(i, dict) else i.name for i in inputs]
+        raise ValueError(
+            f"it takes {len(inputs)} inputs ({', '.join(map(str, names))}); "
+            "ExportedModel runs models of one input"
+        )
+    return inputs
 
 
 def _output_number(name):

@@ -1,0 +1,129 @@
+"""Preprocessing inside a model exports as constants: one image input.
+
+Each preprocessing layer a user puts in a model (Keras' and keras_blocks'
+augmentation, which is identity or a centre crop at inference) in a tiny
+model, exported by `export_model` to each format the backend writes, and run
+by the format's own runtime called directly (not `ExportedModel`): the file
+takes the image alone, and computes what Keras does. ONNX from TensorFlow made
+the statistics given to `Normalization(mean=..., variance=...)` graph inputs.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_blocks import augmentation
+from keras_blocks.deploy import export_model
+from keras_blocks.layers import PCAColorAugmentation
+
+pytest.importorskip("onnxruntime")  # the export extra
+
+BACKEND = keras.config.backend()
+FORMATS = {"tensorflow": ("onnx", "tf_saved_model", "litert"), "torch": ("onnx",)}
+FILE_NAMES = {"tf_saved_model": "model", "litert": "model.tflite", "onnx": "model.onnx"}
+SIZE = 8  # the images' height and width
+CHANNELS_LAST = "channels_last"  # every layer's, whatever keras.json says
+
+
+def images(count=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, (count, SIZE, SIZE, 3)).astype("float32")
+
+
+def adapted_pca():
+    layer = PCAColorAugmentation(seed=1, data_format=CHANNELS_LAST)
+    layer.adapt(images(16, seed=1))
+    return layer
+
+
+def adapted_normalization():
+    layer = keras.layers.Normalization(axis=-1)
+    layer.adapt(images(16, seed=1))
+    return layer
+
+
+# name: a function making the layer (each test makes its own)
+LAYERS = {
+    "normalization_given": lambda: keras.layers.Normalization(
+        axis=-1, mean=[0.4, 0.5, 0.6], variance=[0.04, 0.09, 0.16]
+    ),
+    "normalization_adapted": adapted_normalization,
+    "rescaling": lambda: keras.layers.Rescaling(2.0, offset=-1.0),
+    "center_crop": lambda: keras.layers.CenterCrop(6, 6, data_format=CHANNELS_LAST),
+    "resizing": lambda: keras.layers.Resizing(12, 12, data_format=CHANNELS_LAST),
+    "pca_color_given": lambda: PCAColorAugmentation.imagenet(
+        seed=1, data_format=CHANNELS_LAST
+    ),
+    "pca_color_adapted": adapted_pca,
+    "cifar_augmentation": lambda: augmentation.cifar_augmentation(
+        SIZE, 2, seed=0, data_format=CHANNELS_LAST
+    ),
+    "crop_flip_augmentation": lambda: augmentation.crop_flip_augmentation(
+        6, SIZE, seed=0, data_format=CHANNELS_LAST
+    ),
+    "alexnet_augmentation": lambda: augmentation.alexnet_augmentation(
+        6, SIZE, color=adapted_pca(), seed=0, data_format=CHANNELS_LAST
+    ),
+    "efficientnet_augmentation": lambda: augmentation.efficientnet_augmentation(
+        6, SIZE, seed=0, data_format=CHANNELS_LAST
+    ),
+}
+
+
+def tiny_model(layer):
+    """The layer, then a 1x1 convolution: a model with weights after it."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = layer(inputs)
+    outputs = keras.layers.Conv2D(2, 1, data_format=CHANNELS_LAST)(x)
+    return keras.Model(inputs, outputs)
+
+
+def run_onnx(path, x):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
+    names = [i.name for i in session.get_inputs()]
+    assert len(names) == 1, f"the graph's inputs: {names}"
+    return session.run(None, {names[0]: x})[0]
+
+
+def run_saved_model(path, x):
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    (spec,) = loaded.serve.concrete_functions[0].structured_input_signature[0]
+    assert tuple(spec.shape[1:]) == x.shape[1:]
+    return loaded.serve(tf.constant(x)).numpy()
+
+
+def run_litert(path, x):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    details = interpreter.get_input_details()
+    assert len(details) == 1, f"the file's inputs: {[d['name'] for d in details]}"
+    index = details[0]["index"]
+    interpreter.resize_tensor_input(index, x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(index, x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+RUNTIMES = {"onnx": run_onnx, "tf_saved_model": run_saved_model, "litert": run_litert}
+
+
+@pytest.mark.parametrize(
+    "format",
+    FORMATS.get(BACKEND)
+    or [pytest.param(None, marks=pytest.mark.skip(reason=f"{BACKEND}: no format"))],
+)
+@pytest.mark.parametrize("name", LAYERS)
+def test_preprocessing_exports_with_one_input(name, format, tmp_path):
+    model = tiny_model(LAYERS[name]())
+    x = images()
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    path = export_model(model, tmp_path / FILE_NAMES[format], format)
+    np.testing.assert_allclose(RUNTIMES[format](path, x), expected, atol=1e-5)
