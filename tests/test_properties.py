@@ -5,20 +5,33 @@ paper's output-shape formula, and a strategy of invalid values per argument.
 Adding a layer to the library means adding its entry here; every layer then
 gets the same checks: real output shape == `compute_output_shape` == formula,
 finite outputs, exact config round trip, `.keras` round trip with
-`safe_mode=True`, a `ValueError` naming the argument for every bad value,
+`safe_mode=True` (what a user froze or retuned inside the layer included, in
+this process and in a fresh one), a `ValueError` naming the argument for every
+bad value,
 sublayers that start from weights of their own (seeded or not), and a
 `CheckpointManager` checkpoint that restores every variable.
 """
 
 import dataclasses
 import inspect
+import json
 import math
 import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from frozen_checks import (
+    assert_training_leaves_frozen_weights,
+    change_every_setting,
+    change_settings,
+    settings_of,
+    sublayers,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from layer_checks import random_inputs, to_numpy
@@ -582,6 +595,97 @@ def test_keras_file_round_trip(name, data, tmp_path_factory):
         to_numpy(loaded(x, training=False)),
         to_numpy(model(x, training=False)),
         atol=1e-6,
+    )
+
+
+def headed(spec, kwargs, input_shape):
+    """One layer with a small trainable head: a model that always has weights
+    to train, whatever is frozen in the layer."""
+    inputs = keras.Input(input_shape[1:])
+    x = spec.cls(**kwargs)(inputs)
+    data_format = kwargs.get("data_format", "channels_last")
+    x = keras.layers.GlobalAveragePooling2D(data_format=data_format)(x)
+    return keras.Model(inputs, keras.layers.Dense(1)(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=SAVE_EXAMPLES)
+@given(data=st.data())
+def test_frozen_parts_and_bn_settings_survive_a_keras_file(
+    name, data, tmp_path_factory
+):
+    # A fine-tuning run saved and reloaded: what the user froze (the layer, or
+    # some of its nested layers) stays frozen, and the batch normalizations'
+    # momentum and epsilon and the drop-path rates stay as the user set them.
+    spec = REGISTRY[name]
+    # At least 2 in each dimension: see test_exports_with_equal_outputs (oneDNN
+    # aborted a one-channel SqueezeExcite's training step the same way).
+    kwargs, input_shape, _ = data.draw(
+        configurations(spec).filter(lambda case: min(case[1][1:]) > 1)
+    )
+    model = headed(spec, kwargs, input_shape)
+    change_settings(model.layers[1], data.draw, st)
+    path = tmp_path_factory.mktemp(name) / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    assert settings_of(loaded) == settings_of(model)
+    assert loaded.layers[1].get_config() == model.layers[1].get_config()
+    assert_training_leaves_frozen_weights(
+        loaded, random_inputs(input_shape), np.ones((input_shape[0], 1))
+    )
+
+
+@settings(max_examples=1, derandomize=True)
+@given(data=st.data())
+def test_frozen_parts_survive_a_keras_file_in_a_new_process(data, tmp_path_factory):
+    # Loaded where nothing but `import keras_blocks` ran: every layer of the
+    # registry, in one child process.
+    folder = tmp_path_factory.mktemp("frozen")
+    expected = {}
+    for name in NAMES:
+        spec = REGISTRY[name]
+        kwargs, input_shape, _ = data.draw(configurations(spec))
+        model = headed(spec, kwargs, input_shape)
+        change_every_setting(model.layers[1])
+        path = str(folder / f"{name}.keras")
+        model.save(path)
+        expected[path] = settings_of(model)
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("frozen_checks.py")), *expected],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == expected
+
+
+def test_a_frozen_backbone_survives_a_keras_file(tmp_path):
+    # As examples/transfer_learning.py fine-tunes: the backbone's top stage
+    # trains, the rest is frozen, and batch normalization everywhere.
+    inputs = keras.Input((8, 8, 3))
+    x = layers.ConvBNAct(4, name="stem")(inputs)
+    x = layers.ResidualBlock(4, name="conv2_block1")(x)
+    x = layers.MBConvBlock(4, se_ratio=0.25, name="conv3_block1")(x)
+    x = layers.BottleneckBlock(2, expansion=2, name="conv4_block1")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    backbone = keras.Model(inputs, x, name="backbone")
+    images = keras.Input((8, 8, 3))
+    model = keras.Model(images, keras.layers.Dense(2)(backbone(images)))
+    for layer in backbone.layers:
+        if layer.weights:  # as the example's stages()
+            layer.trainable = layer.name == "conv4_block1"
+    for _, layer in sublayers(backbone):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    trainable = settings_of(model)["trainable_weights"]
+    assert len(trainable) == 2 + 3  # the head; conv4's three convolutions
+    model.compile("sgd", "mse")  # the file holds the optimizer too
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert settings_of(loaded) == settings_of(model)
+    assert_training_leaves_frozen_weights(
+        loaded, random_inputs((2, 8, 8, 3)), np.ones((2, 2))
     )
 
 

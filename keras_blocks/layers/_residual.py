@@ -11,6 +11,7 @@ from keras import ops
 
 from keras_blocks import _validation as check
 from keras_blocks._initializers import for_sublayer
+from keras_blocks.layers._composite_layer import CompositeLayer
 from keras_blocks.layers._conv import (
     Conv2D,
     batch_normalization,
@@ -27,7 +28,7 @@ from keras_blocks.layers.squeeze_excite import SqueezeExcite
 SHORTCUTS = ("auto", "identity", "projection", "zero_pad", "avg_pool")
 
 
-class ResidualBase(keras.layers.Layer):
+class ResidualBase(CompositeLayer):
     """Base class of `ResidualBlock` and `BottleneckBlock`; not public."""
 
     def __init__(

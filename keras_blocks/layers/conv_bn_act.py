@@ -6,6 +6,7 @@ from typing import Any
 import keras
 
 from keras_blocks import _validation as check
+from keras_blocks.layers._composite_layer import CompositeLayer
 from keras_blocks.layers._conv import (
     Conv2D,
     batch_normalization,
@@ -21,7 +22,7 @@ PADDINGS = ("same", "valid", "symmetric")
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
-class ConvBNAct(keras.layers.Layer):
+class ConvBNAct(CompositeLayer):
     """2D convolution, then batch normalization, then an activation.
 
     The unit the ResNet, Inception and EfficientNet papers draw as one box

@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from keras_blocks import _validation as check
+from keras_blocks.layers._composite_layer import CompositeLayer
 from keras_blocks.layers._conv import (
     image_shape,
     set_unit_options,
@@ -18,7 +19,7 @@ from keras_blocks.layers.conv_bn_act import ConvBNAct
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
-class InceptionModule(keras.layers.Layer):
+class InceptionModule(CompositeLayer):
     """Inception module: four parallel branches concatenated on channels.
 
     Branches: a 1x1 convolution; a 1x1 reduction then a 3x3 convolution; a 1x1

@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_blocks import _validation as check
 from keras_blocks._initializers import for_sublayer
+from keras_blocks.layers._composite_layer import CompositeLayer
 from keras_blocks.layers._conv import (
     DepthwiseConv2D,
     batch_normalization,
@@ -30,7 +31,7 @@ CONV_INITIALIZER = {
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
-class MBConvBlock(keras.layers.Layer):
+class MBConvBlock(CompositeLayer):
     """Mobile inverted bottleneck (MBConv), or Fused-MBConv with `fused=True`.
 
     MBConv: a 1x1 convolution expands the input channels by `expand_ratio`, a

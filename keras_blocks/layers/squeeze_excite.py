@@ -8,11 +8,12 @@ from keras import ops
 
 from keras_blocks import _validation as check
 from keras_blocks._initializers import for_sublayer
+from keras_blocks.layers._composite_layer import CompositeLayer
 from keras_blocks.layers._conv import Conv2D
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
-class SqueezeExcite(keras.layers.Layer):
+class SqueezeExcite(CompositeLayer):
     """Squeeze-and-Excitation block: rescales each channel by a learned gate.
 
     Squeeze: global average pooling to one value per channel. Excite: a 1x1
