@@ -12,6 +12,7 @@ from examples import (
     efficientnet,
     googlenet,
 )
+from examples._cli import TTA_SCHEMES
 from examples._common import image_shape
 from keras_blocks import augmentation
 from keras_blocks.evaluation import crop_count, evaluate_with_tta
@@ -24,7 +25,7 @@ RECIPES = {
     cifar10_cnn: "cifar",
     efficientnet: "efficientnet",
 }
-SCHEMES = ("ten_crop", "multi_crop")
+SCHEMES = TTA_SCHEMES
 
 
 def recipe(family, augment):

@@ -9,8 +9,6 @@ same command line:
     python -m examples.resnet --model resnet50 --smoke   # + one train step
 """
 
-import argparse
-import math
 import os
 import time
 
@@ -19,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
+from examples._cli import model_parser
 from keras_blocks import _builders, layers
 from keras_blocks import _validation as check
 from keras_blocks._builders import image_shape  # in the configured data format
@@ -75,52 +74,6 @@ def dense_head(x, units, dropout, names, classes, classifier_activation):
     )(x)
 
 
-class HelpFormatter(
-    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
-):
-    """`--help` with the description as written and each option's default.
-
-    An option whose default is None says in its help what None stands for; a
-    flag's default (off) goes without saying.
-    """
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def positive_int(text):
-    """argparse `type=`: an integer above 0, refused in the library's wording."""
-    return _argument(text, int, lambda value: value > 0, "a strictly positive integer")
-
-
-def non_negative_int(text):
-    """argparse `type=`: an integer of at least 0."""
-    return _argument(text, int, lambda value: value >= 0, "a non-negative integer")
-
-
-def positive_float(text):
-    """argparse `type=`: a finite number above 0 (not nan, not inf)."""
-    return _argument(
-        text,
-        float,
-        lambda value: 0 < value < math.inf,
-        "a strictly positive finite number",
-    )
-
-
-def _argument(text, convert, valid, expected):
-    try:
-        value = convert(text)
-    except ValueError:
-        value = None
-    if value is None or not valid(value):
-        # argparse prefixes the option: "argument --epochs: Expected ...".
-        raise argparse.ArgumentTypeError(f"Expected {expected}. Received: {text}")
-    return value
-
-
 def trainable_count(model):
     """Trainable parameters, as PyTorch counts them (no BN moving statistics)."""
     return sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
@@ -133,24 +86,8 @@ def model_main(models, description, min_size, argv=None, min_sizes=None):
     of the models whose smallest input is larger to theirs.
     """
     min_sizes = min_sizes or {}
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--model", choices=sorted(models), default=next(iter(models)))
-    parser.add_argument(
-        "--input-size", type=int, help="image height and width (default: native)"
-    )
-    parser.add_argument("--classes", type=int, help="default: the model's")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help="build at the model's smallest size ("
-        + str(min_size)
-        + ""
-        + "".join(f", {name}: {size}" for name, size in min_sizes.items())
-        + ") unless --input-size is given, and run one training step and one "
-        "prediction on random images",
-    )
-    parser.add_argument("--no-summary", action="store_true")
-    args = parser.parse_args(argv)
+    sizes = {name: min_sizes.get(name, min_size) for name in models}
+    args = model_parser(description, sizes).parse_args(argv)
 
     smallest = min_sizes.get(args.model, min_size)
     size = args.input_size or (smallest if args.smoke else None)

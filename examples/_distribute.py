@@ -27,14 +27,8 @@ import os
 
 import keras
 
+from examples._cli import DISTRIBUTE as CHOICES
 from keras_blocks.distribute import current_cluster, synchronize_batch_statistics
-
-CHOICES = {
-    "tensorflow": ("mirrored", "multi_worker"),
-    "jax": ("data_parallel",),
-    "torch": ("ddp",),
-}
-ALL_CHOICES = tuple(choice for choices in CHOICES.values() for choice in choices)
 
 
 class Engine:

@@ -43,9 +43,27 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python examples/backbones.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from examples._cli import HelpFormatter, model_name
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=HelpFormatter
+    )
+    parser.add_argument("--model", type=model_name, default="resnet50")
+    parser.add_argument(
+        "--image-size", type=int, default=224, help="height and width of the input"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
 import keras
 
-from examples._common import HelpFormatter, image_shape
+from examples._common import image_shape
 from keras_blocks import layers
 
 LEVELS = ("P2", "P3", "P4", "P5")  # strides 4, 8, 16, 32
@@ -225,14 +243,7 @@ def _describe(model):
 def main(argv=None):
     from examples import train  # the model table; train imports the families
 
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=HelpFormatter
-    )
-    parser.add_argument("--model", type=train.model_name, default="resnet50")
-    parser.add_argument(
-        "--image-size", type=int, default=224, help="height and width of the input"
-    )
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     builder, _ = train.MODELS[args.model]
     model = builder(input_shape=image_shape(args.image_size))
     features = backbone(model)

@@ -24,6 +24,11 @@ References:
 
 import functools
 
+if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
+    from examples._cli import family_parser
+
+    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
+
 import keras
 
 from examples._common import POOLINGS, image_input, model_main

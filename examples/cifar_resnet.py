@@ -14,6 +14,11 @@ section 4.2 (CIFAR-10 and Analysis).
 
 import functools
 
+if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
+    from examples._cli import family_parser
+
+    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
+
 import keras
 
 from examples._common import classifier, image_input, model_main

@@ -50,20 +50,54 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python examples/convert_weights.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-
-from examples import train
-from examples._common import HelpFormatter
-from examples._pretrained import load_pretrained
-from keras_blocks.porting import weight_layers
+from examples._cli import HelpFormatter
 
 SUFFIX = ".weights.h5"
 METADATA = "keras_blocks_pretrained"  # the HDF5 attribute of the converted file
 FORMAT = 1
 # What torchvision's and timm's ImageNet models expect after scaling to [0, 1].
 CLASSIFIER = "predictions"  # the classifier layer of every reference model
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument("--model", metavar="NAME", help="a model name (see --list)")
+    parser.add_argument(
+        "--source", help="torchvision or timm (default: the model's only source)"
+    )
+    parser.add_argument("--input", help="the source's .pth or .safetensors file")
+    parser.add_argument("--output", help=f"the Keras weights file (*{SUFFIX})")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output"
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the models with published weights, their files and exit",
+    )
+    args = parser.parse_args(argv)
+    if not args.list:
+        missing = [
+            f"--{k}" for k in ("model", "input", "output") if not getattr(args, k)
+        ]
+        if missing:
+            parser.error(f"the following arguments are required: {', '.join(missing)}")
+    return args
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+
+from examples import train
+from examples._pretrained import load_pretrained
+from keras_blocks.porting import weight_layers
 
 
 class ConversionError(ValueError):
@@ -396,34 +430,6 @@ def load_converted(model, path, name):
     for variable, value in assignments:
         variable.assign(value)
     return metadata, loaded, kept
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False
-    )
-    parser.add_argument("--model", metavar="NAME", help="a model name (see --list)")
-    parser.add_argument(
-        "--source", help="torchvision or timm (default: the model's only source)"
-    )
-    parser.add_argument("--input", help="the source's .pth or .safetensors file")
-    parser.add_argument("--output", help=f"the Keras weights file (*{SUFFIX})")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace an existing --output"
-    )
-    parser.add_argument(
-        "--list",
-        action="store_true",
-        help="list the models with published weights, their files and exit",
-    )
-    args = parser.parse_args(argv)
-    if not args.list:
-        missing = [
-            f"--{k}" for k in ("model", "input", "output") if not getattr(args, k)
-        ]
-        if missing:
-            parser.error(f"the following arguments are required: {', '.join(missing)}")
-    return args
 
 
 def list_models():

@@ -28,15 +28,7 @@ import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-
-from examples import datasets
-from examples._augment import cifar_padding
-from examples.cifar10_cnn import CIFAR10CNN, MIN_SIZE
-from keras_blocks import augmentation
-from keras_blocks.callbacks import ReduceLROnPlateau
+from examples._cli import DATASETS, FAMILY_MODELS
 
 EPOCHS = 8  # digits: 97-99% best val accuracy; all 15 runs ~15 min on 2 cores (TF)
 VALIDATION_SPLIT = 0.1  # the last tenth of the training images
@@ -47,7 +39,8 @@ OUTPUT = "runs/course_experiments"
 # the network's smallest size, run eagerly, since compiling each run's steps
 # would cost more than the steps. Few images give few batch shapes (8 and 32),
 # which is what eager JAX compiles for.
-SMOKE_TRAIN, SMOKE_TEST, SMOKE_SIZE = 32, 32, MIN_SIZE
+SMOKE_TRAIN, SMOKE_TEST = 32, 32
+SMOKE_SIZE = FAMILY_MODELS["cifar10_cnn"]["cifar10_cnn"]  # its smallest
 BASELINE = {
     "batch_size": 32,
     "shuffle": True,
@@ -106,6 +99,59 @@ LR_MONITOR, LR_FACTOR, LR_PATIENCE, MIN_LR = "val_accuracy", 0.5, 2, 1e-5
 # EarlyStopping: stop after 2 epochs without a better validation accuracy and
 # keep the best epoch's weights.
 STOP_MONITOR, STOP_PATIENCE = "val_accuracy", 2
+
+
+def parse_args(argv):
+    """The options, with --epochs resolved (--smoke: 1)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=DATASETS, default="digits")
+    parser.add_argument(
+        "--data-dir", help="cifar10: a local cifar-10-batches-py folder (offline)"
+    )
+    parser.add_argument("--epochs", type=int, help=f"default: {EPOCHS}, 1 with --smoke")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=EXPERIMENTS,
+        metavar="NAME",
+        help=f"run these experiments only, of: {', '.join(EXPERIMENTS)}",
+    )
+    parser.add_argument("--output", default=OUTPUT, help=f"default: {OUTPUT}")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"1 epoch on {SMOKE_TRAIN} training and {SMOKE_TEST} test images "
+        f"at {SMOKE_SIZE}x{SMOKE_SIZE}, eagerly",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=SEED,
+        help="initial weights and batch order of every run, and the digits split",
+    )
+    args = parser.parse_args(argv)
+    if args.data_dir is not None and args.dataset != "cifar10":
+        parser.error("--data-dir is for --dataset cifar10")
+    epochs = args.epochs if args.epochs is not None else 1 if args.smoke else EPOCHS
+    if epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {epochs}")
+    args.epochs = epochs
+    return args
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+
+from examples import datasets
+from examples._augment import cifar_padding
+from examples.cifar10_cnn import CIFAR10CNN
+from keras_blocks import augmentation
+from keras_blocks.callbacks import ReduceLROnPlateau
 
 
 def build_model(config, input_shape, classes, mirror=True, seed=0):
@@ -258,38 +304,8 @@ def plot(results, path, title):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", choices=datasets.DATASETS, default="digits")
-    parser.add_argument(
-        "--data-dir", help="cifar10: a local cifar-10-batches-py folder (offline)"
-    )
-    parser.add_argument("--epochs", type=int, help=f"default: {EPOCHS}, 1 with --smoke")
-    parser.add_argument(
-        "--only",
-        nargs="+",
-        choices=EXPERIMENTS,
-        metavar="NAME",
-        help=f"run these experiments only, of: {', '.join(EXPERIMENTS)}",
-    )
-    parser.add_argument("--output", default=OUTPUT, help=f"default: {OUTPUT}")
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help=f"1 epoch on {SMOKE_TRAIN} training and {SMOKE_TEST} test images "
-        f"at {SMOKE_SIZE}x{SMOKE_SIZE}, eagerly",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=SEED,
-        help="initial weights and batch order of every run, and the digits split",
-    )
-    args = parser.parse_args(argv)
-    if args.data_dir is not None and args.dataset != "cifar10":
-        parser.error("--data-dir is for --dataset cifar10")
-    epochs = args.epochs if args.epochs is not None else 1 if args.smoke else EPOCHS
-    if epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {epochs}")
+    args = parse_args(argv)
+    epochs = args.epochs
     names = [name for name in EXPERIMENTS if name in (args.only or EXPERIMENTS)]
 
     try:

@@ -17,7 +17,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-DATASETS = ("digits", "cifar10")
+from examples._cli import DATASETS
+
 CLASSES = {"digits": 10, "cifar10": 10}
 NATIVE_SIZE = {"digits": 8, "cifar10": 32}
 # Whether a left-right mirror keeps an image's class: not for digits (a

@@ -30,6 +30,11 @@ built with `layout="torchvision"` (the build options of `WEIGHTS`' files):
 import functools
 import re
 
+if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
+    from examples._cli import family_parser
+
+    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
+
 from examples._common import model_main
 from examples._pretrained import WeightSource
 from keras_blocks import efficientnet

@@ -57,14 +57,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python examples/export.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-import numpy as np
-
-from examples import datasets, train
-from examples._common import HelpFormatter, positive_int
-from keras_blocks.deploy import ExportedModel, export_model
+from examples._cli import HelpFormatter, model_name, positive_int
 
 # Command-line names: Keras' names, and the names users type for them.
 FORMAT_NAMES = {
@@ -111,7 +104,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--model",
-        type=train.model_name,
+        type=model_name,
         metavar="NAME",
         help="a reference model of examples/train.py (--help there lists them); "
         "default with a converted or .keras file: the file's",
@@ -177,6 +170,19 @@ def parse_args(argv):
     if args.weights is None and args.model is None:
         parser.error("--random-weights needs --model.")
     return args
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from examples import datasets, train
+from keras_blocks.deploy import ExportedModel, export_model
 
 
 def default_output(name, format, int8):

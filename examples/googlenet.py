@@ -59,6 +59,11 @@ torchvision's ImageNet weights (its `GoogLeNet_Weights.IMAGENET1K_V1`):
 import functools
 import re
 
+if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
+    from examples._cli import family_parser
+
+    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
+
 import keras
 
 from examples._common import (

@@ -36,6 +36,11 @@ Load ImageNet weights from keras.applications:
 import functools
 import re
 
+if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
+    from examples._cli import family_parser
+
+    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
+
 import keras
 
 from examples._common import classifier, image_input, model_main

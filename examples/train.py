@@ -62,7 +62,6 @@ training" page has the commands.
 
 import argparse
 import csv
-import difflib
 import inspect
 import json
 import os
@@ -75,44 +74,18 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python examples/train.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-import numpy as np
-
-from examples import (
-    _augment,
-    _distribute,
-    alexnet,
-    cifar10_cnn,
-    cifar_resnet,
-    datasets,
-    efficientnet,
-    googlenet,
-    resnet,
-    vgg,
-)
-from examples._common import (
+from examples._cli import (
+    DATASETS,
+    DISTRIBUTE_CHOICES,
+    MODEL_NAMES,
+    TTA_SCHEMES,
     HelpFormatter,
-    image_shape,
+    model_name,
     non_negative_int,
     positive_float,
     positive_int,
 )
-from keras_blocks.callbacks import (
-    CheckpointManager,
-    ReduceLROnPlateau,
-    TensorBoardImageLogger,
-)
 
-FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
-# name: (builder, smallest input size)
-MODELS = {
-    name: (builder, getattr(family, "MIN_SIZES", {}).get(name, family.MIN_SIZE))
-    for family in FAMILIES
-    for name, builder in family.MODELS.items()
-}
-FAMILY = {name: family for family in FAMILIES for name in family.MODELS}
 MODEL = "cifar_resnet20"
 EPOCHS = 10
 BATCH_SIZE = 64
@@ -131,6 +104,144 @@ RUN_KEYS = (
 )
 
 
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,  # saved_settings reads the options given by name
+        epilog=textwrap.fill(
+            f"models ({len(MODEL_NAMES)}): " + ", ".join(MODEL_NAMES), 79
+        ),
+    )
+    parser.add_argument(
+        "--model", type=model_name, default=MODEL, metavar="NAME", help="listed below"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="digits",
+        help="digits: offline; cifar10: downloaded, or read from --data-dir",
+    )
+    parser.add_argument("--data-dir", help="local copy of the dataset (cifar10)")
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        help="default: 16 (digits) or 32 (cifar10), or the model's smallest input",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=EPOCHS,
+        help="epochs of the whole run, counted from its start when resumed",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=BATCH_SIZE, help="images per step"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        default=LEARNING_RATE,
+        help="Adam's, before reductions on plateaus",
+    )
+    parser.add_argument(
+        "--augment",
+        action="store_true",
+        help="train with the family's augmentation (see above)",
+    )
+    parser.add_argument(
+        "--tta",
+        choices=TTA_SCHEMES,
+        help="also evaluate the test images on AlexNet's ten crops or "
+        "GoogLeNet's 144, averaging the softmax (see above)",
+    )
+    parser.add_argument("--logdir", help="default: runs/MODEL-DATASET")
+    parser.add_argument("--resume", action="store_true", help="continue --logdir")
+    parser.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="train nothing: restore the run in --logdir (its latest checkpoint) "
+        "and report its test accuracy",
+    )
+    parser.add_argument(
+        "--distribute",
+        choices=DISTRIBUTE_CHOICES,
+        help="train on several devices or machines: mirrored or multi_worker "
+        "(TensorFlow), data_parallel (JAX), ddp (PyTorch, under torchrun)",
+    )
+    parser.add_argument(
+        "--cpu-devices",
+        type=positive_int,
+        metavar="N",
+        help="with --distribute mirrored or data_parallel on a machine without "
+        "accelerators: split its CPU into N devices (to try; no speed-up)",
+    )
+    parser.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="with --distribute mirrored or multi_worker: batch normalization "
+        "over the global batch (bn_synchronized=True); elsewhere it changes "
+        "nothing, as the docs' Distributed training page explains",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="PATH",
+        help="start from a *.weights.h5 file of examples/convert_weights.py "
+        "(ImageNet weights): every layer but the classifier; see above",
+    )
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=SEED,
+        help="the digits split, the starting weights, shuffling and dropout",
+    )
+    args = parser.parse_args(argv)
+    if args.weights and (args.resume or args.evaluate_only):
+        parser.error(
+            f"--weights starts a new run from converted weights; "
+            f"{'--resume' if args.resume else '--evaluate-only'} uses the run's "
+            "checkpoint, which holds its weights already: leave --weights out."
+        )
+    return args
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from examples import (
+    _augment,
+    _distribute,
+    alexnet,
+    cifar10_cnn,
+    cifar_resnet,
+    datasets,
+    efficientnet,
+    googlenet,
+    resnet,
+    vgg,
+)
+from examples._common import image_shape
+from keras_blocks.callbacks import (
+    CheckpointManager,
+    ReduceLROnPlateau,
+    TensorBoardImageLogger,
+)
+
+FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
+# name: (builder, smallest input size)
+MODELS = {
+    name: (builder, getattr(family, "MIN_SIZES", {}).get(name, family.MIN_SIZE))
+    for family in FAMILIES
+    for name, builder in family.MODELS.items()
+}
+FAMILY = {name: family for family in FAMILIES for name in family.MODELS}
+
+
 def build(name, image_size, classes, sync_bn=False, **options):
     """Model `name` for `image_size` images; `options`: the builder's others
     (a weights source's layout)."""
@@ -140,20 +251,6 @@ def build(name, image_size, classes, sync_bn=False, **options):
     if sync_bn and "bn_synchronized" not in inspect.signature(builder).parameters:
         raise SystemExit(f"--sync-bn: {name} has no batch normalization.")
     return builder(input_shape=image_shape(image_size), classes=classes, **options)
-
-
-def model_name(name):
-    """argparse `type=` for --model: a misspelled name gets the nearest ones."""
-    if name in MODELS:
-        return name
-    close = difflib.get_close_matches(name, MODELS, n=3)
-    hint = ""
-    if close:
-        *first, last = close
-        hint = f"did you mean {', '.join(first) + ' or ' if first else ''}{last}? "
-    raise argparse.ArgumentTypeError(
-        f"invalid choice: {name!r} ({hint}--help lists the {len(MODELS)} models)"
-    )
 
 
 def default_image_size(name, dataset):
@@ -344,104 +441,6 @@ def compile_model(model, learning_rate):
         loss_weights=[1.0] + [googlenet.AUX_LOSS_WEIGHT] * (outputs - 1),
         metrics=["accuracy"] + [None] * (outputs - 1),
     )
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=HelpFormatter,
-        allow_abbrev=False,  # saved_settings reads the options given by name
-        epilog=textwrap.fill(f"models ({len(MODELS)}): " + ", ".join(MODELS), 79),
-    )
-    parser.add_argument(
-        "--model", type=model_name, default=MODEL, metavar="NAME", help="listed below"
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=datasets.DATASETS,
-        default="digits",
-        help="digits: offline; cifar10: downloaded, or read from --data-dir",
-    )
-    parser.add_argument("--data-dir", help="local copy of the dataset (cifar10)")
-    parser.add_argument(
-        "--image-size",
-        type=positive_int,
-        help="default: 16 (digits) or 32 (cifar10), or the model's smallest input",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=EPOCHS,
-        help="epochs of the whole run, counted from its start when resumed",
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=BATCH_SIZE, help="images per step"
-    )
-    parser.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        default=LEARNING_RATE,
-        help="Adam's, before reductions on plateaus",
-    )
-    parser.add_argument(
-        "--augment",
-        action="store_true",
-        help="train with the family's augmentation (see above)",
-    )
-    parser.add_argument(
-        "--tta",
-        choices=_augment.SCHEMES,
-        help="also evaluate the test images on AlexNet's ten crops or "
-        "GoogLeNet's 144, averaging the softmax (see above)",
-    )
-    parser.add_argument("--logdir", help="default: runs/MODEL-DATASET")
-    parser.add_argument("--resume", action="store_true", help="continue --logdir")
-    parser.add_argument(
-        "--evaluate-only",
-        action="store_true",
-        help="train nothing: restore the run in --logdir (its latest checkpoint) "
-        "and report its test accuracy",
-    )
-    parser.add_argument(
-        "--distribute",
-        choices=_distribute.ALL_CHOICES,
-        help="train on several devices or machines: mirrored or multi_worker "
-        "(TensorFlow), data_parallel (JAX), ddp (PyTorch, under torchrun)",
-    )
-    parser.add_argument(
-        "--cpu-devices",
-        type=positive_int,
-        metavar="N",
-        help="with --distribute mirrored or data_parallel on a machine without "
-        "accelerators: split its CPU into N devices (to try; no speed-up)",
-    )
-    parser.add_argument(
-        "--sync-bn",
-        action="store_true",
-        help="with --distribute mirrored or multi_worker: batch normalization "
-        "over the global batch (bn_synchronized=True); elsewhere it changes "
-        "nothing, as the docs' Distributed training page explains",
-    )
-    parser.add_argument(
-        "--weights",
-        metavar="PATH",
-        help="start from a *.weights.h5 file of examples/convert_weights.py "
-        "(ImageNet weights): every layer but the classifier; see above",
-    )
-    parser.add_argument(
-        "--seed",
-        type=non_negative_int,
-        default=SEED,
-        help="the digits split, the starting weights, shuffling and dropout",
-    )
-    args = parser.parse_args(argv)
-    if args.weights and (args.resume or args.evaluate_only):
-        parser.error(
-            f"--weights starts a new run from converted weights; "
-            f"{'--resume' if args.resume else '--evaluate-only'} uses the run's "
-            "checkpoint, which holds its weights already: leave --weights out."
-        )
-    return args
 
 
 def pretrained_weights(path, name):

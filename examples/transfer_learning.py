@@ -76,27 +76,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python examples/transfer_learning.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-import numpy as np
-
-from examples import convert_weights, datasets, train
-from examples._common import (
+from examples._cli import (
     HelpFormatter,
-    image_shape,
+    model_name,
     non_negative_int,
     positive_float,
     positive_int,
 )
-from keras_blocks import layers
-from keras_blocks.callbacks import (
-    CheckpointManager,
-    ReduceLROnPlateau,
-    TensorBoardImageLogger,
-)
-from keras_blocks.efficientnet import IMAGENET_MEAN, IMAGENET_STDDEV
-from keras_blocks.porting import weight_layers
 
 MODEL = "resnet18"
 HEAD_EPOCHS = 3
@@ -111,6 +97,92 @@ SEED = 0
 MODEL_FILE = "model.keras"  # the fine-tuned classifier, in --logdir
 SMOKE_IMAGES = 64  # --smoke: training images (and half as many validating)
 STAGE = re.compile(r"\D*\d+")  # "conv5_block2" -> "conv5", "block6a" -> "block6"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument(
+        "--model",
+        type=model_name,
+        default=MODEL,
+        metavar="NAME",
+        help="a model of examples/train.py (convert_weights.py --list: those "
+        "with published weights)",
+    )
+    parser.add_argument(
+        "--weights", metavar="PATH", help="a file of examples/convert_weights.py"
+    )
+    parser.add_argument(
+        "--data-dir", help="a folder of class subfolders (default: the digits)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=positive_int,
+        help="default: the model's smallest input, at least 32",
+    )
+    parser.add_argument(
+        "--head-epochs", type=positive_int, default=HEAD_EPOCHS, help="phase 1"
+    )
+    parser.add_argument(
+        "--fine-tune-epochs",
+        type=non_negative_int,
+        default=FINE_TUNE_EPOCHS,
+        help="phase 2 (0: none)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=BATCH_SIZE, help="images per step"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=LEARNING_RATE, help="head"
+    )
+    parser.add_argument(
+        "--fine-tune-learning-rate",
+        type=positive_float,
+        default=FINE_TUNE_LEARNING_RATE,
+        help="phase 2",
+    )
+    parser.add_argument(
+        "--unfreeze",
+        type=positive_int,
+        default=UNFREEZE,
+        help="top stages of the backbone trained in phase 2",
+    )
+    parser.add_argument("--logdir", help="default: runs/transfer-MODEL")
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=SEED,
+        help="the split, the head's starting weights, shuffling, dropout",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"{SMOKE_IMAGES} training images, 1 epoch per phase (for CI)",
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from examples import convert_weights, datasets, train
+from examples._common import image_shape
+from keras_blocks import layers
+from keras_blocks.callbacks import (
+    CheckpointManager,
+    ReduceLROnPlateau,
+    TensorBoardImageLogger,
+)
+from keras_blocks.efficientnet import IMAGENET_MEAN, IMAGENET_STDDEV
+from keras_blocks.porting import weight_layers
 
 
 def stages(backbone):
@@ -289,71 +361,6 @@ def plot_curves(metrics_csv, path, fine_tune_start):
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=HelpFormatter, allow_abbrev=False
-    )
-    parser.add_argument(
-        "--model",
-        type=train.model_name,
-        default=MODEL,
-        metavar="NAME",
-        help="a model of examples/train.py (convert_weights.py --list: those "
-        "with published weights)",
-    )
-    parser.add_argument(
-        "--weights", metavar="PATH", help="a file of examples/convert_weights.py"
-    )
-    parser.add_argument(
-        "--data-dir", help="a folder of class subfolders (default: the digits)"
-    )
-    parser.add_argument(
-        "--image-size",
-        type=positive_int,
-        help="default: the model's smallest input, at least 32",
-    )
-    parser.add_argument(
-        "--head-epochs", type=positive_int, default=HEAD_EPOCHS, help="phase 1"
-    )
-    parser.add_argument(
-        "--fine-tune-epochs",
-        type=non_negative_int,
-        default=FINE_TUNE_EPOCHS,
-        help="phase 2 (0: none)",
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=BATCH_SIZE, help="images per step"
-    )
-    parser.add_argument(
-        "--learning-rate", type=positive_float, default=LEARNING_RATE, help="head"
-    )
-    parser.add_argument(
-        "--fine-tune-learning-rate",
-        type=positive_float,
-        default=FINE_TUNE_LEARNING_RATE,
-        help="phase 2",
-    )
-    parser.add_argument(
-        "--unfreeze",
-        type=positive_int,
-        default=UNFREEZE,
-        help="top stages of the backbone trained in phase 2",
-    )
-    parser.add_argument("--logdir", help="default: runs/transfer-MODEL")
-    parser.add_argument(
-        "--seed",
-        type=non_negative_int,
-        default=SEED,
-        help="the split, the head's starting weights, shuffling, dropout",
-    )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help=f"{SMOKE_IMAGES} training images, 1 epoch per phase (for CI)",
-    )
-    return parser.parse_args(argv)
 
 
 def main(argv=None):

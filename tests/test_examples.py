@@ -5,6 +5,7 @@ import csv
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -14,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 pytest.importorskip("sklearn")  # the examples extra
 
-from examples import _augment, train  # after the skip: it needs scikit-learn
+from examples import _augment, _cli, train  # after the skip: needs scikit-learn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -467,3 +468,55 @@ def test_an_older_test_json_keeps_its_result(tmp_path):
         "ten_crop": {"crops": 5, "accuracy": 0.5, "epochs": 2},
         "multi_crop": multi,
     }
+
+
+COMMANDS = sorted(
+    f"examples.{path.stem}"
+    for path in (ROOT / "examples").glob("[!_]*.py")
+    if 'if __name__ == "__main__":' in path.read_text()
+)
+HEAVY = ("keras", "keras_blocks", "tensorflow", "torch", "jax", "numpy")
+
+
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="subprocesses that import no backend: the same on every backend",
+)
+@pytest.mark.parametrize("args", [["--help"], ["--no-such-option"]])
+def test_every_command_answers_help_and_wrong_arguments_at_once(args):
+    # Importing Keras takes seconds (about 22 with convert_weights' imports,
+    # issue 27): every command parses its arguments before, so that `--help`
+    # and a wrong argument answer in a moment.
+    assert len(COMMANDS) >= 13, COMMANDS
+    slow = {}  # command: seconds and heavy imports
+    for command in COMMANDS:
+        start = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", command, *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        seconds = time.perf_counter() - start
+        if args == ["--help"]:
+            assert result.returncode == 0, (command, result.stderr[-2000:])
+            assert result.stdout.startswith("usage: "), command
+        else:  # argparse's one-line error
+            assert result.returncode == 2, (command, result.stderr[-2000:])
+            assert "error: " in result.stderr.splitlines()[-1], command
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+        heavy = sorted(imported & set(HEAVY))
+        if heavy or seconds > 2:
+            slow[command] = f"{seconds:.1f} s, imports {', '.join(heavy) or 'none'}"
+    assert not slow, f"over 2 s or a heavy import: {slow}"
+
+
+def test_the_command_lines_name_the_families_models():
+    # What --model accepts and --help lists before Keras loads (examples/_cli)
+    # is what the families build, with their smallest input sizes.
+    for family in train.FAMILIES:
+        sizes = {name: train.MODELS[name][1] for name in family.MODELS}
+        listed = _cli.FAMILY_MODELS[family.__name__.split(".")[-1]]
+        assert list(listed.items()) == list(sizes.items()), family.__name__
+    assert list(_cli.FAMILY_MODELS) == [f.__name__[9:] for f in train.FAMILIES]
