@@ -5,20 +5,23 @@
     python -m examples.export --model resnet50 --weights resnet50.weights.h5 \\
         --format litert --int8
     python -m examples.export --weights runs/transfer-resnet18/model.keras \\
-        --format saved_model
+        --format tf_saved_model
 
-Formats: `saved_model` (a folder, for TensorFlow Serving and TensorFlow),
-`litert` (a `.tflite` file, for phones and edge devices) and `onnx` (an `.onnx`
-file, for ONNX Runtime and anything else); the docs' "Deployment" page says
-which to pick. The model is written with `keras_blocks.deploy.export_model`
+Formats, as `keras_blocks.deploy.export_model` and Keras name them:
+`tf_saved_model` (a folder, for TensorFlow Serving and TensorFlow), `litert`
+(a `.tflite` file, for phones and edge devices) and `onnx` (an `.onnx` file,
+for ONNX Runtime and anything else); the docs' "Deployment" page says which to
+pick. The model is written with `keras_blocks.deploy.export_model`
 (whole or not at all, never over an existing path), read back with its
 format's own runtime (`keras_blocks.deploy.ExportedModel`: the SavedModel
 with `tf.saved_model.load`, LiteRT with its interpreter, ONNX with ONNX
 Runtime), and the command prints the largest difference between the exported
 model's outputs and Keras' on a batch of the bundled digits test images (at
-the model's input size, preprocessed as examples/train.py does; random images
-if scikit-learn is missing), the file size, and the median inference time at
-batch 1 of Keras (`predict_on_batch`) and of the runtime.
+the model's input size and channels, preprocessed as examples/train.py does;
+random images in [0, 1] if scikit-learn is missing or the model's input is
+neither grey nor RGB, which it says), the file size, and the median inference
+time at batch 1 of Keras (`predict_on_batch`) and of the runtime. All of it
+happens on a file beside the output, moved into place last.
 
 `--weights` is what this repository's scripts write:
 
@@ -42,14 +45,17 @@ top-1 class, and the mean absolute difference.
 A bad input is refused with exit status 2 and a one-line message, and nothing
 is written: an unknown model or format, a missing or unreadable weights file,
 weights of another model or shape, an output path that exists, `--int8` for
-another format than LiteRT.
+another format than LiteRT; so does a failure after the export (the file read
+back or compared).
 """
 
 import argparse
 import difflib
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -59,15 +65,10 @@ if __package__ in (None, ""):  # run as `python examples/export.py`
 
 from examples._cli import HelpFormatter, model_name, positive_int
 
-# Command-line names: Keras' names, and the names users type for them.
-FORMAT_NAMES = {
-    "saved_model": "tf_saved_model",
-    "tf_saved_model": "tf_saved_model",
-    "litert": "litert",
-    "tflite": "litert",
-    "onnx": "onnx",
-}
-CHOICES = ("onnx", "litert", "saved_model")
+# --format's choices: the library's names, `keras_blocks.deploy.FORMATS`
+# (written out so that --help answers before Keras loads; test_export_command
+# checks that they are the library's).
+FORMATS = ("tf_saved_model", "litert", "onnx")
 # What the default output is called after the model's name.
 ENDINGS = {"tf_saved_model": "_saved_model", "litert": ".tflite", "onnx": ".onnx"}
 CLASSES = 10  # examples/train.py's datasets (digits, CIFAR-10)
@@ -83,19 +84,14 @@ class ExportError(ValueError):
 
 
 def format_name(text):
-    """argparse `type=` for --format: Keras' name of the format."""
-    if text in FORMAT_NAMES:
-        return FORMAT_NAMES[text]
-    close = difflib.get_close_matches(text, FORMAT_NAMES, n=1)
+    """argparse `type=` for --format: one of the library's names."""
+    if text in FORMATS:
+        return text
+    close = difflib.get_close_matches(text.strip().lower(), FORMATS, n=1, cutoff=0.5)
     hint = f"did you mean {close[0]}? " if close else ""
     raise argparse.ArgumentTypeError(
-        f"invalid choice: {text!r} ({hint}choose from {', '.join(CHOICES)})"
+        f"invalid choice: {text!r} ({hint}choose from {', '.join(FORMATS)})"
     )
-
-
-def command_name(format):
-    """The name --format takes for Keras' `format`."""
-    return "saved_model" if format == "tf_saved_model" else format
 
 
 def parse_args(argv):
@@ -121,8 +117,8 @@ def parse_args(argv):
         "--format",
         type=format_name,
         required=True,
-        metavar="{" + ",".join(CHOICES) + "}",
-        help="saved_model (TF Serving, TensorFlow), litert (phones, edge) or "
+        metavar="{" + ",".join(FORMATS) + "}",
+        help="tf_saved_model (TF Serving, TensorFlow), litert (phones, edge) or "
         "onnx (ONNX Runtime, anything else)",
     )
     parser.add_argument(
@@ -158,7 +154,7 @@ def parse_args(argv):
     if args.int8 and args.format != "litert":
         parser.error(
             "--int8: post-training int8 quantization is a LiteRT conversion: "
-            f"use --format litert (received --format {command_name(args.format)})."
+            f"use --format litert (received --format {args.format})."
         )
     if args.weights is None and not args.random_weights:
         parser.error(
@@ -304,28 +300,43 @@ def channels_first(model):
 
 
 def images(model, normalization):
-    """(test images, calibration images), preprocessed as examples/train.py
-    does: the digits (random if scikit-learn is missing) at the model's size."""
+    """(test images, calibration images, their source, why they are random or
+    None), of the model's input shape, preprocessed as examples/train.py
+    does: the digits at the model's size (grey: one channel, or three), else
+    random images in [0, 1]."""
     first = channels_first(model)
-    size = model.input_shape[2:] if first else model.input_shape[1:3]
+    shape = model.input_shape[1:]
+    size, channels = (shape[1:], shape[0]) if first else (shape[:2], shape[-1])
     layout = "channels_first" if first else "channels_last"
-    try:
-        (x_train, _), (x_test, _) = datasets.load("digits")  # 8x8, configured layout
+    why = None
+    if channels not in (1, 3):
+        why = f"the digits are grey or RGB, and the model takes {channels} channels"
+    else:
+        try:
+            # 8x8, three equal channels, in the configured layout
+            (x_train, _), (x_test, _) = datasets.load("digits")
+        except ImportError:
+            why = "scikit-learn, which has the digits, is not installed"
+    if why is None:
         source = "digits"
         if (keras.config.image_data_format() == "channels_first") != first:
             axes = (0, 3, 1, 2) if first else (0, 2, 3, 1)
             x_train, x_test = (np.transpose(x, axes) for x in (x_train, x_test))
-    except ImportError:  # scikit-learn: the examples extra
-        rng = np.random.default_rng(SEED)
-        shape = (3, *size) if first else (*size, 3)
+        channel = slice(0, channels)
         x_train, x_test = (
-            rng.uniform(0, 1, (n, *shape)).astype("float32")
+            x[:, channel] if first else x[..., channel] for x in (x_train, x_test)
+        )
+    else:
+        source = "random"
+        rng = np.random.default_rng(SEED)
+        x_train, x_test = (
+            rng.uniform(0, 1, (n, channels, *size) if first else (n, *size, channels))
             for n in (CALIBRATION, COMPARED)
         )
-        source = "random"
     resized = []
     for x, count in ((x_test, COMPARED), (x_train, CALIBRATION)):
-        x = keras.ops.image.resize(x[:count], tuple(size), data_format=layout)
+        x = np.asarray(x[:count], "float32")
+        x = keras.ops.image.resize(x, tuple(size), data_format=layout)
         x = np.asarray(keras.ops.convert_to_numpy(x), "float32")
         if normalization is not None:  # ImageNet weights: as their source
             shape = (1, -1, 1, 1) if first else (-1,)
@@ -333,7 +344,7 @@ def images(model, normalization):
             std = np.reshape(np.asarray(normalization["std"], "float32"), shape)
             x = (x - mean) / std
         resized.append(np.ascontiguousarray(x))
-    return (*resized, source)
+    return (*resized, source, why)
 
 
 def median_ms(run, x):
@@ -363,6 +374,38 @@ def first_output(outputs):
     return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
 
 
+def export_and_compare(model, path, args, x_test, x_calibration):
+    """Exports to `path`, runs the file on `x_test` and times it; the figures."""
+    start = time.perf_counter()
+    try:
+        export_model(
+            model,
+            path,
+            args.format,
+            int8=args.int8,
+            representative_data=x_calibration if args.int8 else None,
+        )
+        seconds = time.perf_counter() - start
+        exported = ExportedModel(path)
+        actual = run_batches(exported, x_test)
+    except (ValueError, OSError, ImportError) as error:
+        raise ExportError(str(error)) from None
+    expected = np.asarray(first_output(model.predict_on_batch(x_test)))
+    actual = first_output(actual)
+    difference = np.abs(actual - expected)
+    one = x_test[:1]
+    return {
+        "largest_difference": float(difference.max()),
+        "mean_difference": float(difference.mean()),
+        "output_scale": float(np.abs(expected).max()),
+        "agreement": float(np.mean(actual.argmax(-1) == expected.argmax(-1))),
+        "size_bytes": exported.size_bytes,
+        "keras_ms": median_ms(model.predict_on_batch, one),
+        "exported_ms": median_ms(lambda x: run_batches(exported, x), one),
+        "export_seconds": seconds,
+    }
+
+
 def export(args):
     """Exports, reloads and compares; returns the figures printed."""
     model, normalization, weights = load_model(args)
@@ -375,35 +418,25 @@ def export(args):
             f"{output} exists: the export never overwrites. Pass another "
             "--output, or delete it first."
         )
-    x_test, x_calibration, source = images(model, normalization)
-    start = time.perf_counter()
+    x_test, x_calibration, source, why = images(model, normalization)
+    parent = os.path.dirname(output)
+    if not os.path.isdir(parent):
+        raise ExportError(f"Cannot write {output}: {parent} is not a folder.")
+    # Written beside `output`, run and compared there, and moved into place
+    # last: a failure (or Ctrl-C) at any step leaves nothing.
     try:
-        export_model(
-            model,
-            output,
-            args.format,
-            int8=args.int8,
-            representative_data=x_calibration if args.int8 else None,
-        )
-    except (ValueError, OSError, ImportError) as error:
-        raise ExportError(str(error)) from None
-    seconds = time.perf_counter() - start
-    exported = ExportedModel(output)
-    expected = np.asarray(first_output(model.predict_on_batch(x_test)))
-    actual = run_batches(exported, x_test)
-    difference = np.abs(actual - expected)
-    one = x_test[:1]
-    figures = {
-        "largest_difference": float(difference.max()),
-        "mean_difference": float(difference.mean()),
-        "output_scale": float(np.abs(expected).max()),
-        "agreement": float(np.mean(actual.argmax(-1) == expected.argmax(-1))),
-        "size_bytes": exported.size_bytes,
-        "keras_ms": median_ms(model.predict_on_batch, one),
-        "exported_ms": median_ms(lambda x: run_batches(exported, x), one),
-        "export_seconds": seconds,
-    }
-    shown = command_name(args.format) + " int8" * args.int8
+        scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", dir=parent)
+    except OSError as error:
+        raise ExportError(f"Cannot write {output}: {error.strerror}.") from None
+    try:
+        partial = os.path.join(scratch, os.path.basename(output))
+        figures = export_and_compare(model, partial, args, x_test, x_calibration)
+        if os.path.lexists(output):
+            raise ExportError(f"{output} appeared during the export: kept.")
+        os.replace(partial, output)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    shown = args.format + " int8" * args.int8
     first = channels_first(model)
     height, width = x_test.shape[2:] if first else x_test.shape[1:3]
     layout = "channels_first" if first else "channels_last"
@@ -412,7 +445,8 @@ def export(args):
         f"at {height}x{width}, {layout}, backend {keras.config.backend()}"
     )
     print(
-        f"Wrote {output} ({shown}) in {seconds:.1f} s: {size_text(exported.size_bytes)}"
+        f"Wrote {output} ({shown}) in {figures['export_seconds']:.1f} s: "
+        f"{size_text(figures['size_bytes'])}"
     )
     if weights != "random":
         print(f"Keras file: {size_text(os.path.getsize(weights))}")
@@ -420,6 +454,8 @@ def export(args):
         f"Outputs on {len(x_test)} {source} test images, {shown} against Keras "
         f"(outputs up to {figures['output_scale']:.3g}):"
     )
+    if why:
+        print(f"  (random images in [0, 1]: {why})")
     if args.int8:
         print(
             "  int8 outputs are not expected within 1e-5 of the float model's: "

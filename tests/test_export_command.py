@@ -21,7 +21,7 @@ CASES = {
     "tensorflow": [
         ("onnx", "weights.h5"),
         ("litert", "weights.h5"),
-        ("saved_model", "keras"),
+        ("tf_saved_model", "keras"),
     ],
     "torch": [("onnx", "weights.h5")],
 }.get(
@@ -67,7 +67,7 @@ def test_each_format_matches_keras(tmp_path, monkeypatch, capsys, format, kind):
     out = capsys.readouterr().out
 
     # The default output, beside nothing else, of the size printed.
-    output = tmp_path / f"{MODEL}{export.ENDINGS[export.FORMAT_NAMES[format]]}"
+    output = tmp_path / f"{MODEL}{export.ENDINGS[format]}"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [weights.name, output.name]
     )
@@ -143,8 +143,8 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path, monkeypatch, caps
     assert "invalid choice: 'cifar10cnn' (did you mean cifar10_cnn" in message
     message = refused(capsys, ["--model", MODEL, *base, "--format", "onx"])
     assert (
-        "invalid choice: 'onx' (did you mean onnx? choose from onnx, litert, saved_model)"
-        in message
+        "invalid choice: 'onx' (did you mean onnx? choose from tf_saved_model, "
+        "litert, onnx)" in message
     )
     message = refused(capsys, ["--model", MODEL, *base, "--format", "onnx", "--int8"])
     assert "--int8: post-training int8 quantization is a LiteRT conversion" in message
@@ -192,3 +192,92 @@ def test_a_keras_file_of_another_model_is_refused(tmp_path, capsys):
         f"export.py: error: {path} holds the model '{MODEL}', not cifar_resnet20: pass "
         f"--model {MODEL}, or leave --model out."
     )
+
+
+@pytest.mark.parametrize(
+    "typed, meant", [("tflite", "litert"), ("saved_model", "tf_saved_model")]
+)
+def test_formats_are_the_librarys(typed, meant, tmp_path, capsys):
+    # The command took `tflite` and `saved_model`, which export_model refuses:
+    # both refuse them now, and name the library's format.
+    from keras_blocks.deploy import FORMATS, export_model
+
+    assert export.FORMATS == FORMATS
+    message = refused(capsys, ["--random-weights", "--model", MODEL, "--format", typed])
+    assert f"invalid choice: '{typed}' (did you mean {meant}? choose from " in message
+    with pytest.raises(ValueError, match=f"did you mean '{meant}'"):
+        export_model(keras.Sequential([keras.Input((2,))]), tmp_path / "m", typed)
+
+
+def preprocessing_model(folder, channels):
+    """A .keras file of a small model with its normalization inside."""
+    inputs = keras.Input((SIZE, SIZE, channels))
+    x = keras.layers.Normalization(
+        axis=-1, mean=[0.5] * channels, variance=[0.25] * channels
+    )(inputs)
+    x = keras.layers.Conv2D(4, 3, data_format="channels_last")(x)
+    x = keras.layers.GlobalAveragePooling2D(data_format="channels_last")(x)
+    model = keras.Model(inputs, keras.layers.Dense(export.CLASSES)(x), name="small")
+    path = folder / "small.keras"
+    model.save(path)
+    return path, model
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="ONNX with tf2onnx")
+@pytest.mark.parametrize("channels, source", [(1, "digits"), (4, "random")])
+def test_a_model_of_other_channels_with_normalization_inside(
+    channels, source, tmp_path, monkeypatch, capsys
+):
+    # A 1-channel model crashed comparing with 3-channel digits after the
+    # file was written; Normalization's statistics were inputs of the file.
+    pytest.importorskip("sklearn")  # the digits
+    import onnxruntime
+
+    path, model = preprocessing_model(tmp_path, channels)
+    monkeypatch.chdir(tmp_path)
+    export.main(["--weights", str(path), "--format", "onnx"])
+    out = capsys.readouterr().out
+    assert f"Wrote {tmp_path / 'small.onnx'} (onnx)" in out
+    assert f"on {export.COMPARED} {source} test images" in out
+    if source == "random":
+        assert "(random images in [0, 1]: the digits are grey or RGB, and the " in out
+    assert number(r"largest \|difference\| ([-\d.e+]+)", out) <= 1e-5
+    session = onnxruntime.InferenceSession(str(tmp_path / "small.onnx"))
+    (name,) = [i.name for i in session.get_inputs()]
+    x = np.random.default_rng(0).uniform(0, 1, (2, SIZE, SIZE, channels))
+    x = x.astype("float32")
+    np.testing.assert_allclose(
+        session.run(None, {name: x})[0],
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-5,
+    )
+
+
+def test_a_failed_comparison_writes_nothing(tmp_path, monkeypatch, capsys):
+    # The export succeeds; running it back fails: nothing stays.
+    pytest.importorskip("onnxruntime")
+    weights, _ = weights_file(tmp_path, "weights.h5")
+    format = "onnx" if BACKEND in ("tensorflow", "torch") else None
+    if format is None:
+        pytest.skip(f"{BACKEND}: no format the export extra exports")
+
+    class Fails(export.ExportedModel):
+        def __call__(self, inputs):
+            raise ValueError("the runtime failed")
+
+    monkeypatch.setattr(export, "ExportedModel", Fails)
+    message = refused(
+        capsys,
+        [
+            "--model",
+            MODEL,
+            "--weights",
+            str(weights),
+            "--format",
+            format,
+            "--output",
+            str(tmp_path / "m.onnx"),
+        ],
+    )
+    assert message == "export.py: error: the runtime failed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [weights.name]
