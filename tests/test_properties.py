@@ -6,8 +6,8 @@ Adding a layer to the library means adding its entry here; every layer then
 gets the same checks: real output shape == `compute_output_shape` == formula,
 finite outputs, exact config round trip, `.keras` round trip with
 `safe_mode=True` (what a user froze or retuned inside the layer included, in
-this process and in a fresh one), a `ValueError` naming the argument for every
-bad value,
+this process and in a fresh one), integer and boolean images computed as the
+same values in floats, a `ValueError` naming the argument for every bad value,
 sublayers that start from weights of their own (seeded or not), and a
 `CheckpointManager` checkpoint that restores every variable.
 """
@@ -560,6 +560,33 @@ def test_output_shape_and_finite(name, data):
     # The symbolic path agrees, with an unknown batch size.
     symbolic = layer(keras.Input(input_shape[1:]))
     assert tuple(symbolic.shape) == (None, *expected[1:])
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int32", "bool"])
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=2)
+@given(data=st.data())
+def test_integer_images_are_cast_to_the_compute_dtype(name, dtype, data):
+    # Decoded images are uint8: every layer computes on them as on the same
+    # values in floats, as Keras' Dense, BatchNormalization and preprocessing
+    # layers do on every backend (Keras' Conv2D casts them on JAX only, and
+    # fails on TensorFlow and PyTorch).
+    spec = REGISTRY[name]
+    kwargs, input_shape, _ = data.draw(configurations(spec))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    low, high = {"uint8": (0, 256), "int32": (-5, 6), "bool": (0, 2)}[dtype]
+    x = rng.integers(low, high, input_shape).astype(dtype)
+    layer = spec.cls(**kwargs)
+    expected = to_numpy(layer(x.astype("float32"), training=False))
+    for training in (False, True):
+        y = layer(x, training=training)
+        assert keras.backend.standardize_dtype(y.dtype) == layer.compute_dtype
+        if not training:
+            scale = max(1.0, float(np.abs(expected).max()))
+            np.testing.assert_allclose(to_numpy(y), expected, atol=1e-6 * scale)
+        assert np.isfinite(to_numpy(y)).all()
+    symbolic = layer(keras.Input(input_shape[1:], dtype=dtype))
+    assert keras.backend.standardize_dtype(symbolic.dtype) == layer.compute_dtype
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -21,6 +21,7 @@ from keras_blocks.layers._conv import (
     unit_options_config,
 )
 from keras_blocks.layers._conv_bn import batch_norm, conv_bn
+from keras_blocks.layers._float_inputs import float_inputs
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 from keras_blocks.layers.drop_path import DropPath
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
@@ -246,6 +247,7 @@ class ResidualBase(CompositeLayer):
     # Computation.
 
     def call(self, inputs, training=None):
+        inputs = float_inputs(self, inputs)
         x = inputs
         if self.preact:
             x = batch_norm(self.preact_bn, inputs, training=training)

@@ -17,6 +17,7 @@ from keras_blocks.layers._conv import (
     unit_options_config,
 )
 from keras_blocks.layers._conv_bn import conv_bn
+from keras_blocks.layers._float_inputs import float_inputs
 
 PADDINGS = ("same", "valid", "symmetric")
 
@@ -212,6 +213,7 @@ class ConvBNAct(CompositeLayer):
             self.bn.build(self.conv.compute_output_shape(shape))
 
     def call(self, inputs, training=None):
+        inputs = float_inputs(self, inputs)
         x = inputs if self.pad is None else self.pad(inputs)
         if self.bn is None:
             x = self.conv(x)

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_blocks import _validation as check
 from keras_blocks.distribute.replica_seed import ReplicaSeed
+from keras_blocks.layers._float_inputs import float_inputs
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -73,6 +74,7 @@ class DropPath(keras.layers.Layer):
             )
 
     def call(self, inputs, training=None):
+        inputs = float_inputs(self, inputs)
         if not training or self.rate == 0:
             return inputs
         # One draw per sample, broadcast over every other axis.

@@ -6,6 +6,7 @@ import keras
 
 from keras_blocks import _validation as check
 from keras_blocks.distribute.replica_seed import ReplicaSeed
+from keras_blocks.layers._float_inputs import float_inputs
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -76,6 +77,7 @@ class Dropout(keras.layers.Dropout):
         )
 
     def call(self, inputs, training=False):
+        inputs = float_inputs(self, inputs)
         if training and self.rate > 0:
             return keras.random.dropout(
                 inputs,

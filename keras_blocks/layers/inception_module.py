@@ -15,6 +15,7 @@ from keras_blocks.layers._conv import (
     unit_options,
     unit_options_config,
 )
+from keras_blocks.layers._float_inputs import float_inputs
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 
 
@@ -224,6 +225,7 @@ class InceptionModule(CompositeLayer):
                     shape = layer.compute_output_shape(shape)
 
     def call(self, inputs, training=None):
+        inputs = float_inputs(self, inputs)
         outputs = []
         for branch in self._branches():
             x = inputs

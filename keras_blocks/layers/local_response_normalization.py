@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_blocks import _validation as check
+from keras_blocks.layers._float_inputs import float_inputs
 
 # Up to this many channels (channels_last), the window sums are one matrix
 # product with a band matrix; above, shifted sums. The product does c times
@@ -100,6 +101,7 @@ class LocalResponseNormalization(keras.layers.Layer):
         check.image_input_shape(self, input_shape, self.data_format)
 
     def call(self, inputs):
+        inputs = float_inputs(self, inputs)
         axis = 3 if self.data_format == "channels_last" else 1
         channels = inputs.shape[axis]
         x = inputs

@@ -18,6 +18,7 @@ from keras_blocks.layers._conv import (
     unit_options_config,
 )
 from keras_blocks.layers._conv_bn import conv_bn
+from keras_blocks.layers._float_inputs import float_inputs
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 from keras_blocks.layers.drop_path import DropPath
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
@@ -284,6 +285,7 @@ class MBConvBlock(CompositeLayer):
         self.project.build(shape)
 
     def call(self, inputs, training=None):
+        inputs = float_inputs(self, inputs)
         x = inputs
         if self.expand is not None:
             x = self.expand(x, training=training)

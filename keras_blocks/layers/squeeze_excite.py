@@ -10,6 +10,7 @@ from keras_blocks import _validation as check
 from keras_blocks._initializers import for_sublayer
 from keras_blocks.layers._composite_layer import CompositeLayer
 from keras_blocks.layers._conv import Conv2D
+from keras_blocks.layers._float_inputs import float_inputs
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
@@ -123,6 +124,7 @@ class SqueezeExcite(CompositeLayer):
         return (1, 2) if self.data_format == "channels_last" else (2, 3)
 
     def call(self, inputs):
+        inputs = float_inputs(self, inputs)
         squeezed = ops.mean(inputs, axis=self._spatial_axes, keepdims=True)
         gate = self.expand(self.reduce(squeezed))  # (batch, 1, 1, c) or (b, c, 1, 1)
         return inputs * gate
