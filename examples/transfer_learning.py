@@ -58,10 +58,11 @@ sorted folder names; the digits 0 ... 9):
     x = keras.utils.img_to_array(image, data_format="channels_last") / 255.0
     print(classes[int(np.argmax(model.predict(x[None])[0]))])
 
-A reloaded model's layers are all trainable again (Keras 3.15 does not keep
-`trainable=False` of the backbone's nested layers), so the optimizer state
-in the file does not fit it (Keras warns that it skips it): to train it
-further, freeze the layers again (as `set_trainable` does) and compile it.
+A reloaded model keeps which layers were frozen at the end of the last
+phase (down to the batch normalizations inside the blocks), and the
+optimizer state in the file fits it: it trains further as it was
+fine-tuned. To train other layers, set `trainable` (as `set_trainable`
+does) and compile it again.
 """
 
 import argparse
