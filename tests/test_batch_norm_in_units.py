@@ -8,8 +8,16 @@ those of `keras.layers.Conv2D` (or `DepthwiseConv2D`) followed by
 gradients Keras' own trainer computes (read from one SGD step at learning
 rate 1: the weights move by minus their gradient), and the moving
 statistics. Checked on every backend, in both data formats, with grouped and
-depthwise convolutions, and in float16 and bfloat16.
+depthwise convolutions, and in float16 and bfloat16. On PyTorch, training
+gives oneDNN no strided 1x1 convolution, whose kernel gradient corrupts
+memory on AVX2 CPUs.
 """
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -160,6 +168,7 @@ PAIRS = {
     "conv": lambda f: unit_pair(f),
     "grouped": lambda f: unit_pair(f, groups=4),
     "strided_with_bias": lambda f: unit_pair(f, strides=2, use_bias=True),
+    "strided_1x1": lambda f: unit_pair(f, strides=2, kernel_size=1),
     "depthwise": depthwise_pair,
     "preactivation_block": lambda f: block_pair(f, preact=True),
     "projection_block": lambda f: block_pair(f, preact=False),
@@ -195,9 +204,10 @@ def test_training_equals_keras_conv_then_bn(pair, data_format):
     before = reference.get_weights()
     model = _as_model(ours, shape)
     loss, weights = _one_sgd_step(model, x, target, channels_first)
-    expected_loss, expected_weights = _one_sgd_step(
-        reference, x, target, channels_first
-    )
+    with _without_onednn():
+        expected_loss, expected_weights = _one_sgd_step(
+            reference, x, target, channels_first
+        )
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     for variable, after, expected_after, start in zip(
         reference.weights, weights, expected_weights, before, strict=True
@@ -209,6 +219,25 @@ def test_training_equals_keras_conv_then_bn(pair, data_format):
         scale = max(np.abs(expected_step).max(), 1e-3 * np.abs(start).max())
         difference = np.abs(step - expected_step).max() / scale
         assert difference <= 1e-4, f"{variable.path}: {difference:.1e} apart"
+
+
+@contextlib.contextmanager
+def _without_onednn():
+    """On PyTorch, oneDNN's CPU kernels off: Keras' own `Conv2D` hands a
+    strided 1x1 convolution in channels-last memory to oneDNN, whose gradient
+    of the kernel writes out of bounds on AVX2 CPUs (see
+    `test_training_gives_pytorch_no_strided_1x1_convolution`)."""
+    if keras.config.backend() != "torch":
+        yield
+        return
+    import torch
+
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
 
 
 def test_a_frozen_bn_uses_and_keeps_its_moving_statistics():
@@ -324,3 +353,93 @@ def test_a_tensor_given_new_data_after_inference_is_used():
     kernel.data = kernel.data * 1.5
     reference.layers[0].kernel.assign(to_numpy(ours.conv.kernel))
     assert_close_to_scale(_inference(ours, x), run_reference(reference, x))
+
+
+def _strided_1x1_convolutions(step):
+    """The `conv2d` calls with a 1x1 kernel and strides that `step()` makes
+    on the CPU with gradients: (kernel shape, strides)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    calls = []
+
+    class Record(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.nn.functional.conv2d and torch.is_grad_enabled():
+                names = ("input", "weight", "bias", "stride")
+                named = dict(zip(names, args[:4], strict=False), **kwargs)
+                stride = named.get("stride", 1)
+                stride = (stride, stride) if isinstance(stride, int) else stride
+                kernel = named["weight"]
+                if (
+                    kernel.device.type == "cpu"
+                    and tuple(kernel.shape[2:]) == (1, 1)
+                    and tuple(stride) != (1, 1)
+                ):
+                    calls.append((tuple(kernel.shape), tuple(stride)))
+            return func(*args, **kwargs)
+
+    with Record():
+        step()
+    return calls
+
+
+@pytest.mark.skipif(keras.config.backend() != "torch", reason="PyTorch kernels")
+@pytest.mark.parametrize("data_format", FORMATS)
+def test_training_gives_pytorch_no_strided_1x1_convolution(data_format):
+    # oneDNN's gradient of the kernel of a strided 1x1 convolution
+    # (jit_avx2_1x1_convolution_bwd_weights, PyTorch 2.13) writes past the end
+    # of a 272-byte block on AVX2 CPUs (valgrind: "Invalid write of size 8"),
+    # and the corrupted heap killed a CI worker on an AMD EPYC with a
+    # segmentation fault in a later backward pass. A strided 1x1 convolution
+    # is the one without strides on the pixels it reads; ours trains so.
+    ours, _, shape = block_pair(data_format, preact=False)  # a 1x1 shortcut
+    x = random_inputs(shape)
+    model = _as_model(ours, shape)
+    target = np.zeros(ours.compute_output_shape(shape), "float32")
+    calls = _strided_1x1_convolutions(
+        lambda: _one_sgd_step(model, x, target, data_format == "channels_first")
+    )
+    assert calls == []
+
+
+# A few training steps of a block whose shortcut is a strided 1x1 convolution
+# of 4 channels, in channels-last memory, on oneDNN's AVX2 kernels.
+AVX2_TRAINING = """
+import keras
+import numpy as np
+
+from keras_blocks.layers import ResidualBlock
+
+inputs = keras.Input((6, 6, 4))
+model = keras.Model(inputs, ResidualBlock(6, strides=2)(inputs))
+model.compile(keras.optimizers.SGD(0.01), "mse")
+x = np.random.default_rng(0).normal(size=(4, 6, 6, 4)).astype("float32")
+for _ in range(3):
+    model.train_on_batch(x, np.zeros((4, 3, 3, 6), "float32"))
+"""
+
+
+@pytest.mark.skipif(
+    keras.config.backend() != "torch" or platform.machine() not in ("x86_64", "AMD64"),
+    reason="PyTorch's oneDNN kernels for x86-64",
+)
+def test_training_survives_onednn_avx2_kernels():
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("the CPU has no AVX2: oneDNN runs other kernels")
+    # An AMD EPYC's kernels on any AVX2 machine: oneDNN reads the cap when
+    # PyTorch loads it.
+    env = {**os.environ, "KERAS_BACKEND": "torch", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", AVX2_TRAINING],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    # The fatal error and the traceback, without the list of extension modules.
+    stderr = result.stderr.split("\nExtension modules:")[0]
+    assert result.returncode == 0, f"exit status {result.returncode}: {stderr[-2000:]}"

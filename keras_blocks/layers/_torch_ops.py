@@ -12,6 +12,9 @@ pass of its own. Here:
 - `channels_last` inputs are handed to `conv2d` as a permuted view: an NCHW
   shape with channels-last strides, which oneDNN convolves as it is, and
   whose output, permuted back, is already NHWC. No copy of the activations.
+- In training on the CPU, a strided 1x1 convolution is convolved without
+  strides on the pixels it reads (`_subsamples`): oneDNN's gradient of a
+  strided 1x1 kernel corrupts memory on AVX2 CPUs.
 - The bias goes into `conv2d`, which adds it inside the convolution.
 - Without gradients (inference: `predict`, `evaluate`, `torch.no_grad()`),
   the kernel in PyTorch's layout, and the bias, are kept while what they
@@ -51,17 +54,43 @@ def convolve(layer, inputs, weights, sources, depthwise=False):
     kernel, bias = _torch_weights(layer, inputs, weights, sources, depthwise)
     channels_last = layer.data_format == "channels_last"
     x = inputs.permute(0, 3, 1, 2) if channels_last else inputs  # (b, c, h, w)
-    x, padding = _padding(layer, x, kernel.shape[2:])
+    strides = layer.strides
+    if _subsamples(x, kernel, strides):
+        x = x[:, :, :: strides[0], :: strides[1]]  # (b, c, h / sh, w / sw)
+        strides = (1, 1)
+    x, padding = _padding(layer, x, kernel.shape[2:], strides)
     outputs = functional.conv2d(
         x,
         kernel,
         bias,
-        stride=layer.strides,
+        stride=strides,
         padding=padding,
         dilation=layer.dilation_rate,
         groups=x.shape[1] if depthwise else layer.groups,  # depthwise: per channel
     )
     return outputs.permute(0, 2, 3, 1) if channels_last else outputs
+
+
+def _subsamples(x, kernel, strides):
+    """Whether a strided 1x1 convolution runs as one without strides on the
+    pixels it reads (the same sums; its "same" padding is none).
+
+    In training on the CPU: oneDNN's gradient of a strided 1x1 kernel
+    (`jit_avx2_1x1_convolution_bwd_weights`, PyTorch 2.13) writes past the
+    end of its output on AVX2 CPUs (an AMD EPYC), which corrupted the heap
+    and killed the process in a later step; without strides it takes another
+    kernel. Inference keeps the strided convolution, whose forward kernels
+    are sound, and so do exports (`torch.export`, `torch.onnx`), which trace
+    with gradients on: a file keeps one strided `Conv`.
+    """
+    return (
+        tuple(kernel.shape[2:]) == (1, 1)
+        and tuple(strides) != (1, 1)
+        and x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_exporting()
+    )
 
 
 def _torch_weights(layer, inputs, weights, sources, depthwise):
@@ -121,7 +150,7 @@ def _to_torch_layout(kernel, bias, depthwise):
     return kernel.contiguous(), bias
 
 
-def _padding(layer, x, kernel_size):
+def _padding(layer, x, kernel_size, strides):
     """(inputs, conv2d's padding): Keras' "same" pads the extra row and
     column at the bottom and right, which conv2d's symmetric padding cannot
     say; then the input is padded explicitly."""
@@ -129,7 +158,7 @@ def _padding(layer, x, kernel_size):
         return x, 0
     pads = []
     for size, kernel, stride, dilation in zip(
-        x.shape[2:], kernel_size, layer.strides, layer.dilation_rate, strict=True
+        x.shape[2:], kernel_size, strides, layer.dilation_rate, strict=True
     ):
         # A Python int: torch.onnx's tracer sees the sizes as tensors, and
         # exported `pad` amounts computed from them as a wrong `Pad`.
