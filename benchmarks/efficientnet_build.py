@@ -21,15 +21,31 @@ import subprocess
 import sys
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+VARIANTS = tuple(f"b{index}" for index in range(8))  # efficientnet.PRESETS
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variant", default="b7", choices=VARIANTS)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cold", action="store_true", help="a process per build")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
 from benchmarks import _harness
 from keras_blocks import efficientnet
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def builders(variant):
@@ -65,13 +81,7 @@ def summary(times):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", default="b7", choices=efficientnet.PRESETS)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--cold", action="store_true", help="a process per build")
-    parser.add_argument("--output", type=Path, default=None)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
     candidates = builders(args.variant)
     if args.child:  # one cold build, for the parent process

@@ -56,6 +56,7 @@ after it, and `--note` (e.g. that the machine was shared).
 """
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -63,47 +64,30 @@ import re
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-import numpy as np
-
-from benchmarks import (
-    _harness,
-    _markdown,
-    build,
-    callbacks_overhead,
-    deploy,
-    distribute,
-    graphs,
-    growth,
-    lrn,
-    models,
-    native,
-    throughput,
-)
-
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SNIPPETS = ROOT / "docs" / "snippets"
-# The sections, in the order of the results file: name: module.
-SECTIONS = {
-    "models": models,
-    "native": native,
-    "throughput": throughput,
-    "graphs": graphs,
-    "build": build,
-    "lrn": lrn,
-    "callbacks": callbacks_overhead,
-    "distribute": distribute,
-    "growth": growth,
-    "deploy": deploy,
+# The sections, in the order of the results file: name: module of this
+# package (imported after the arguments are parsed: they import Keras).
+SECTION_MODULES = {
+    "models": "models",
+    "native": "native",
+    "throughput": "throughput",
+    "graphs": "graphs",
+    "build": "build",
+    "lrn": "lrn",
+    "callbacks": "callbacks_overhead",
+    "distribute": "distribute",
+    "growth": "growth",
+    "deploy": "deploy",
 }
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument(
+        "--only", nargs="+", choices=SECTION_MODULES, default=list(SECTION_MODULES)
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=224)
@@ -147,7 +131,28 @@ def main(argv=None):
     )
     parser.add_argument("--output", type=Path, help="JSON file (default: results/)")
     parser.add_argument("--markdown", type=Path, help="table (default: docs/snippets/)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from benchmarks import _harness, _markdown
+
+SECTIONS = {
+    name: importlib.import_module(f"benchmarks.{module}")
+    for name, module in SECTION_MODULES.items()
+}
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.smoke:
         args.repeats, args.batch_size, args.image_size = 1, 2, 32
         args.throughput_batch_size, args.throughput_steps = 2, 2

@@ -470,9 +470,12 @@ def test_an_older_test_json_keeps_its_result(tmp_path):
     }
 
 
+# Every command of the repository: each module of examples/, tools/ and
+# benchmarks/ that runs as `python -m package.module`.
 COMMANDS = sorted(
-    f"examples.{path.stem}"
-    for path in (ROOT / "examples").glob("[!_]*.py")
+    f"{package}.{path.stem}"
+    for package in ("examples", "tools", "benchmarks")
+    for path in (ROOT / package).glob("[!_]*.py")
     if 'if __name__ == "__main__":' in path.read_text()
 )
 HEAVY = ("keras", "keras_blocks", "tensorflow", "torch", "jax", "numpy")
@@ -487,7 +490,7 @@ def test_every_command_answers_help_and_wrong_arguments_at_once(args):
     # Importing Keras takes seconds (about 22 with convert_weights' imports,
     # issue 27): every command parses its arguments before, so that `--help`
     # and a wrong argument answer in a moment.
-    assert len(COMMANDS) >= 13, COMMANDS
+    assert len(COMMANDS) >= 25, COMMANDS
     slow = {}  # command: seconds and heavy imports
     for command in COMMANDS:
         start = time.perf_counter()
@@ -520,3 +523,18 @@ def test_the_command_lines_name_the_families_models():
         listed = _cli.FAMILY_MODELS[family.__name__.split(".")[-1]]
         assert list(listed.items()) == list(sizes.items()), family.__name__
     assert list(_cli.FAMILY_MODELS) == [f.__name__[9:] for f in train.FAMILIES]
+
+
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="names compared in Python: the same on every backend",
+)
+def test_the_tools_command_lines_name_what_they_run():
+    # The choices parsed before Keras loads are the names the tools run.
+    from benchmarks import efficientnet_build
+    from keras_blocks import deploy, efficientnet
+    from tools import export_table, model_tables
+
+    assert tuple(efficientnet.PRESETS) == efficientnet_build.VARIANTS
+    assert tuple(export_table.FORMAT_NAMES) == deploy.FORMATS
+    assert tuple(model_tables.FAMILIES) == model_tables.FAMILY_NAMES

@@ -20,6 +20,23 @@ import tempfile
 import time
 from pathlib import Path
 
+SEEDS = (0, 1, 2)
+REPEATS = 20
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    # Default: the demo's, examples/train.py's EPOCHS (train imports Keras).
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--output", default="runs/augmentation_effect")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
@@ -27,9 +44,6 @@ import numpy as np
 
 from examples import train
 from keras_blocks.layers import PCAColorAugmentation
-
-SEEDS = (0, 1, 2)
-REPEATS = 20
 
 
 def accuracies(seed, epochs, augment, workdir):
@@ -80,11 +94,9 @@ def summary(values):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
-    parser.add_argument("--epochs", type=int, default=train.EPOCHS)
-    parser.add_argument("--output", default="runs/augmentation_effect")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    if args.epochs is None:
+        args.epochs = train.EPOCHS
 
     rows = {}
     with tempfile.TemporaryDirectory() as workdir:

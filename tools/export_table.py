@@ -33,22 +33,13 @@ import time
 import traceback
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-import numpy as np
+from examples._cli import model_name
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the randomization of the tests
-
-from test_export_models import CLASSES, build  # noqa: E402
-
-from examples import train  # noqa: E402
-from keras_blocks.deploy import FORMATS, ExportedModel, export_model  # noqa: E402
-
 SNIPPET = ROOT / "docs" / "snippets" / "export_differences.md"
 RESULTS = ROOT / "benchmarks" / "results" / "export_differences.json"
 BACKEND_NAMES = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+# keras_blocks.deploy.FORMATS, by the table's names for them.
 FORMAT_NAMES = {"tf_saved_model": "SavedModel", "litert": "LiteRT", "onnx": "ONNX"}
 # The table's columns, in order: (format, backend).
 COLUMNS = (
@@ -63,6 +54,37 @@ FILE_NAMES = {"tf_saved_model": "model", "litert": "model.tflite", "onnx": "mode
 BATCH = 2
 # The tests' bound on the difference (tests/test_export_models.py).
 TOLERANCE = 1e-5
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "models", nargs="*", type=model_name, help="models (default: all)"
+    )
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        choices=FORMAT_NAMES,
+        help="formats (default: those Keras exports from this backend)",
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+sys.path.insert(0, str(ROOT / "tests"))  # the randomization of the tests
+
+from test_export_models import CLASSES, build
+
+from examples import train
+from keras_blocks.deploy import ExportedModel, export_model
 
 
 def measure(name, formats, directory):
@@ -204,17 +226,7 @@ def _cell(row):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "models", nargs="*", type=train.model_name, help="models (default: all)"
-    )
-    parser.add_argument(
-        "--formats",
-        nargs="+",
-        choices=FORMATS,
-        help="formats (default: those Keras exports from this backend)",
-    )
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     backend = keras.config.backend()
     formats = args.formats or [f for f, b in COLUMNS if b == backend]
     with tempfile.TemporaryDirectory() as directory:

@@ -38,6 +38,28 @@ import math
 import os
 import re
 
+from examples._cli import model_name
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--application", help="a keras.applications model, e.g. ResNet50"
+    )
+    source.add_argument(
+        "--model", type=model_name, help="a model of examples/, e.g. resnet50"
+    )
+    parser.add_argument(
+        "--input-size", type=int, help="image height and width (default: native)"
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
@@ -216,16 +238,7 @@ def _format(macs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--application", help="a keras.applications model, e.g. ResNet50"
-    )
-    source.add_argument("--model", help="a model of examples/, e.g. resnet50")
-    parser.add_argument(
-        "--input-size", type=int, help="image height and width (default: native)"
-    )
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
     shape = None if args.input_size is None else (args.input_size,) * 2 + (3,)
     if args.application:

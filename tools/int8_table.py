@@ -36,14 +36,6 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python tools/int8_table.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-import numpy as np
-
-from examples import _distribute, train
-from keras_blocks.deploy import ExportedModel, export_model
-
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = ROOT / "docs" / "snippets" / "int8_quantization.md"
 RESULTS = ROOT / "benchmarks" / "results" / "int8_quantization.json"
@@ -52,6 +44,28 @@ DATASET = "digits"
 # as many as export_model reads.
 CALIBRATION = 256
 THREADS = 1  # one interpreter thread: steadier times on a shared machine
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # Defaults: the demo's, examples/train.py's EPOCHS and SEED (train
+    # imports Keras).
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--seed", type=int)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from examples import _distribute, train
+from keras_blocks.deploy import ExportedModel, export_model
 
 
 def train_demo(epochs, seed, logdir):
@@ -220,10 +234,11 @@ def snippet(result):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=train.EPOCHS)
-    parser.add_argument("--seed", type=int, default=train.SEED)
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
+    if args.epochs is None:
+        args.epochs = train.EPOCHS
+    if args.seed is None:
+        args.seed = train.SEED
     if keras.config.backend() != "tensorflow":
         raise SystemExit(
             "LiteRT export runs on the TensorFlow backend: KERAS_BACKEND=tensorflow"

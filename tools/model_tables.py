@@ -27,6 +27,41 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+ROOT = Path(__file__).resolve().parents[1]
+SNIPPETS = ROOT / "docs" / "snippets"
+RESULTS = ROOT / "benchmarks" / "results" / "model_counts.json"
+# The tables, in order: the keys of FAMILIES, which builds them with Keras.
+FAMILY_NAMES = (
+    "alexnet",
+    "vgg",
+    "googlenet",
+    "resnet",
+    "cifar_resnet",
+    "cifar10_cnn",
+    "efficientnet",
+)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--family", nargs="+", choices=FAMILY_NAMES, default=list(FAMILY_NAMES)
+    )
+    parser.add_argument("--output", type=Path, default=SNIPPETS)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take the counts of the models that the results file holds from "
+        "there (to rewrite the tables' text without building them again)",
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
@@ -36,9 +71,6 @@ from examples import alexnet, cifar10_cnn, cifar_resnet, googlenet, resnet, vgg
 from keras_blocks import efficientnet
 from tools import flops
 
-ROOT = Path(__file__).resolve().parents[1]
-SNIPPETS = ROOT / "docs" / "snippets"
-RESULTS = ROOT / "benchmarks" / "results" / "model_counts.json"
 NOT_GIVEN = "not given"
 NONE = "—"  # no published figure cited
 
@@ -555,17 +587,7 @@ def presets_markdown(counts):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--family", nargs="+", choices=FAMILIES, default=list(FAMILIES))
-    parser.add_argument("--output", type=Path, default=SNIPPETS)
-    parser.add_argument("--results", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--reuse",
-        action="store_true",
-        help="take the counts of the models that the results file holds from "
-        "there (to rewrite the tables' text without building them again)",
-    )
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
 
     args.output.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}

@@ -18,6 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--family", nargs="*", help="family modules (default: all)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
@@ -26,10 +37,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the references of the tests
 
-from torch_references import randomized, save_state_dict, timm, torchvision  # noqa: E402
+from torch_references import randomized, save_state_dict, timm, torchvision
 
-from examples import train  # noqa: E402
-from examples._pretrained import load_pretrained  # noqa: E402
+from examples import train
+from examples._pretrained import load_pretrained
 
 SNIPPET = ROOT / "docs" / "snippets" / "pretrained_weights.md"
 RESULTS = ROOT / "benchmarks" / "results" / "pretrained_weights.json"
@@ -85,9 +96,7 @@ def measure(source, name, options, directory):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--family", nargs="*", help="family modules (default: all)")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     families = [
         f
         for f in train.FAMILIES

@@ -43,18 +43,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-
-from keras_blocks.callbacks import (
-    CheckpointManager,
-    ReduceLROnPlateau,
-    TensorBoardImageLogger,
-)
-from tools import check_site
-
 ROOT = Path(__file__).resolve().parents[1]
 
 OUTPUT = ROOT / "docs" / "images" / "tensorboard"
@@ -93,6 +81,39 @@ image-card, image-card-component {
   flex-basis: auto !important;
 }
 """
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--logdir", type=Path, help="keep the run here (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--no-train", action="store_true", help="screenshot an existing --logdir"
+    )
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    if args.no_train and args.logdir is None:
+        parser.error("--no-train needs --logdir")
+    return args
+
+
+if __name__ == "__main__":
+    # --help and a wrong argument answer before Keras loads (seconds).
+    parse_args(None)
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+
+from keras_blocks.callbacks import (
+    CheckpointManager,
+    ReduceLROnPlateau,
+    TensorBoardImageLogger,
+)
+from tools import check_site
 
 
 def train(logdir, epochs):
@@ -279,18 +300,7 @@ def shoot(page, path, tags, cards, step=None, width=VIEWPORT["width"]):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--logdir", type=Path, help="keep the run here (default: a temporary one)"
-    )
-    parser.add_argument(
-        "--no-train", action="store_true", help="screenshot an existing --logdir"
-    )
-    parser.add_argument("--epochs", type=int, default=EPOCHS)
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    if args.no_train and args.logdir is None:
-        parser.error("--no-train needs --logdir")
+    args = parse_args(argv)
 
     logdir = args.logdir or Path(tempfile.mkdtemp(prefix="tensorboard-screenshots-"))
     start = time.perf_counter()
