@@ -19,7 +19,8 @@ Runtime), and the command prints the largest difference between the exported
 model's outputs and Keras' on a batch of the bundled digits test images (at
 the model's input size and channels, preprocessed as examples/train.py does;
 random images in [0, 1] if scikit-learn is missing or the model's input is
-neither grey nor RGB, which it says), the file size, and the median inference
+neither grey nor RGB, which it says; in 0-255 for a model of uint8 inputs),
+the file size, and the median inference
 time at batch 1 of Keras (`predict_on_batch`) and of the runtime. All of it
 happens on a file beside the output, moved into place last.
 
@@ -343,8 +344,21 @@ def images(model, normalization):
             mean = np.reshape(np.asarray(normalization["mean"], "float32"), shape)
             std = np.reshape(np.asarray(normalization["std"], "float32"), shape)
             x = (x - mean) / std
-        resized.append(np.ascontiguousarray(x))
+        resized.append(np.ascontiguousarray(in_dtype(x, model.inputs[0].dtype)))
     return (*resized, source, why)
+
+
+def in_dtype(x, dtype):
+    """Images in [0, 1] as a model of inputs of `dtype` takes them: float32,
+    or integers in 0-255 (uint8's range, as an image file holds them; 0-127
+    for int8), or bool."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype == "bool":
+        return x > 0.5
+    if not dtype.startswith(("int", "uint")):
+        return x
+    high = min(255, np.iinfo(dtype).max)
+    return np.round(np.clip(x, 0, 1) * high).astype(dtype)
 
 
 def median_ms(run, x):
@@ -385,13 +399,20 @@ def export_and_compare(model, path, args, x_test, x_calibration):
             int8=args.int8,
             representative_data=x_calibration if args.int8 else None,
         )
-        seconds = time.perf_counter() - start
-        exported = ExportedModel(path)
-        actual = run_batches(exported, x_test)
     except (ValueError, OSError, ImportError) as error:
         raise ExportError(str(error)) from None
+    seconds = time.perf_counter() - start
+    try:
+        return compare(model, ExportedModel(path), x_test) | {"export_seconds": seconds}
+    except Exception as error:  # a runtime's own errors (ONNX Runtime's, ...)
+        reason = str(error).strip().splitlines()[0] if str(error) else repr(error)
+        raise ExportError(reason) from None
+
+
+def compare(model, exported, x_test):
+    """The differences of `exported` from Keras on `x_test`, and the times."""
+    actual = first_output(run_batches(exported, x_test))
     expected = np.asarray(first_output(model.predict_on_batch(x_test)))
-    actual = first_output(actual)
     difference = np.abs(actual - expected)
     one = x_test[:1]
     return {
@@ -402,7 +423,6 @@ def export_and_compare(model, path, args, x_test, x_calibration):
         "size_bytes": exported.size_bytes,
         "keras_ms": median_ms(model.predict_on_batch, one),
         "exported_ms": median_ms(lambda x: run_batches(exported, x), one),
-        "export_seconds": seconds,
     }
 
 

@@ -358,3 +358,57 @@ def test_an_input_of_another_shape_is_refused(tmp_path):
         for shape in ((6, 6, 3), (2, 3, 6, 6), (2, 8, 8, 3)):
             with pytest.raises(ValueError, match=re.escape(f"Received: shape={shape}")):
                 exported(np.zeros(shape, "float32"))
+
+
+def uint8_model():
+    """Images as a camera gives them: uint8, cast by the layer itself."""
+    from keras_blocks.layers import ConvBNAct
+
+    inputs_ = keras.Input((8, 8, 3), dtype="uint8")
+    return keras.Model(inputs_, ConvBNAct(4, 3)(inputs_))
+
+
+def uint8_images():
+    return np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype("uint8")
+
+
+@exports_here
+def test_a_uint8_input_runs_in_every_runtime(tmp_path):
+    # ExportedModel turned every input into float32: ONNX Runtime refused it
+    # ("Actual: (tensor(float)), expected: (tensor(uint8))"), though the file
+    # was right. It feeds each runtime the dtype its file declares.
+    model = uint8_model()
+    x = uint8_images()
+    expected = keras.ops.convert_to_numpy(model(x))
+    for format in EXPORTS:
+        exported = ExportedModel(
+            export_model(model, tmp_path / FILE_NAMES[format], format)
+        )
+        assert exported.input_dtype == np.uint8, format
+        np.testing.assert_allclose(exported(x), expected, atol=1e-4, err_msg=format)
+        if format == "onnx":  # the file itself, in ONNX Runtime directly
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(exported.path))
+            (name,) = [i.name for i in session.get_inputs()]
+            np.testing.assert_allclose(
+                session.run(None, {name: x})[0], expected, atol=1e-4
+            )
+
+
+@exports_here
+def test_a_uint8_file_is_compared_before_it_is_written(tmp_path, monkeypatch):
+    # export_model's check skipped inputs that are not float: a uint8 file of
+    # other weights was written. It runs them on random integers in 0-255.
+    format = EXPORTS[0]  # through model.export
+    export = keras.Model.export
+    wrong = uint8_model()  # other random weights
+    wrong(uint8_images())  # Keras' exporters need a call
+    monkeypatch.setattr(
+        keras.Model,
+        "export",
+        lambda self, path, **kwargs: export(wrong, path, **kwargs),
+    )
+    with pytest.raises(ValueError, match="computes other outputs than Keras"):
+        export_model(uint8_model(), tmp_path / FILE_NAMES[format], format)
+    assert not os.listdir(tmp_path)

@@ -253,8 +253,13 @@ def test_a_model_of_other_channels_with_normalization_inside(
     )
 
 
-def test_a_failed_comparison_writes_nothing(tmp_path, monkeypatch, capsys):
-    # The export succeeds; running it back fails: nothing stays.
+@pytest.mark.parametrize(
+    "error", [ValueError, RuntimeError], ids=["ValueError", "RuntimeError"]
+)
+def test_a_failed_comparison_writes_nothing(error, tmp_path, monkeypatch, capsys):
+    # The export succeeds; running it back fails: nothing stays, and the
+    # failure is one line, exit status 2, whatever the runtime raises (ONNX
+    # Runtime's InvalidArgument went out as a traceback, exit status 1).
     pytest.importorskip("onnxruntime")
     weights, _ = weights_file(tmp_path, "weights.h5")
     format = "onnx" if BACKEND in ("tensorflow", "torch") else None
@@ -263,7 +268,7 @@ def test_a_failed_comparison_writes_nothing(tmp_path, monkeypatch, capsys):
 
     class Fails(export.ExportedModel):
         def __call__(self, inputs):
-            raise ValueError("the runtime failed")
+            raise error("the runtime failed")
 
     monkeypatch.setattr(export, "ExportedModel", Fails)
     message = refused(
@@ -281,3 +286,38 @@ def test_a_failed_comparison_writes_nothing(tmp_path, monkeypatch, capsys):
     )
     assert message == "export.py: error: the runtime failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == [weights.name]
+
+
+@pytest.mark.parametrize("format, kind", CASES)
+def test_a_uint8_model_is_compared_on_uint8_images(
+    tmp_path, monkeypatch, capsys, format, kind
+):
+    # A model of uint8 inputs crashed after its export (ExportedModel fed
+    # ONNX Runtime float32, exit status 1 with a traceback): it is compared
+    # on the digits as uint8 images in 0-255, its own dtype.
+    pytest.importorskip("sklearn")  # the digits
+    pytest.importorskip("onnxruntime")
+    from keras_blocks.layers import ConvBNAct
+
+    inputs = keras.Input((SIZE, SIZE, 3), dtype="uint8")
+    x = ConvBNAct(4, 3, data_format="channels_last")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(data_format="channels_last")(x)
+    model = keras.Model(inputs, keras.layers.Dense(export.CLASSES)(x), name="u8")
+    randomize(model)
+    model.save(tmp_path / "u8.keras")
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / f"u8cli{export.ENDINGS[format]}"
+    figures = export.main(
+        ["--weights", "u8.keras", "--format", format, "--output", str(output)]
+    )
+    out = capsys.readouterr().out
+    assert f"on {export.COMPARED} digits test images" in out
+    assert figures["largest_difference"] <= 1e-4 * max(1.0, figures["output_scale"])
+    assert "top-1 agreement 100.0%" in out
+    x_test, _, _, _ = export.images(model, None)
+    assert x_test.dtype == np.uint8 and x_test.max() > 128
+    np.testing.assert_allclose(
+        export.ExportedModel(output)(x_test[:4]),
+        keras.ops.convert_to_numpy(model(x_test[:4])),
+        atol=1e-4,
+    )

@@ -414,10 +414,10 @@ def _check_in_runtime(model, path, format, int8):
 
     Before the file is moved into place: a file its runtime cannot run as a
     model of one input, or that computes other outputs, is never written.
-    The inputs are random, uniform in [0, 1], of the model's input shape; an
-    int8 file is checked for shapes and finite outputs only. A model of
+    The inputs are random, of the model's input shape and dtype (`_random_inputs`);
+    an int8 file is checked for shapes and finite outputs only. A model of
     several inputs is not checked (`ExportedModel` runs one input); one of
-    inputs of unknown size or not float is loaded, not run.
+    inputs of unknown size is loaded, not run.
     """
     from keras_blocks.deploy.exported_model import ExportedModel
 
@@ -431,14 +431,9 @@ def _check_in_runtime(model, path, format, int8):
         exported = ExportedModel(path)
     except ValueError as error:
         raise ValueError(f"{error}. No file was written.") from error
-    if (
-        shapes is None
-        or None in shapes[0][1:]
-        or not np.issubdtype(model.inputs[0].dtype, np.floating)
-    ):
+    if shapes is None or None in shapes[0][1:]:
         return
-    x = np.random.default_rng(0).uniform(0, 1, (2, *shapes[0][1:]))
-    x = x.astype("float32")
+    x = _random_inputs((2, *shapes[0][1:]), model.inputs[0].dtype)
     expected = keras.tree.flatten(model(x, training=False))
     actual = exported(x)
     actual = actual if isinstance(actual, list) else [actual]
@@ -458,6 +453,21 @@ def _check_in_runtime(model, path, format, int8):
                 f"on random inputs (largest difference {difference:.3g}, "
                 f"outputs up to {scale:.3g}). No file was written."
             )
+
+
+def _random_inputs(shape, dtype):
+    """Random inputs in the image range of `dtype`: uniform in [0, 1] for a
+    float, integers in 0-255 for uint8 (and the part of it an integer dtype
+    holds: 0-127 for int8), 0 or 1 for bool."""
+    rng = np.random.default_rng(0)
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype == "bool":
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.startswith(("int", "uint")):
+        high = min(255, np.iinfo(dtype).max)
+        return rng.integers(0, high, shape, endpoint=True).astype(dtype)
+    # float32 for any float: NumPy has no bfloat16; the runtime casts.
+    return rng.uniform(0, 1, shape).astype("float32")
 
 
 def _litert_options(model, int8, representative_data):

@@ -37,6 +37,9 @@ class ExportedModel:
         size_bytes: int. Bytes on disk (a folder's files summed).
         input_shape: tuple. The input shape the runtime declares (None or a
             symbolic name for a free dimension).
+        input_dtype: numpy.dtype. The input dtype the file declares (float32,
+            or uint8 for a model of `keras.Input(..., dtype="uint8")`):
+            inputs are converted to it before they are run.
 
     Raises:
         FileNotFoundError: nothing at `path`.
@@ -67,7 +70,9 @@ class ExportedModel:
         self.size_bytes = _size(self.path)
         self.threads = threads
         try:
-            self._run, self.input_shape = _LOADERS[self.format](self.path, threads)
+            self._run, self.input_shape, self.input_dtype = _LOADERS[self.format](
+                self.path, threads
+            )
         except ImportError:
             raise
         except Exception as error:
@@ -78,9 +83,11 @@ class ExportedModel:
             ) from error
 
     def __call__(self, inputs) -> np.ndarray | list[np.ndarray]:
-        """Runs a batch (array-like, float32): an array, or a list of arrays
-        in Keras' order for a model of several outputs (as `model(x)`)."""
-        inputs = np.asarray(inputs, "float32")
+        """Runs a batch (array-like, converted to `input_dtype`): returns an
+        array, or a list of arrays in Keras' order for a model of several
+        outputs (as `model(x)`)."""
+        # Each runtime refuses another dtype than its file's.
+        inputs = np.asarray(inputs, self.input_dtype)
         self._check_shape(inputs.shape)
         outputs = [np.asarray(y) for y in self._run(inputs)]
         return outputs[0] if len(outputs) == 1 else outputs
@@ -153,7 +160,7 @@ def _load_saved_model(path, threads):
             outputs = [outputs]
         return [y.numpy() for y in outputs]
 
-    return run, tuple(spec.shape)
+    return run, tuple(spec.shape), np.dtype(spec.dtype.as_numpy_dtype)
 
 
 def _load_litert(path, threads):
@@ -193,7 +200,8 @@ def _load_litert(path, threads):
         return [interpreter.get_tensor(index).copy() for index in output_indices]
 
     signature = input_detail.get("shape_signature", input_detail["shape"])
-    return run, tuple(None if size < 0 else int(size) for size in signature)
+    shape = tuple(None if size < 0 else int(size) for size in signature)
+    return run, shape, np.dtype(input_detail["dtype"])
 
 
 def _load_onnx(path, threads):
@@ -216,7 +224,13 @@ def _load_onnx(path, threads):
     def run(x):
         return session.run(None, {input_spec.name: x})  # in the graph's order
 
-    return run, tuple(input_spec.shape)
+    return run, tuple(input_spec.shape), _onnx_dtype(input_spec.type)
+
+
+def _onnx_dtype(type):
+    """NumPy's dtype of ONNX Runtime's "tensor(uint8)"."""
+    name = type.removeprefix("tensor(").removesuffix(")")
+    return np.dtype({"float": "float32", "double": "float64"}.get(name, name))
 
 
 def _one_input(inputs):
