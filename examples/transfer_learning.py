@@ -25,9 +25,9 @@ against the same normalization.
     python -m examples.transfer_learning --smoke  # CI: 1 epoch each, 64 images
 
 Data: `--data-dir` is a folder with one subfolder of images per class (at
-least 2), read with `keras.utils.image_dataset_from_directory` (a fifth
-validates); without it, scikit-learn's bundled digits (offline), upsampled to
-the model's input.
+least 2, each holding images: an empty one is refused), read with
+`keras.utils.image_dataset_from_directory` (a fifth validates); without it,
+scikit-learn's bundled digits (offline), upsampled to the model's input.
 
 Preprocessing: images are scaled to [0, 1] in the data pipeline, and the
 model's first layer (`input_normalization`, a `keras.layers.Normalization`)
@@ -284,10 +284,20 @@ def load_data(data_dir, image_size, batch_size, seed, limit=None):
     except ValueError as error:  # no images, one class, ...
         raise SystemExit(f"--data-dir: {error}") from None
     names = list(training.class_names)
-    if len(names) < 2:  # refused before anything trains or writes
+    # Keras makes a class of every subfolder, one without images included.
+    counts = dict.fromkeys(names, 0)
+    for path in (*training.file_paths, *validation.file_paths):
+        counts[Path(os.path.relpath(path, data_dir)).parts[0]] += 1
+    empty = [name for name, count in counts.items() if not count]
+    if len(names) < 2 or empty:  # refused before anything trains or writes
         raise SystemExit(
-            f"--data-dir: {data_dir} holds one class folder ({names[0]}): a "
-            "classifier needs at least 2, one subfolder of images per class."
+            f"--data-dir: {data_dir} "
+            + (
+                f"has class folders without images ({', '.join(empty)})"
+                if empty
+                else f"holds one class folder ({names[0]})"
+            )
+            + ": a classifier needs at least 2, one subfolder of images per class."
         )
     if limit:  # whole batches: the datasets keep a known length
         batches = -(-limit // batch_size)

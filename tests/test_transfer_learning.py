@@ -120,12 +120,30 @@ def test_converted_weights_on_an_image_folder(tmp_path, image_folder, capsys):
 
 def test_one_class_folder_is_refused_before_anything_is_written(tmp_path, image_folder):
     shutil.rmtree(image_folder / "dogs")
+    assert refused_before_writing(tmp_path, image_folder) == (
+        f"--data-dir: {image_folder} holds one class folder (cats): a "
+        "classifier needs at least 2, one subfolder of images per class."
+    )
+
+
+def refused_before_writing(tmp_path, image_folder):
+    """The refusal of `image_folder`, which leaves --logdir unmade (the next
+    run, with a folder fixed, may go there)."""
     logdir = tmp_path / "run"
     args = ["--data-dir", str(image_folder), "--logdir", str(logdir), "--smoke"]
     with pytest.raises(SystemExit) as error:
         transfer_learning.main(args)
-    assert str(error.value) == (
-        f"--data-dir: {image_folder} holds one class folder (cats): a "
-        "classifier needs at least 2, one subfolder of images per class."
+    assert not logdir.exists()
+    return str(error.value)
+
+
+def test_a_class_folder_without_images_is_refused(tmp_path, image_folder):
+    # An empty class folder was a class: "Found 24 files belonging to 3
+    # classes", trained, accuracy reported, exit 0. Each is named.
+    (image_folder / "birds").mkdir()
+    (image_folder / "empty").mkdir()
+    (image_folder / "empty" / "notes.txt").write_text("not an image")
+    assert refused_before_writing(tmp_path, image_folder) == (
+        f"--data-dir: {image_folder} has class folders without images (birds, "
+        "empty): a classifier needs at least 2, one subfolder of images per class."
     )
-    assert not logdir.exists()  # the next run, with two classes, may go there
