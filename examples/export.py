@@ -179,7 +179,7 @@ import keras
 import numpy as np
 
 from examples import datasets, train
-from keras_blocks.deploy import ExportedModel, export_model
+from keras_blocks.deploy import ExportedModel, check_output_path, export_model
 
 
 def default_output(name, format, int8):
@@ -438,10 +438,12 @@ def export(args):
             f"{output} exists: the export never overwrites. Pass another "
             "--output, or delete it first."
         )
+    try:  # the user's path, before the temporary file beside it is made
+        check_output_path(output, args.format)
+    except (ValueError, OSError) as error:
+        raise ExportError(str(error)) from None
     x_test, x_calibration, source, why = images(model, normalization)
     parent = os.path.dirname(output)
-    if not os.path.isdir(parent):
-        raise ExportError(f"Cannot write {output}: {parent} is not a folder.")
     # Written beside `output`, run and compared there, and moved into place
     # last: a failure (or Ctrl-C) at any step leaves nothing.
     try:

@@ -321,3 +321,26 @@ def test_a_uint8_model_is_compared_on_uint8_images(
         keras.ops.convert_to_numpy(model(x_test[:4])),
         atol=1e-4,
     )
+
+
+def test_an_output_of_another_suffix_names_the_users_path(tmp_path, capsys):
+    # The library's suffix check ran on the command's temporary file: the
+    # message named ".../.cli.litert.XXXX/cli.litert", not the user's path.
+    output = tmp_path / "cli.litert"
+    message = refused(
+        capsys,
+        [
+            "--random-weights",
+            "--model",
+            MODEL,
+            "--format",
+            "litert",
+            "--output",
+            str(output),
+        ],
+    )
+    assert message == (
+        "export.py: error: Invalid value for argument `path`. The litert format "
+        f"writes a '.tflite' file. Received: path={str(output)!r}"
+    )
+    assert not list(tmp_path.iterdir())

@@ -146,10 +146,10 @@ def export_model(
             "Invalid value for argument `model`. Expected a keras.Model "
             f"(wrap a layer in one). Received: model={model!r}"
         )
+    path = check_output_path(path, format)
     format = _format(format)
     check.boolean("int8", int8)
     check.boolean("verbose", verbose)
-    path = _output_path(path, format)
     if int8 and format != "litert":
         raise ValueError(
             "Invalid value for argument `int8`. Post-training int8 "
@@ -216,7 +216,33 @@ def _format(format):
     return check.one_of("format", format, FORMATS)
 
 
-def _output_path(path, format):
+def check_output_path(path: str | os.PathLike, format: str) -> str:
+    """Checks `path` as `export_model` does before any work: returns it, absolute.
+
+    A command that exports to a temporary file of its own (and names the
+    user's path in its errors) checks the user's path with it first.
+
+    Args:
+        path: str or path-like. Where the export is to go.
+        format: str. One of `FORMATS`.
+
+    Returns:
+        The absolute path, as a string.
+
+    Raises:
+        ValueError: an unknown format, or a suffix that does not match it.
+        FileExistsError: `path` exists.
+        FileNotFoundError: the parent folder of `path` does not exist.
+        PermissionError: the parent folder cannot be written.
+
+    Examples:
+    >>> from keras_blocks.deploy import check_output_path
+    >>> check_output_path("model.litert", "litert")
+    Traceback (most recent call last):
+      ...
+    ValueError: Invalid value for argument `path`. The litert format writes ...
+    """
+    format = _format(format)
     try:
         path = os.path.abspath(os.fspath(path))
     except TypeError as error:
