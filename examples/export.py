@@ -277,6 +277,8 @@ def load_model(args):
         keras.utils.set_random_seed(SEED)
         return build(args.model, size, args.classes or CLASSES), None, "random"
     path = Path(args.weights)
+    if path.is_dir():
+        raise ExportError(f"--weights: {path} is a folder: {folder_hint(path)}")
     if not path.is_file():
         raise ExportError(f"--weights: no such file: {path}")
     if path.name.endswith(".keras"):
@@ -292,6 +294,20 @@ def load_model(args):
         )
     model, normalization = loader(path, args.model, args.image_size, args.classes)
     return model, normalization, str(path)
+
+
+def folder_hint(path):
+    """What to pass instead of the folder `path` (a run's checkpoints, as the
+    docs' Deployment page says)."""
+    inside = path / "model.weights.h5"  # a checkpoint of JAX or PyTorch
+    if inside.is_file():
+        return f"pass a .keras or .weights.h5 file, here {inside} (the model's)."
+    return (
+        "pass a .keras or .weights.h5 file. For a checkpoint of "
+        "examples/train.py, restore it into a fresh model (the docs' Callbacks "
+        'page, "the best model"), then model.save_weights("model.weights.h5") '
+        "and pass that file."
+    )
 
 
 def channels_first(model):

@@ -344,3 +344,24 @@ def test_an_output_of_another_suffix_names_the_users_path(tmp_path, capsys):
         f"writes a '.tflite' file. Received: path={str(output)!r}"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_a_folder_for_weights_says_what_to_pass(tmp_path, capsys):
+    # A checkpoint folder got "no such file" though it exists.
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    message = refused(
+        capsys, ["--model", MODEL, "--weights", str(folder), "--format", "onnx"]
+    )
+    assert message.startswith(
+        f"export.py: error: --weights: {folder} is a folder: pass a .keras or "
+        ".weights.h5 file."
+    )
+    assert 'model.save_weights("model.weights.h5")' in message
+    # A checkpoint of JAX or PyTorch holds the file to pass.
+    (folder / "model.weights.h5").write_bytes(b"")
+    message = refused(
+        capsys, ["--model", MODEL, "--weights", str(folder), "--format", "onnx"]
+    )
+    assert message.endswith(f"file, here {folder / 'model.weights.h5'} (the model's).")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
