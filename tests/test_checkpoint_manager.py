@@ -154,6 +154,24 @@ def test_checkpoints_of_another_backend_are_refused(tmp_path):
         run(tmp_path, 1)
 
 
+def test_a_folder_of_checkpoints_to_restore_names_them(tmp_path):
+    # restore= the `best` folder got "Expected 'latest', None or an existing
+    # checkpoint path" (TensorFlow), or "is damaged" (JAX, PyTorch).
+    _, manager, *_ = run(tmp_path / "run", 2, monitor="val_loss", max_to_keep=2)
+    folder = str(tmp_path / "run" / "best")
+    with pytest.raises(ValueError) as error:
+        run(tmp_path / "other", 1, restore=folder)
+    assert str(error.value) == (
+        f"Invalid value for argument `restore`. {folder} is a folder of "
+        f"checkpoints: pass one of them ({manager.best_checkpoint}). "
+        f"Received: restore={folder!r}"
+    )
+    folder = str(tmp_path / "run")
+    with pytest.raises(ValueError) as error:
+        run(tmp_path / "other", 1, restore=folder)
+    assert f"pass one of them ({', '.join(manager.checkpoints)})" in str(error.value)
+
+
 def test_missing_restore_path(tmp_path):
     with pytest.raises(ValueError, match="an existing checkpoint path"):
         run(tmp_path, 1, restore=str(tmp_path / "ckpt-7"))

@@ -401,6 +401,22 @@ def _without_distribution():
         keras.distribution.set_distribution(distribution)
 
 
+def checkpoints_in(folder, store):
+    """The checkpoints directly in `folder` as `store` finds them (its
+    `ckpt-<step>` paths, by step), or [] for what is not a folder."""
+    if not os.path.isdir(folder):
+        return []
+    steps = {
+        int(match[1])
+        for match in map(
+            re.compile(rf"{PREFIX}-(\d+)(\..*)?$").match, os.listdir(folder)
+        )
+        if match
+    }
+    paths = (os.path.join(folder, f"{PREFIX}-{step}") for step in sorted(steps))
+    return [path for path in paths if store.exists(path)]
+
+
 def store_for(backend):
     return TFStore if backend == "tensorflow" else KerasStore
 

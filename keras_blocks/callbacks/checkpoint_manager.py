@@ -102,7 +102,9 @@ class CheckpointManager(keras.callbacks.Callback):
             in `directory/best`, apart from the rolling checkpoints.
         mode: str. `"min"`, `"max"` or `"auto"` for `monitor`.
         restore: `"latest"`, None or a checkpoint path. What to restore at
-            the start of training. None refuses to train in a directory that
+            the start of training. A checkpoint path names one checkpoint
+            (`.../best/ckpt-42`, as `best_checkpoint` gives it); a folder of
+            checkpoints is refused with the paths it holds. None refuses to train in a directory that
             already holds another run's checkpoints, rather than mixing runs.
         seed: int or None. Re-seed all random generators with `seed + epoch`
             at the start of each epoch (see above).
@@ -557,6 +559,13 @@ class CheckpointManager(keras.callbacks.Callback):
                     "starts over on top of another run."
                 )
             return None
+        held = _checkpoint_store.checkpoints_in(self.restore, store)
+        if held:  # a run's directory, or its `best` folder
+            raise ValueError(
+                f"Invalid value for argument `restore`. {self.restore} is a "
+                f"folder of checkpoints: pass one of them ({', '.join(held)}). "
+                f"Received: restore={self.restore!r}"
+            )
         if not store.exists(self.restore):
             raise ValueError(
                 "Invalid value for argument `restore`. Expected 'latest', None or "
