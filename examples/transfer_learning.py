@@ -48,15 +48,18 @@ phase), `metrics.csv`, the curves of both phases (`curves.png`),
 `model.keras` takes RGB images in [0, 1] (it normalizes them itself), of the
 run's `--image-size`, in the data format it was trained in, and gives one
 probability per class, in the order of `classes` in `results.json` (the
-sorted folder names; the digits 0 ... 9):
+sorted folder names; the digits 0 ... 9). Resize images as training did,
+bilinearly (`load_img`'s default is nearest), to the model's input size (the
+default run's is 32x32); for a model trained channels_last:
 
     import json, keras, numpy as np
     import keras_blocks  # registers its layers, which the file names
     model = keras.saving.load_model("runs/transfer-resnet18/model.keras")
     classes = json.load(open("runs/transfer-resnet18/results.json"))["classes"]
-    image = keras.utils.load_img("cat.jpg", target_size=(224, 224))
+    size = model.input_shape[1:3]  # (height, width)
+    image = keras.utils.load_img("cat.jpg", target_size=size, interpolation="bilinear")
     x = keras.utils.img_to_array(image, data_format="channels_last") / 255.0
-    print(classes[int(np.argmax(model.predict(x[None])[0]))])
+    print(classes[int(np.argmax(model.predict(x[None], verbose=0)[0]))])
 
 A reloaded model keeps which layers were frozen at the end of the last
 phase (down to the batch normalizations inside the blocks), and the

@@ -7,6 +7,7 @@ learns."""
 import csv
 import json
 import shutil
+import textwrap
 
 import keras
 import numpy as np
@@ -48,9 +49,26 @@ def test_offline_with_a_random_backbone_says_so(tmp_path, capsys):
     for phase in ("head", "fine_tune"):
         assert (tmp_path / "checkpoints" / phase / "best").is_dir()
     assert list((tmp_path / "images").iterdir())  # TensorBoardImageLogger
+    assert prediction_snippet_runs(tmp_path, capsys) in results["classes"]
     # A second run into the same folder is refused.
     with pytest.raises(SystemExit, match="already holds a run"):
         transfer_learning.main(["--smoke", "--logdir", str(tmp_path)])
+
+
+def prediction_snippet_runs(logdir, capsys):
+    """The --help's snippet predicting with the default run's model.keras, on
+    the run in `logdir` and a photo of another size; returns what it prints.
+    It loaded 224x224 images into the 32x32 model ("expected shape=(None, 32,
+    32, 3), found shape=(1, 224, 224, 3)")."""
+    doc = transfer_learning.__doc__
+    start = doc.index("    import json, keras")
+    code = textwrap.dedent(doc[start : doc.index("\n\n", start)])
+    code = code.replace("runs/transfer-resnet18", str(logdir))
+    photo = logdir / "cat.jpg"
+    image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), "uint8")
+    keras.utils.save_img(photo, image, data_format="channels_last")
+    exec(code.replace('"cat.jpg"', repr(str(photo))), {})
+    return capsys.readouterr().out.strip().splitlines()[-1]
 
 
 @pytest.fixture
