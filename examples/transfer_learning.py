@@ -153,7 +153,11 @@ def parse_args(argv):
         default=UNFREEZE,
         help="top stages of the backbone trained in phase 2",
     )
-    parser.add_argument("--logdir", help="default: runs/transfer-MODEL")
+    parser.add_argument(
+        "--logdir",
+        help="default: runs/transfer-MODEL; one that already holds a run (its "
+        "results.json or a checkpoint) is refused: each run has its own",
+    )
     parser.add_argument(
         "--seed",
         type=non_negative_int,

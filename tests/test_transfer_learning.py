@@ -165,3 +165,13 @@ def test_a_class_folder_without_images_is_refused(tmp_path, image_folder):
         f"--data-dir: {image_folder} has class folders without images (birds, "
         "empty): a classifier needs at least 2, one subfolder of images per class."
     )
+
+
+def test_help_says_a_logdir_with_a_run_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        transfer_learning.parse_args(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--logdir LOGDIR default: runs/transfer-MODEL; one that already holds a run"
+        in out
+    )
