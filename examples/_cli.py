@@ -9,8 +9,10 @@ heavier modules (which take them from here).
 """
 
 import argparse
+import contextlib
 import difflib
 import math
+import sys
 from pathlib import Path
 
 # The reference models by family module, with their smallest input size:
@@ -77,6 +79,32 @@ class HelpFormatter(
         if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
+
+
+class Refusal(SystemExit):
+    """Bad input found after parsing (a --logdir, a data folder, a weights
+    file), refused as argparse refuses a bad argument: exit status 2, and
+    `PROG: error: MESSAGE` on stderr, which `refusing` prints. `str()` is
+    the message."""
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = str(message)
+
+    def __str__(self):
+        return self.message
+
+
+@contextlib.contextmanager
+def refusing(prog):
+    """Around a command's `main`: prints a `Refusal` as argparse's
+    `parser.error` does, `prog: error: message`, and lets it end the process
+    (exit status 2)."""
+    try:
+        yield
+    except Refusal as refusal:
+        print(f"{prog}: error: {refusal}", file=sys.stderr)
+        raise
 
 
 def positive_int(text):

@@ -28,6 +28,7 @@ import os
 import keras
 
 from examples._cli import DISTRIBUTE as CHOICES
+from examples._cli import Refusal
 from keras_blocks.distribute import current_cluster, synchronize_batch_statistics
 
 
@@ -77,13 +78,13 @@ class Engine:
             return
         if self.strategy is not None:
             if batch_size < self.replicas:
-                raise SystemExit(
+                raise Refusal(
                     f"--batch-size {batch_size} is the global batch, shared by "
                     f"{self.replicas} replicas: give each at least one image "
                     f"(--batch-size {self.replicas} or more)."
                 )
         elif batch_size % self.replicas:
-            raise SystemExit(
+            raise Refusal(
                 f"--batch-size {batch_size} is the global batch, split evenly over "
                 f"{self.replicas} replicas: pass a multiple of {self.replicas}."
             )
@@ -144,7 +145,7 @@ def check_choice(choice):
     backend = keras.config.backend()
     if choice is not None and choice not in CHOICES[backend]:
         others = [b for b, choices in CHOICES.items() if choice in choices]
-        raise SystemExit(
+        raise Refusal(
             f"--distribute {choice} runs on the {others[0]} backend "
             f"(KERAS_BACKEND={others[0]}); this is {backend}, whose choices are "
             f"{', '.join(CHOICES[backend])}."
@@ -156,7 +157,7 @@ def start(choice, cpu_devices=None):
     check_choice(choice)
     if choice is None:
         if cpu_devices:
-            raise SystemExit("--cpu-devices needs --distribute.")
+            raise Refusal("--cpu-devices needs --distribute.")
         return Engine()
     if choice in ("mirrored", "multi_worker"):
         return Engine(choice, _tf_strategy(choice, cpu_devices))
@@ -164,7 +165,7 @@ def start(choice, cpu_devices=None):
         _jax_data_parallel(cpu_devices)
         return Engine(choice)
     if cpu_devices:
-        raise SystemExit(
+        raise Refusal(
             "--cpu-devices does not apply to ddp: start one process per device "
             "with torchrun (--nproc-per-node N)."
         )
@@ -173,7 +174,7 @@ def start(choice, cpu_devices=None):
     try:
         _ddp.init_process_group_from_env()
     except ValueError as error:  # not started by torchrun
-        raise SystemExit(str(error)) from None
+        raise Refusal(str(error)) from None
     return Engine(choice)
 
 
@@ -182,14 +183,14 @@ def _tf_strategy(choice, cpu_devices):
 
     if choice == "multi_worker":
         if "TF_CONFIG" not in os.environ:
-            raise SystemExit(
+            raise Refusal(
                 "--distribute multi_worker reads the cluster from TF_CONFIG: "
                 'set it on each machine, e.g. TF_CONFIG=\'{"cluster": {"worker": '
                 '["host0:2222", "host1:2222"]}, "task": {"type": "worker", '
                 '"index": 0}}\'.'
             )
         if cpu_devices:
-            raise SystemExit(
+            raise Refusal(
                 "--cpu-devices applies to --distribute mirrored and data_parallel "
                 "(one machine); multi_worker takes the devices of each worker."
             )
@@ -199,7 +200,7 @@ def _tf_strategy(choice, cpu_devices):
     devices = None
     if cpu_devices:
         if tf.config.list_physical_devices("GPU"):
-            raise SystemExit(
+            raise Refusal(
                 "--cpu-devices is for machines without GPUs; this one has some, "
                 "and --distribute mirrored uses them all."
             )

@@ -64,7 +64,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python examples/export.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from examples._cli import HelpFormatter, model_name, positive_int
+from examples._cli import HelpFormatter, Refusal, model_name, positive_int, refusing
 
 # --format's choices: the library's names, `keras_blocks.deploy.FORMATS`
 # (written out so that --help answers before Keras loads; test_export_command
@@ -80,7 +80,7 @@ WARMUP = 3
 SEED = 0
 
 
-class ExportError(ValueError):
+class ExportError(Refusal):
     """A user error: the message says what to do."""
 
 
@@ -527,10 +527,8 @@ def main(argv=None):
     if args.data_format:
         keras.config.set_image_data_format(args.data_format)
     try:
-        return export(args)
-    except ExportError as error:
-        print(f"export.py: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        with refusing("export.py"):
+            return export(args)
     except KeyboardInterrupt:  # export_model has removed its partial file
         print("export.py: interrupted: nothing written", file=sys.stderr)
         raise SystemExit(130) from None

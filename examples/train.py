@@ -58,6 +58,11 @@ try it. `--batch-size` is then the global batch. Only the chief process
 writes to `--logdir`, which must be on a filesystem every process sees; the
 checkpoints resume on any number of replicas. The docs' "Distributed
 training" page has the commands.
+
+A bad input is refused with exit status 2 and a one-line message, as a wrong
+argument is: a --logdir that holds a run (without --resume) or none (with
+it), other settings than the run's, weights of another model, a missing
+dataset, a --distribute choice of another backend.
 """
 
 import argparse
@@ -80,10 +85,12 @@ from examples._cli import (
     MODEL_NAMES,
     TTA_SCHEMES,
     HelpFormatter,
+    Refusal,
     model_name,
     non_negative_int,
     positive_float,
     positive_int,
+    refusing,
 )
 
 MODEL = "cifar_resnet20"
@@ -249,7 +256,7 @@ def build(name, image_size, classes, sync_bn=False, **options):
     if sync_bn:
         options["bn_synchronized"] = True
     if sync_bn and "bn_synchronized" not in inspect.signature(builder).parameters:
-        raise SystemExit(f"--sync-bn: {name} has no batch normalization.")
+        raise Refusal(f"--sync-bn: {name} has no batch normalization.")
     return builder(input_shape=image_shape(image_size), classes=classes, **options)
 
 
@@ -294,7 +301,7 @@ class RunCheckpoints(CheckpointManager):
             option = (
                 f" (without {option[self.action]})" if self.action in option else ""
             )
-            raise SystemExit(
+            raise Refusal(
                 f"Cannot {self.action} the run in {logdir}: "
                 f"{problem[0].lower()}{problem[1:]} Put back what is missing "
                 f"and run this again, or train a new run with another --logdir"
@@ -351,26 +358,26 @@ def check_logdir(logdir, run, resume, evaluate_only=False):
     settings = logdir / "run.json"
     if not settings.exists():
         if evaluate_only:
-            raise SystemExit(
+            raise Refusal(
                 f"Nothing to evaluate in {logdir}: it holds no run (run.json). "
                 "Train one there first, or pass the --logdir of one."
             )
         if resume:  # a mistyped --logdir: never a new run in its place
-            raise SystemExit(
+            raise Refusal(
                 f"Nothing to resume in {logdir}: it holds no run (run.json). "
                 "Pass the --logdir of a run, or leave out --resume to start a "
                 "new run there."
             )
         return False
     if not (resume or evaluate_only):
-        raise SystemExit(
+        raise Refusal(
             f"{logdir} already holds a run. Pass --resume to continue it, or "
             "choose another --logdir."
         )
     previous = json.loads(settings.read_text())
     backend = previous.get("backend", run["backend"])
     if backend != run["backend"]:
-        raise SystemExit(
+        raise Refusal(
             f"The run in {logdir} was trained on {backend}; resume it with "
             f"KERAS_BACKEND={backend} (this is {run['backend']}): each backend "
             "reads only its own checkpoints."
@@ -383,7 +390,7 @@ def check_logdir(logdir, run, resume, evaluate_only=False):
     if different:
         details = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in different.items())
         action = "evaluate" if evaluate_only else "resume"
-        raise SystemExit(
+        raise Refusal(
             f"Cannot {action} the run in {logdir} with other settings ({details}). "
             "Leave these options out to use the run's."
         )
@@ -451,9 +458,9 @@ def pretrained_weights(path, name):
     try:
         metadata = convert_weights.read_metadata(path)
     except ValueError as error:
-        raise SystemExit(f"--weights: {error}") from None
+        raise Refusal(f"--weights: {error}") from None
     if metadata["model"] != name:
-        raise SystemExit(
+        raise Refusal(
             f"--weights: {path} holds weights of {metadata['model']}, not "
             f"{name}: pass --model {metadata['model']}"
             f"{convert_weights.no_weights_hint(name)}."
@@ -495,7 +502,7 @@ def load_weights(net, name, weights):
     try:
         _, loaded, kept = convert_weights.load_converted(net, weights["file"], name)
     except ValueError as error:
-        raise SystemExit(f"--weights: {error}") from None
+        raise Refusal(f"--weights: {error}") from None
     values = convert_weights.loaded_values(net, loaded)
     print(
         f"Weights from {weights['file']} ({weights['source']}): {len(loaded)} "
@@ -510,7 +517,7 @@ def load(dataset, image_size, data_dir, seed):
     try:
         (x_train, y_train), test = datasets.load(dataset, image_size, data_dir, seed)
     except datasets.DatasetUnavailableError as error:
-        raise SystemExit(str(error)) from None
+        raise Refusal(str(error)) from None
     split = int(len(x_train) * (1 - VALIDATION_SPLIT))
     return (x_train[:split], y_train[:split]), (x_train[split:], y_train[split:]), test
 
@@ -540,7 +547,7 @@ def build_and_compile(
     try:
         net = build(name, image_size, datasets.CLASSES[dataset], sync_bn, **options)
     except ValueError as error:  # such as an image size the model cannot take
-        raise SystemExit(str(error)) from None
+        raise Refusal(str(error)) from None
     if weights is not None and load:
         load_weights(net, name, weights)
     model = net if layers is None else _augment.with_augmentation(net, layers, size)
@@ -585,7 +592,7 @@ def restore(model, logdir, train_data, seed, engine):
         callbacks=[manager],
     )
     if manager.latest_checkpoint is None:
-        raise SystemExit(
+        raise Refusal(
             f"Nothing to evaluate in {logdir}: the run saved no checkpoint (it "
             "stopped during its first epoch). Pass --resume to train it."
         )
@@ -604,10 +611,11 @@ def evaluate(model, x_test, y_test, engine):
 
 def main(argv=None):
     args = parse_args(argv)
-    # First: a TensorFlow strategy must exist before anything uses a device.
-    engine = _distribute.start(args.distribute, args.cpu_devices)
-    logdir = Path(args.logdir or f"runs/{args.model}-{args.dataset}")
-    return train_and_test(args, argv, engine, logdir)
+    with refusing("train.py"):
+        # First: a TensorFlow strategy must exist before anything uses a device.
+        engine = _distribute.start(args.distribute, args.cpu_devices)
+        logdir = Path(args.logdir or f"runs/{args.model}-{args.dataset}")
+        return train_and_test(args, argv, engine, logdir)
 
 
 def train_and_test(args, argv, engine, logdir):

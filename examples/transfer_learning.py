@@ -66,6 +66,11 @@ phase (down to the batch normalizations inside the blocks), and the
 optimizer state in the file fits it: it trains further as it was
 fine-tuned. To train other layers, set `trainable` (as `set_trainable`
 does) and compile it again.
+
+A bad input is refused with exit status 2 and a one-line message, as a wrong
+argument is, before anything is written: a --logdir that already holds a run,
+a --data-dir that is not a folder, holds one class or a class folder without
+images, a --weights file of another model, an --unfreeze above the stages.
 """
 
 import argparse
@@ -82,10 +87,12 @@ if __package__ in (None, ""):  # run as `python examples/transfer_learning.py`
 
 from examples._cli import (
     HelpFormatter,
+    Refusal,
     model_name,
     non_negative_int,
     positive_float,
     positive_int,
+    refusing,
 )
 
 MODEL = "resnet18"
@@ -277,7 +284,7 @@ def load_data(data_dir, image_size, batch_size, seed, limit=None):
         names = [str(digit) for digit in range(datasets.CLASSES["digits"])]
         return (x[:split], y[:split]), (x[split:], y[split:]), names
     if not Path(data_dir).is_dir():
-        raise SystemExit(f"--data-dir: {data_dir} is not a folder.")
+        raise Refusal(f"--data-dir: {data_dir} is not a folder.")
     try:
         training, validation = keras.utils.image_dataset_from_directory(
             data_dir,
@@ -289,7 +296,7 @@ def load_data(data_dir, image_size, batch_size, seed, limit=None):
             data_format=keras.config.image_data_format(),
         )
     except ValueError as error:  # no images, one class, ...
-        raise SystemExit(f"--data-dir: {error}") from None
+        raise Refusal(f"--data-dir: {error}") from None
     names = list(training.class_names)
     # Keras makes a class of every subfolder, one without images included.
     counts = dict.fromkeys(names, 0)
@@ -297,7 +304,7 @@ def load_data(data_dir, image_size, batch_size, seed, limit=None):
         counts[Path(os.path.relpath(path, data_dir)).parts[0]] += 1
     empty = [name for name, count in counts.items() if not count]
     if len(names) < 2 or empty:  # refused before anything trains or writes
-        raise SystemExit(
+        raise Refusal(
             f"--data-dir: {data_dir} "
             + (
                 f"has class folders without images ({', '.join(empty)})"
@@ -383,6 +390,12 @@ def plot_curves(metrics_csv, path, fine_tune_start):
 
 def main(argv=None):
     args = parse_args(argv)
+    with refusing("transfer_learning.py"):
+        return run(args)
+
+
+def run(args):
+    """Both phases of a parsed command line; returns (model, results)."""
     if args.smoke:
         args.head_epochs, args.fine_tune_epochs = 1, min(args.fine_tune_epochs, 1)
     logdir = Path(args.logdir or f"runs/transfer-{args.model}")
@@ -390,7 +403,7 @@ def main(argv=None):
     # start that failed are none.
     saved = (logdir / "checkpoints").rglob("*")
     if (logdir / "results.json").exists() or any(path.is_file() for path in saved):
-        raise SystemExit(f"{logdir} already holds a run: choose another --logdir.")
+        raise Refusal(f"{logdir} already holds a run: choose another --logdir.")
     image_size = args.image_size or max(32, train.MODELS[args.model][1])
     # The data first: nothing is built or written for a folder that fails.
     training, validation, names = load_data(
@@ -404,10 +417,10 @@ def main(argv=None):
     try:
         backbone, metadata = build_backbone(args.model, image_size, args.weights)
     except ValueError as error:
-        raise SystemExit(str(error)) from None
+        raise Refusal(str(error)) from None
     count = len(stages(backbone))
     if args.unfreeze > count:
-        raise SystemExit(
+        raise Refusal(
             f"--unfreeze {args.unfreeze}: {args.model}'s backbone has {count} "
             f"stages ({', '.join(name for name, _ in stages(backbone))})."
         )

@@ -406,12 +406,15 @@ def one_line(error):
     return message
 
 
-def test_resume_needs_a_run(tmp_path):
+def test_resume_needs_a_run(tmp_path, capsys):
     # A typo in --logdir: --resume means resume, never a new full run.
     logdir = tmp_path / "runz"
     with pytest.raises(SystemExit) as error:
         train.main([*SMALLEST, "--epochs", "1", "--logdir", str(logdir), "--resume"])
     message = one_line(error)
+    # Refused as argparse refuses a bad argument (it was exit status 1).
+    assert error.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"train.py: error: {message}"
     assert f"Nothing to resume in {logdir}: it holds no run (run.json)" in message
     assert "leave out --resume to start a new run there" in message
     assert not logdir.exists()

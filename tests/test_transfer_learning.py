@@ -136,15 +136,17 @@ def test_converted_weights_on_an_image_folder(tmp_path, image_folder, capsys):
     )
 
 
-def test_one_class_folder_is_refused_before_anything_is_written(tmp_path, image_folder):
+def test_one_class_folder_is_refused_before_anything_is_written(
+    tmp_path, image_folder, capsys
+):
     shutil.rmtree(image_folder / "dogs")
-    assert refused_before_writing(tmp_path, image_folder) == (
+    assert refused_before_writing(tmp_path, image_folder, capsys) == (
         f"--data-dir: {image_folder} holds one class folder (cats): a "
         "classifier needs at least 2, one subfolder of images per class."
     )
 
 
-def refused_before_writing(tmp_path, image_folder):
+def refused_before_writing(tmp_path, image_folder, capsys):
     """The refusal of `image_folder`, which leaves --logdir unmade (the next
     run, with a folder fixed, may go there)."""
     logdir = tmp_path / "run"
@@ -152,16 +154,20 @@ def refused_before_writing(tmp_path, image_folder):
     with pytest.raises(SystemExit) as error:
         transfer_learning.main(args)
     assert not logdir.exists()
+    # Refused as argparse refuses a bad argument (it was exit status 1).
+    assert error.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == f"transfer_learning.py: error: {error.value}"
     return str(error.value)
 
 
-def test_a_class_folder_without_images_is_refused(tmp_path, image_folder):
+def test_a_class_folder_without_images_is_refused(tmp_path, image_folder, capsys):
     # An empty class folder was a class: "Found 24 files belonging to 3
     # classes", trained, accuracy reported, exit 0. Each is named.
     (image_folder / "birds").mkdir()
     (image_folder / "empty").mkdir()
     (image_folder / "empty" / "notes.txt").write_text("not an image")
-    assert refused_before_writing(tmp_path, image_folder) == (
+    assert refused_before_writing(tmp_path, image_folder, capsys) == (
         f"--data-dir: {image_folder} has class folders without images (birds, "
         "empty): a classifier needs at least 2, one subfolder of images per class."
     )
