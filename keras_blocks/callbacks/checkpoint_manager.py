@@ -104,8 +104,9 @@ class CheckpointManager(keras.callbacks.Callback):
         restore: `"latest"`, None or a checkpoint path. What to restore at
             the start of training. A checkpoint path names one checkpoint
             (`.../best/ckpt-42`, as `best_checkpoint` gives it); a folder of
-            checkpoints is refused with the paths it holds. None refuses to train in a directory that
-            already holds another run's checkpoints, rather than mixing runs.
+            checkpoints is refused with the paths it holds. None refuses to
+            train in a directory that already holds another run's
+            checkpoints, rather than mixing runs.
         seed: int or None. Re-seed all random generators with `seed + epoch`
             at the start of each epoch (see above).
         callbacks: list of `keras.callbacks.Callback` or None. The callbacks
