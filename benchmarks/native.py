@@ -151,8 +151,8 @@ def _build(build, data_format, size):
 
 def _torchvision():
     """torchvision, imported as the tests import it (its wheel's compiled
-    operators do not load with the CPU torch; see tests/torch_references.py)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from torch_references import torchvision
+    operators do not load with the CPU torch; see tests/porting/torch_references.py)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.porting.torch_references import torchvision
 
     return torchvision()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 # The reference models by family module, with their smallest input size:
 # what --model accepts and the help lists. The families' MODELS hold the
-# builders; tests/test_examples.py checks that both name the same models.
+# builders; tests/workflows/test_examples.py checks that both name the same models.
 FAMILY_MODELS = {
     "cifar_resnet": {
         "cifar_resnet20": 4,

@@ -1,4 +1,29 @@
-"""Test set-up: quiet TensorFlow, and Hypothesis settings fit for TF's slow first calls."""
+"""Test set-up: the backends each test runs under, quiet TensorFlow, and
+Hypothesis settings fit for TF's slow first calls.
+
+A test declares the backends its claim depends on (STYLE.md rule 23), once,
+with why:
+
+    @pytest.mark.backends("tensorflow", reason="LiteRT exports from TensorFlow")
+    def test_litert_file_runs(): ...
+
+    @pytest.mark.backend_independent(reason="argument checks, before Keras")
+    def test_bad_arguments_exit_2(): ...
+
+- Unmarked: the claim depends on the backend (layer and model numerics,
+  state, RNG): it runs under every backend.
+- `backends(*names, reason=...)`: under those backends only; elsewhere it is
+  skipped with its reason. The closest marker wins (a parameter's over its
+  function's over its module's `pytestmark`).
+- `backend_independent(reason=...)`: the result is the same under any
+  backend, so it runs once. A plain `pytest` runs it under whatever backend
+  it runs; `tools/run_all.py`, which runs a pass per backend, names the one
+  pass that runs it in KERAS_BLOCKS_INDEPENDENT_PASS, and the others
+  deselect it.
+
+`slow` marks what the quick tier (`python -m tools.run_all --quick`) leaves
+out; CI runs everything.
+"""
 
 import os
 
@@ -7,6 +32,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hypothesis
 import keras
 import pytest
+
+BACKENDS = ("tensorflow", "jax", "torch")
+INDEPENDENT_PASS = "KERAS_BLOCKS_INDEPENDENT_PASS"
 
 _COMMON = dict(
     deadline=None,
@@ -25,6 +53,73 @@ hypothesis.settings.register_profile(
 hypothesis.settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 )
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "backends(*names, reason): the backends the test's claim depends on; "
+        "it is skipped under the others",
+    )
+    config.addinivalue_line(
+        "markers",
+        "backend_independent(reason): the test's result is the same under any "
+        "backend; tools/run_all.py runs it in one pass",
+    )
+    config.addinivalue_line(
+        "markers", "slow: left out of the quick tier; CI runs it"
+    )
+
+
+def backend_scope(item):
+    """The backends `item` runs under: a tuple of names, "independent", or
+    None (unmarked: every backend). Raises pytest.UsageError on a marker
+    without a reason or with an unknown backend."""
+    scoped = item.get_closest_marker("backends")
+    independent = item.get_closest_marker("backend_independent")
+    for marker in filter(None, (scoped, independent)):
+        if not marker.kwargs.get("reason"):
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.{marker.name} needs a reason= "
+                "saying why the claim depends on those backends (or on none)"
+            )
+    if scoped and independent:
+        raise pytest.UsageError(
+            f"{item.nodeid}: both @pytest.mark.backends and "
+            "@pytest.mark.backend_independent; keep one"
+        )
+    if independent:
+        return "independent"
+    if scoped is None:
+        return None
+    unknown = [name for name in scoped.args if name not in BACKENDS]
+    if unknown or not scoped.args:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.backends{scoped.args}: expected one "
+            f"or more of {BACKENDS}"
+        )
+    return scoped.args
+
+
+def pytest_collection_modifyitems(config, items):
+    backend = keras.config.backend()
+    independent_pass = os.environ.get(INDEPENDENT_PASS)
+    kept, deselected = [], []
+    for item in items:
+        scope = backend_scope(item)
+        if scope == "independent":
+            if independent_pass and independent_pass != backend:
+                deselected.append(item)
+                continue
+        elif scope is not None and backend not in scope:
+            reason = item.get_closest_marker("backends").kwargs["reason"]
+            item.add_marker(
+                pytest.mark.skip(reason=f"under {' and '.join(scope)}: {reason}")
+            )
+        kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
+# The repository root, for `from tests.machine import ...` in a child process.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @functools.cache
@@ -82,14 +83,14 @@ def skip_without_grouped_convolutions(dtype="float32"):
 def run_tensorflow(code, *args, onednn):
     """Runs `code` with `args` in a new Python process, on TensorFlow with
     oneDNN's CPU kernels on or off (TensorFlow reads TF_ENABLE_ONEDNN_OPTS
-    when imported). `import machine` works there. Returns its stdout; fails
+    when imported). `from tests.machine import ...` works there. Returns its stdout; fails
     the test with its stderr if it fails."""
     env = {
         **os.environ,
         "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0",
         "KERAS_BACKEND": "tensorflow",
         "PYTHONPATH": os.pathsep.join(
-            [TESTS, *filter(None, [os.environ.get("PYTHONPATH")])]
+            [ROOT, *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
     }
     result = subprocess.run(

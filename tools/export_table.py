@@ -9,7 +9,7 @@ compared with Keras' on the same inputs.
 
 Each model is built at its smallest input size with the tests' 10 classes
 (`CLASSES`: the sizes on disk are those of a 10-class classifier, not of the
-builders' default 1000) and weights (`build` in tests/test_export_models.py:
+builders' default 1000) and weights (`build` in tests/deploy/test_export_models.py:
 random weights and BN statistics, milder for SE-ResNets, EfficientNet's fresh)
 and no classifier activation, so logits are compared: the difference is
 max |exported - Keras| / max |Keras| on a batch of 2 random inputs (the first
@@ -52,7 +52,7 @@ COLUMNS = (
 )
 FILE_NAMES = {"tf_saved_model": "model", "litert": "model.tflite", "onnx": "model.onnx"}
 BATCH = 2
-# The tests' bound on the difference (tests/test_export_models.py).
+# The tests' bound on the difference (tests/deploy/test_export_models.py).
 TOLERANCE = 1e-5
 
 
@@ -79,12 +79,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-sys.path.insert(0, str(ROOT / "tests"))  # the randomization of the tests
-
-from test_export_models import CLASSES, build
+sys.path.insert(0, str(ROOT))  # the randomization of the tests
 
 from examples import train
 from keras_blocks.deploy import ExportedModel, export_model
+from tests.deploy.test_export_models import CLASSES, build
 
 
 def measure(name, formats, directory):

@@ -35,12 +35,16 @@ import keras
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the references of the tests
-
-from torch_references import randomized, save_state_dict, timm, torchvision
+sys.path.insert(0, str(ROOT))  # the references of the tests
 
 from examples import train
 from examples._pretrained import load_pretrained
+from tests.porting.torch_references import (
+    randomized,
+    save_state_dict,
+    timm,
+    torchvision,
+)
 
 SNIPPET = ROOT / "docs" / "snippets" / "pretrained_weights.md"
 RESULTS = ROOT / "benchmarks" / "results" / "pretrained_weights.json"

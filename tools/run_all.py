@@ -1,7 +1,14 @@
 """Lint, the docs site, then the test suite under each backend: what `.ci/run` runs.
 
 python -m tools.run_all                        # ruff, site, then TF, JAX and PyTorch
-python -m tools.run_all --backends jax -- -k DropPath
+python -m tools.run_all --quick                # the fast tests of all three
+python -m tools.run_all --backends jax -- tests/layers -k DropPath
+
+Each test declares the backends its claim depends on (tests/conftest.py); a
+backend-independent one runs in one pass only, the first of
+INDEPENDENT_PASS_ORDER that runs (PyTorch's pass is the fastest). Each
+backend's wall time, its counts per folder of tests/ and its 25 slowest tests
+go to build/test-times.md.
 
 pytest runs as `python -m pytest` from the repository root, so that the tests
 import the reference models, benchmarks and tools as packages
@@ -16,9 +23,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ("tensorflow", "jax", "torch")
+INDEPENDENT_PASS_ORDER = ("torch", "tensorflow", "jax")
+TIMES = ROOT / "build" / "test-times.md"
 CLOSING = re.compile(r"^=+ .*(passed|failed|error|no tests ran).* in [\d.]+s")
 # The JAX run's XLA flags: LLVM's lowest optimization level, none of its
 # expensive passes (see main).
@@ -56,8 +66,22 @@ def main(argv=None):
         action="store_true",
         help="skip the docs site's build and browser check (tools/check_site.py)",
     )
-    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the edit-test loop: no lint, no site, no test marked slow",
+    )
+    parser.add_argument(
+        "--times", type=Path, default=TIMES, help=f"the timing report (default {TIMES})"
+    )
+    parser.add_argument(
+        "pytest_args",
+        nargs="*",
+        help="extra pytest arguments; paths replace keras_blocks and tests",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.no_lint = args.no_site = True
 
     failed = []
     if not args.no_lint:
@@ -77,12 +101,22 @@ def main(argv=None):
     # threads per worker on two cores).
     workers = int(args.workers) if args.workers.isdigit() else 1
     threads = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
-    summary = []
+    summary, reports = [], []
+    independent_pass = next(b for b in INDEPENDENT_PASS_ORDER if b in args.backends)
+    # Paths given replace the default ones.
+    paths = [
+        a
+        for a in args.pytest_args
+        if not a.startswith("-") and (ROOT / a.split("::")[0]).exists()
+    ]
+    scratch = tempfile.TemporaryDirectory(prefix="keras_blocks_run_all_")
     jax_cache = tempfile.TemporaryDirectory(prefix="keras_blocks_jax_cache_")
     for backend in args.backends:
+        junit = Path(scratch.name) / f"{backend}.xml"
         env = {
             **os.environ,
             "KERAS_BACKEND": backend,
+            "KERAS_BLOCKS_INDEPENDENT_PASS": independent_pass,
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "OMP_NUM_THREADS": threads,
             "TF_NUM_INTRAOP_THREADS": threads,
@@ -98,7 +132,7 @@ def main(argv=None):
             )
             # The tests' inputs are tiny: most of XLA's time goes into
             # compiling, much of it into LLVM optimizing machine code that
-            # then runs for milliseconds. tests/test_mb_conv_block.py under
+            # then runs for milliseconds. tests/layers/test_mb_conv_block.py under
             # JAX, alternated on a loaded machine: 207 s and 270 s without
             # these flags, 155 s with them.
             env["XLA_FLAGS"] = " ".join(
@@ -121,8 +155,9 @@ def main(argv=None):
                 "--doctest-modules",
                 # The slowest tests in every CI report: where time goes.
                 "--durations=25",
-                "keras_blocks",
-                "tests",
+                f"--junitxml={junit}",
+                *(["-m", "not slow"] if args.quick else []),
+                *([] if paths else ["keras_blocks", "tests"]),
                 *args.pytest_args,
             ],
             env=env,
@@ -130,11 +165,15 @@ def main(argv=None):
         # pytest's closing line; TensorFlow may log after it.
         closings = [line for line in lines if CLOSING.search(line)]
         closing = closings[-1].strip("= ") if closings else "no pytest summary"
-        summary.append((backend, closing, time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        summary.append((backend, closing, seconds))
+        reports.append((backend, closing, seconds, read_junit(junit)))
         if returncode:
             failed.append(f"pytest ({backend})")
 
     jax_cache.cleanup()
+    write_times(args.times, reports, quick=args.quick)
+    scratch.cleanup()
     print("\nSummary")
     for backend, closing, seconds in summary:
         print(f"  {backend:<10} {closing}  [{seconds:.0f} s wall]")
@@ -145,7 +184,59 @@ def main(argv=None):
     if failed:
         print("Failed:", ", ".join(failed))
     print(f"{passed} passed, {failed_tests} failed")
+    print(f"Times: {args.times}")
     return 1 if failed else 0
+
+
+def read_junit(path):
+    """[(test id, outcome, seconds)] from pytest's JUnit XML, or []."""
+    if not path.exists():
+        return []
+    tests = []
+    for case in ElementTree.parse(path).iter("testcase"):
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+            elif child.tag == "skipped":
+                outcome = "skipped"
+        # classname is the module's dotted path ("tests.layers.test_drop_path")
+        module = case.get("classname", "")
+        tests.append(
+            (f"{module}::{case.get('name')}", outcome, float(case.get("time", 0)))
+        )
+    return tests
+
+
+def concern(test_id):
+    """The folder of tests/ (or "doctests") a test id belongs to."""
+    parts = test_id.split("::")[0].split(".")
+    return parts[1] if parts[0] == "tests" and len(parts) > 2 else "doctests"
+
+
+def write_times(path, reports, quick):
+    """Each pass's wall time, its tests per folder and its 25 slowest, as
+    Markdown."""
+    lines = [f"# Test times{' (quick tier)' if quick else ''}", ""]
+    lines += ["| Backend | Wall time | pytest's summary |", "|---|---|---|"]
+    for backend, closing, seconds, _ in reports:
+        lines.append(f"| {backend} | {seconds:.0f} s | {closing} |")
+    folders = sorted({concern(t) for *_, tests in reports for t, _, _ in tests})
+    lines += ["", "Tests run (not skipped) per folder, and their summed time:", ""]
+    lines.append("| Folder | " + " | ".join(b for b, *_ in reports) + " |")
+    lines.append("|---" * (len(reports) + 1) + "|")
+    for folder in folders:
+        cells = []
+        for *_, tests in reports:
+            ran = [s for t, o, s in tests if concern(t) == folder and o != "skipped"]
+            cells.append(f"{len(ran)} in {sum(ran):.0f} s")
+        lines.append(f"| {folder} | " + " | ".join(cells) + " |")
+    for backend, _, _, tests in reports:
+        lines += ["", f"## {backend}: the 25 slowest", ""]
+        for test_id, outcome, seconds in sorted(tests, key=lambda t: -t[2])[:25]:
+            lines.append(f"- {seconds:.1f} s {test_id} ({outcome})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,111 @@
+"""Exact resume, proved: a run killed by SIGKILL at random moments, once in the
+middle of a save, and restarted each time, ends with the same weights and
+learning-rate state, bit for bit, as a run never interrupted.
+
+The run is `resume_child.py`: a small CNN on scikit-learn's digits with
+`CheckpointManager` and `ReduceLROnPlateau` (cosine decay, warmup).
+"""
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+
+from tests import CHILDREN
+
+CHILD = CHILDREN / "resume_child.py"
+EPOCHS = 6
+SAVED = re.compile(r"CheckpointManager: saved .*ckpt-(\d+)\.")
+RESTORED = re.compile(r"CheckpointManager: restored .*ckpt-(\d+) \((\d+) epochs?")
+
+
+def run_child(directory, output, kill_when=None, pause_in_save=False):
+    """Runs the child to its end, or SIGKILLs it once `kill_when(line)` is true."""
+    command = [sys.executable, str(CHILD), str(directory), str(output)]
+    command += ["--epochs", str(EPOCHS)]
+    if pause_in_save:
+        command.append("--pause-in-save")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        if kill_when is not None and kill_when(line, lines):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.stdout.close()
+    process.wait(timeout=300)
+    expected = 0 if kill_when is None else -signal.SIGKILL
+    assert process.returncode == expected, "\n".join(lines[-40:])
+    return lines
+
+
+def steps_of(pattern, lines):
+    return [int(m.group(1)) for line in lines if (m := pattern.search(line))]
+
+
+def after_epoch(epoch, delay):
+    def kill_when(line, lines):
+        if line.startswith(f"EPOCH_END {epoch}"):
+            time.sleep(delay)  # then wherever the run is: saving, next epoch
+            return True
+        return False
+
+    return kill_when
+
+
+def in_epoch_2_save(line, lines):
+    return line.startswith("MID_SAVE") and "EPOCH_END 2" in lines
+
+
+def indexed_latest(directory):
+    """The checkpoint the directory's index names as the latest."""
+    if keras.config.backend() == "tensorflow":
+        text = (directory / "checkpoint").read_text()
+        return re.search(r'^model_checkpoint_path: "(.*)"', text, re.M).group(1)
+    index = json.loads((directory / "checkpoint.json").read_text())
+    return index["checkpoints"][-1]["name"]
+
+
+def test_sigkill_at_random_moments_resumes_exactly(tmp_path):
+    straight = run_child(tmp_path / "straight", tmp_path / "straight.npz")
+    per_epoch = steps_of(SAVED, straight)[0]  # batches an epoch
+
+    directory, output = tmp_path / "killed", tmp_path / "killed.npz"
+    # 1. Killed while writing epoch 2's checkpoint: its files are on disk but
+    # the index still names epoch 1's, which is what the next run restores.
+    lines = run_child(directory, output, in_epoch_2_save, pause_in_save=True)
+    assert steps_of(SAVED, lines) == [per_epoch]
+    written = f"ckpt-{2 * per_epoch}"
+    assert any(name.startswith(written) for name in os.listdir(directory))
+    assert indexed_latest(directory) == f"ckpt-{per_epoch}"
+    last_saved = per_epoch
+
+    # 2. Killed at random moments after random epochs' ends.
+    rng = random.Random(0)
+    for epoch in sorted(rng.sample(range(2, EPOCHS), 2)):
+        lines = run_child(directory, output, after_epoch(epoch, rng.uniform(0, 0.5)))
+        restored = steps_of(RESTORED, lines)
+        # Nothing before the last save reported complete is lost.
+        assert restored and restored[0] >= last_saved, lines[-20:]
+        last_saved = max([last_saved, *steps_of(SAVED, lines)])
+
+    # 3. The last restart runs to the end.
+    lines = run_child(directory, output)
+    assert steps_of(RESTORED, lines)[0] >= last_saved
+
+    with np.load(tmp_path / "straight.npz") as a, np.load(output) as b:
+        assert a.files == b.files
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        state = json.loads(str(b["reducer"]))
+    assert state["multiplier"] < 1  # the plateau reduced the schedule

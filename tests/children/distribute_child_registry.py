@@ -1,0 +1,185 @@
+"""Child of tests/distribute/test_distribute_registry_tf.py: every layer of the property
+registry and one reference model per family under `MirroredStrategy` over 2
+logical CPUs.
+
+Each case is built and compiled in the strategy's scope, `fit` for one step on
+a global batch of 4 (2 images per replica), saved to `.keras`, loaded back with
+`safe_mode=True` in the scope, and both models predict the same batch. Every
+batch normalization is synchronized (`bn_synchronized=True`, and
+`batch_norm=True` where a layer makes BN optional).
+
+Run as `python tests/children/distribute_child_registry.py DIRECTORY [CASE ...]`, a
+case being a registry name or a model of `examples/train.py` (default: every
+layer and `FAMILY_MODELS`); prints a JSON line with the number of replicas,
+then one per case (its error, if any, instead of failing). Logical devices must be
+set before TensorFlow starts, so this runs in a process of its own.
+"""
+
+import inspect
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+# Only when run as a script: a process that imports this file keeps its
+# backend.
+if __name__ == "__main__":
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf
+
+# Only the CPUs: traced under a strategy on a machine with a GPU, the library's
+# channels_first convolution would take the GPU's path on the CPU devices.
+tf.config.set_visible_devices([], "GPU")
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import hypothesis  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from examples import train  # noqa: E402
+from tests.layers.test_properties import REGISTRY, configurations  # noqa: E402
+
+GLOBAL_BATCH = 4  # 2 per replica
+CLASSES = 10
+# The smallest model of each family (AlexNet has no BN); the default cases.
+FAMILY_MODELS = (
+    "cifar_resnet20",
+    "cifar10_cnn",
+    "resnet18",
+    "alexnet",
+    "vgg11_bn",
+    "googlenet",
+    "efficientnet_b0",
+)
+CASES = (*sorted(REGISTRY), *FAMILY_MODELS)
+
+
+def registry_example(name):
+    """(kwargs, input shape, output shape): the registry's second example
+    under derandomized Hypothesis (its first is the smallest of everything,
+    one channel and one pixel), the same on every run."""
+    found = []
+
+    @hypothesis.settings(
+        max_examples=2,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(configurations(REGISTRY[name]))
+    def draw(example):
+        found.append(example)
+
+    draw()
+    return found[-1]
+
+
+def layer_case(name):
+    """A model around the layer of `name`, with data for a regression step."""
+    spec = REGISTRY[name]
+    kwargs, input_shape, output_shape = registry_example(name)
+    kwargs = dict(kwargs)
+    if "batch_norm" in kwargs:
+        kwargs["batch_norm"] = True
+    if "bn_synchronized" in inspect.signature(spec.cls).parameters:
+        kwargs["bn_synchronized"] = True
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((GLOBAL_BATCH, *input_shape[1:])).astype("float32")
+    y = rng.standard_normal((GLOBAL_BATCH, *output_shape[1:])).astype("float32")
+
+    def build():
+        inputs = keras.Input(input_shape[1:])
+        return keras.Model(inputs, spec.cls(**kwargs)(inputs))
+
+    return build, x, y, "mse", kwargs
+
+
+def model_case(name):
+    """A reference model with 10 classes at its smallest input."""
+    builder, size = train.MODELS[name]
+    kwargs = {} if name.startswith("alexnet") else {"bn_synchronized": True}
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (GLOBAL_BATCH, *train.image_shape(size))).astype("float32")
+    y = rng.integers(0, CLASSES, GLOBAL_BATCH)
+
+    def build():
+        return builder(input_shape=train.image_shape(size), classes=CLASSES, **kwargs)
+
+    loss = "sparse_categorical_crossentropy"
+    return build, x, y, loss, {"input_size": size, **kwargs}
+
+
+def synchronized_flags(model):
+    # Keras has no public walk over sublayers (see test_distribute_models.py).
+    return [
+        layer.synchronized
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+def run_case(strategy, name, directory):
+    make = layer_case if name in REGISTRY else model_case
+    build, x, y, loss, kwargs = make(name)
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = build()
+        model.compile(keras.optimizers.SGD(0.01), loss)
+    history = model.fit(
+        x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0
+    )
+    path = os.path.join(directory, f"{name}.keras")
+    model.save(path)
+    with strategy.scope():
+        loaded = keras.saving.load_model(path, safe_mode=True)
+    expected = model(x, training=False)
+    received = loaded(x, training=False)
+    expected, received = tf.nest.map_structure(np.asarray, (expected, received))
+    return {
+        "kwargs": {key: repr(value) for key, value in kwargs.items()},
+        "loss": float(history.history["loss"][0]),
+        "difference": max(
+            float(np.max(np.abs(a - b)))
+            for a, b in zip(
+                tf.nest.flatten(expected), tf.nest.flatten(received), strict=True
+            )
+        ),
+        "synchronized": synchronized_flags(model),
+        "loaded_synchronized": synchronized_flags(loaded),
+    }
+
+
+def main(directory, names):
+    strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync}), flush=True)
+    for name in names:
+        start, cpu = time.perf_counter(), time.process_time()
+        try:
+            result = run_case(strategy, name, directory)
+            result["error"] = None
+            if not math.isfinite(result["loss"]):
+                result["error"] = f"loss {result['loss']}"
+        except Exception as error:  # reported to the parent, case by case
+            result = {"error": f"{type(error).__name__}: {error}"[:2000]}
+            traceback.print_exc()
+        result["case"] = name
+        result["seconds"] = round(time.perf_counter() - start, 2)
+        result["cpu_seconds"] = round(time.process_time() - cpu, 2)
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:] or CASES)

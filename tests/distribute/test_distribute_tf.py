@@ -1,0 +1,273 @@
+"""Training under tf.distribute: MirroredStrategy over 2 logical CPUs, and two
+MultiWorkerMirroredStrategy workers on 127.0.0.1 killed and resumed.
+
+Each case runs in processes of its own (logical devices and TF_CONFIG must be
+set before TensorFlow starts), with timeouts; TensorFlow backend only.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tests import CHILDREN, ROOT
+
+pytestmark = pytest.mark.skipif(
+    keras.config.backend() != "tensorflow", reason="tf.distribute is TensorFlow's"
+)
+
+TIMEOUT = 300
+
+
+def _env(tmp_path, **extra):
+    scratch = tmp_path / "tmp"  # the children's temporary directories
+    scratch.mkdir(exist_ok=True)
+    return {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TMPDIR": str(scratch),
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def mirrored(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("mirrored")
+    done = subprocess.run(
+        [sys.executable, str(CHILDREN / "distribute_child_tf.py"), str(tmp_path)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_synchronized_bn_equals_one_device(mirrored):
+    # 2 replicas of 4 images against one device on the same 8 images, 3 SGD
+    # steps: synchronized statistics are the global batch's.
+    assert mirrored["replicas"] == 2
+    assert mirrored["sync"]["weights_vs_single"] < 1e-5
+    assert mirrored["sync"]["statistics_across_replicas"] == 0.0
+
+
+def test_unsynchronized_bn_differs_per_replica(mirrored):
+    # Each replica normalizes its own 4 images and keeps its own moving
+    # statistics: they drift apart, and training follows other statistics.
+    assert mirrored["unsync"]["statistics_across_replicas"] > 1e-3
+    assert mirrored["unsync"]["trainable_vs_single"] > 1e-4
+
+
+def test_synchronize_batch_statistics_averages_the_replicas(mirrored):
+    # Every copy becomes the mean of the copies, in the model's 7 BN layers
+    # (the unit's 1, the residual block's 2, the bottleneck block's 4).
+    assert mirrored["synchronized_layers"] == 7
+    assert mirrored["averaged"] < 1e-6
+
+
+def test_drop_path_masks_differ_across_replicas(mirrored):
+    assert mirrored["drop_path_same_masks"] is False
+
+
+def test_checkpoints_move_between_replica_counts(mirrored):
+    assert mirrored["two_to_one"] == 0.0
+    assert mirrored["one_to_two"] == 0.0
+    # Unsynchronized statistics: the checkpoint holds the values get_weights()
+    # reads (the first replica's).
+    assert mirrored["two_to_one_unsync"] == 0.0
+
+
+# Two MultiWorkerMirroredStrategy workers, through the training command.
+
+ARGS = ["--epochs", "2", "--batch-size", "256", "--seed", "3"]
+STEPS_PER_EPOCH = 6  # 1293 digits / 256
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _start_workers(tmp_path, logdir, extra=()):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    workers = []
+    for index in range(2):
+        config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        log = open(tmp_path / f"worker{index}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+        command = [
+            sys.executable,
+            "-m",
+            "examples.train",
+            "--distribute",
+            "multi_worker",
+            "--logdir",
+            str(logdir),
+            *ARGS,
+            *extra,
+        ]
+        env = _env(tmp_path, TF_CONFIG=json.dumps(config))
+        workers.append(
+            subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        )
+        log.close()
+    return workers
+
+
+def _wait(workers, tmp_path):
+    try:
+        codes = [w.wait(timeout=TIMEOUT) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    logs = "\n".join(
+        p.read_text()[-2000:] for p in sorted(tmp_path.glob("worker*.log"))
+    )
+    assert codes == [0, 0], logs
+
+
+def _checkpoint_values(directory, step):
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(directory / f"ckpt-{step}"))
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if name.startswith(("weights/", "optimizer/"))
+    }
+
+
+def test_multi_worker_killed_and_resumed_equals_uninterrupted(tmp_path):
+    # Uninterrupted: two workers, two epochs.
+    whole = tmp_path / "whole"
+    _wait(_start_workers(tmp_path, whole), tmp_path)
+
+    # Interrupted: worker 1 is SIGKILLed during the second epoch, once the
+    # first epoch's checkpoint is indexed; worker 0, left waiting for it in a
+    # collective, is stopped too; then both start again with --resume.
+    broken = tmp_path / "broken"
+    workers = _start_workers(tmp_path, broken)
+    index = broken / "checkpoints" / "checkpoint"
+    deadline = time.monotonic() + TIMEOUT
+    while not (index.exists() and f"ckpt-{STEPS_PER_EPOCH}" in index.read_text()):
+        assert time.monotonic() < deadline, "no checkpoint after the first epoch"
+        assert all(w.poll() is None for w in workers), "a worker stopped early"
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the second epoch
+    workers[1].send_signal(signal.SIGKILL)
+    try:
+        workers[0].wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        workers[0].send_signal(signal.SIGKILL)
+    for w in workers:
+        w.wait()
+    last = f"ckpt-{2 * STEPS_PER_EPOCH}"
+    assert not (broken / "checkpoints" / f"{last}.index").exists(), "killed too late"
+    _wait(_start_workers(tmp_path, broken, ["--resume"]), tmp_path)
+
+    expected = _checkpoint_values(whole / "checkpoints", 2 * STEPS_PER_EPOCH)
+    resumed = _checkpoint_values(broken / "checkpoints", 2 * STEPS_PER_EPOCH)
+    assert expected.keys() == resumed.keys() and len(expected) > 50
+    for name, value in expected.items():
+        np.testing.assert_allclose(resumed[name], value, atol=1e-6, err_msg=name)
+    worst = max(float(np.max(np.abs(resumed[n] - v))) for n, v in expected.items())
+    print(f"killed and resumed against uninterrupted: largest difference {worst:.3g}")
+
+    # Only the chief wrote: one events file per start in each log directory
+    # (worker 1's would double them), and no worker left a scratch directory.
+    for logdir, starts in ((whole, 1), (broken, 2)):
+        for folder in ("train", "validation", "images"):
+            events = list((logdir / folder).glob("events.out.tfevents.*"))
+            assert len(events) == starts, (logdir, folder, events)
+        assert (logdir / "test.json").exists()
+    assert list((tmp_path / "tmp").glob("keras_blocks-worker-*")) == []
+
+
+def _evaluate_only(tmp_path, logdir, *extra):
+    command = [sys.executable, "-m", "examples.train", "--logdir", str(logdir)]
+    done = subprocess.run(
+        [*command, "--evaluate-only", *extra],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((logdir / "test.json").read_text())["accuracy"]
+
+
+def test_train_and_evaluate_only_on_two_replicas(tmp_path):
+    # Trained on 2 replicas with synchronized BN, then tested from its
+    # checkpoint on 2 replicas: every replica gets the checkpoint's values
+    # (Keras reads a first batch even for zero epochs, which needs an image
+    # per replica), and the accuracy is the one the training run measured.
+    logdir = tmp_path / "run"
+    mirrored = ["--distribute", "mirrored", "--cpu-devices", "2"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.train",
+            "--logdir",
+            str(logdir),
+            *ARGS,
+            "--epochs",  # one is enough here: the last --epochs counts
+            "1",
+            *mirrored,
+            "--sync-bn",
+        ],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Distributed (mirrored): 2 replicas" in done.stdout
+    trained = json.loads((logdir / "test.json").read_text())["accuracy"]
+    assert _evaluate_only(tmp_path, logdir, *mirrored) == trained
+
+
+def test_a_global_batch_the_replicas_cannot_share_is_refused(tmp_path):
+    logdir = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.train",
+            "--logdir",
+            str(logdir),
+            "--batch-size",
+            "1",
+            "--distribute",
+            "mirrored",
+            "--cpu-devices",
+            "2",
+        ],
+        cwd=ROOT,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode != 0
+    assert "--batch-size 1 is the global batch, shared by 2 replicas" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not logdir.exists()  # nothing written: the same command can run again

@@ -1,0 +1,279 @@
+"""examples/resnet.py and examples/cifar_resnet.py: counts, keras.applications
+weights, formats, saving, bad arguments."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from examples import cifar_resnet, resnet
+from examples._common import trainable_count
+from keras_blocks.layers import BottleneckBlock
+from tests.layers.layer_checks import random_inputs, to_numpy
+from tests.models.model_checks import (
+    assert_same_predictions,
+    assert_same_weight_shapes,
+    counted_under_torch,
+    randomize,
+)
+
+# JAX compiles an initializer for every new weight shape (tens of seconds per
+# deep model); parameter counts do not depend on the backend, so every backend
+# counts the smaller models and PyTorch the larger ones.
+JAX = keras.config.backend() == "jax"
+
+
+@pytest.mark.parametrize(
+    "kwargs, trainable",
+    [
+        # torchvision's resnet18 ... resnet152 and resnext50_32x4d.
+        (dict(depth=18), 11_689_512),
+        pytest.param(dict(depth=34), 21_797_672, marks=counted_under_torch),
+        pytest.param(dict(depth=50), 25_557_032, marks=counted_under_torch),
+        pytest.param(dict(depth=101), 44_549_160, marks=counted_under_torch),
+        pytest.param(dict(depth=152), 60_192_808, marks=counted_under_torch),
+        pytest.param(dict(depth=50, groups=32, base_width=4), 25_028_904),
+        # SE-ResNet-50, reduction 16 (the SENet paper's 28.1M; timm's seresnet50).
+        pytest.param(
+            dict(depth=50, se_ratio=1 / 16), 28_088_024, marks=counted_under_torch
+        ),
+    ],
+)
+def test_paper_configuration_counts(kwargs, trainable):
+    model = resnet.ResNet(**kwargs, input_shape=(32, 32, 3))  # counts: any size
+    assert trainable_count(model) == trainable
+    # Bias-free convolutions: every kernel is followed by BN (the SE and the
+    # classifier are dense layers, with biases).
+    biases = {w.path for w in model.weights if w.path.endswith("bias")}
+    assert all("/se/" in path or "predictions" in path for path in biases)
+
+
+@pytest.mark.parametrize(
+    "depth, preact, name, params",
+    [
+        (50, False, "ResNet50", 25_636_712),
+        (50, True, "ResNet50V2", 25_613_800),
+        pytest.param(101, False, "ResNet101", 44_707_176, marks=pytest.mark.slow),
+        pytest.param(101, True, "ResNet101V2", 44_675_560, marks=pytest.mark.slow),
+        pytest.param(152, False, "ResNet152", 60_419_944, marks=pytest.mark.slow),
+        pytest.param(152, True, "ResNet152V2", 60_380_648, marks=pytest.mark.slow),
+    ],
+)
+def test_keras_applications_weights_give_same_outputs(depth, preact, name, params):
+    if depth > 50 and keras.config.backend() != "torch":
+        # Deeper models repeat the 50-layer models' blocks: what they add is
+        # their stage table, which does not depend on the backend. PyTorch
+        # builds the four in ~20 s; TensorFlow took ~70 s, JAX more (compiles).
+        pytest.skip("the 50-layer models cover this backend; PyTorch runs 101, 152")
+    kwargs = dict(input_shape=(64, 64, 3), classifier_activation=None)
+    theirs = getattr(keras.applications, name)(weights=None, **kwargs)
+    ours = resnet.ResNet(depth, preact=preact, keras_applications=True, **kwargs)
+    assert ours.count_params() == theirs.count_params() == params
+    assert_same_weight_shapes(ours, theirs)
+    randomize(theirs)
+    ours.set_weights(theirs.get_weights())
+    x = random_inputs((2, 64, 64, 3))
+    logits = assert_same_predictions(ours, theirs, x)
+    assert logits.std() > 1e-3  # a real comparison, not of constant outputs
+    # ... which one wrong weight breaks.
+    bias = ours.get_layer("predictions").bias
+    bias.assign(to_numpy(bias) + 1e-2)
+    with pytest.raises(AssertionError):
+        assert_same_predictions(ours, theirs, x)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(depth=18),
+        dict(depth=50, preact=True, keras_applications=True),
+        pytest.param(
+            dict(depth=50, groups=32, base_width=4, se_ratio=1 / 16),
+            marks=pytest.mark.skipif(
+                JAX,
+                reason="45 s of compiles; the layers' "
+                "own tests cover grouped and SE blocks on JAX",
+            ),
+        ),
+    ],
+)
+def test_channels_first_equals_channels_last(kwargs):
+    # Logits, compared to their own scale: randomized weights give logits in
+    # the hundreds, where float32 rounding through 50 layers differs by ~1e-4
+    # of the scale between layouts (PyTorch, ResNeXt with SE: 0.013 of 173),
+    # and a softmax of them can move by more than any fixed tolerance. A
+    # wrong layout differs by the scale itself.
+    options = {**kwargs, "classes": 5, "classifier_activation": None}
+    last = resnet.ResNet(**options, input_shape=(32, 32, 3))
+    randomize(last)
+    keras.config.set_image_data_format("channels_first")
+    try:
+        first = resnet.ResNet(**options, input_shape=(3, 32, 32))
+    finally:
+        keras.config.set_image_data_format("channels_last")
+    first.set_weights(last.get_weights())
+    x = random_inputs((2, 32, 32, 3))
+    expected = to_numpy(last(x))
+    np.testing.assert_allclose(
+        to_numpy(first(np.transpose(x, (0, 3, 1, 2)))),
+        expected,
+        atol=1e-4 * np.abs(expected).max(),
+    )
+
+
+@pytest.mark.parametrize(
+    "module, builder, kwargs",
+    [
+        (resnet, "ResNet", dict(depth=18, se_ratio=0.25)),
+        (cifar_resnet, "CIFARResNet", dict(depth=20)),
+    ],
+)
+def test_saved_model_predicts_the_same(module, builder, kwargs, tmp_path):
+    model = getattr(module, builder)(**kwargs, input_shape=(32, 32, 3), classes=7)
+    randomize(model)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = random_inputs((2, 32, 32, 3))
+    np.testing.assert_array_equal(to_numpy(loaded(x)), to_numpy(model(x)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, output_shape",
+    [
+        (dict(include_top=False), (2, 2, 2, 512)),
+        (dict(include_top=False, pooling="avg"), (2, 512)),
+        (dict(include_top=False, pooling="max", depth=50), (2, 2048)),
+        (dict(classes=3), (2, 3)),
+    ],
+)
+def test_heads(kwargs, output_shape):
+    model = resnet.ResNet(**{"depth": 18, **kwargs}, input_shape=(64, 64, 3))
+    assert tuple(model(random_inputs((2, 64, 64, 3))).shape) == output_shape
+
+
+def test_v2_downsamples_in_the_last_block_as_keras_applications():
+    model = resnet.ResNet(50, preact=True, keras_applications=True)
+    blocks = [layer for layer in model.layers if isinstance(layer, BottleneckBlock)]
+    strided = [block.name for block in blocks if block.strides > 1]
+    assert strided == ["conv2_block3", "conv3_block4", "conv4_block6"]
+    assert model.get_layer("conv2_block3").shortcut == "zero_pad"
+
+
+@pytest.mark.parametrize(
+    "depth, trainable",
+    [
+        (20, 269_722),
+        pytest.param(32, 464_154, marks=counted_under_torch),
+        pytest.param(44, 658_586, marks=counted_under_torch),
+        (56, 853_018),
+        pytest.param(110, 1_727_962, marks=counted_under_torch),
+    ],
+)
+def test_cifar_resnet_counts(depth, trainable):
+    model = cifar_resnet.CIFARResNet(depth)
+    assert trainable_count(model) == trainable
+    assert len(model.layers) == 1 + 1 + 3 * (depth - 2) // 6 + 2  # input, stem, head
+    assert tuple(model.output.shape) == (None, 10)
+
+
+def test_cifar_resnet_shortcuts_are_option_a():
+    model = cifar_resnet.CIFARResNet(20)
+    # Option A adds no parameters: a strided block equals a block with an
+    # identity shortcut in size, and the model has no shortcut convolutions.
+    assert not any("shortcut" in w.path for w in model.weights)
+    block = model.get_layer("stage2_block1")
+    x = random_inputs((1, 32, 32, 16))
+    assert tuple(block(x).shape) == (1, 16, 16, 32)
+
+
+@pytest.mark.parametrize(
+    "module, argv",
+    [
+        (resnet, ["--model", "resnet18", "--smoke", "--no-summary"]),
+        (cifar_resnet, ["--model", "cifar_resnet20", "--smoke"]),
+    ],
+)
+def test_command_line(module, argv, capsys):
+    module.main(argv)
+    out = capsys.readouterr().out
+    assert "parameters" in out
+    assert "one step: loss" in out
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnext50_32x4d",
+        pytest.param("resnext101_32x8d", marks=counted_under_torch),
+        "se_resnet18",
+        "resnet18v2",
+    ],
+)
+def test_named_models_carry_their_names(name):
+    # Every named model of every family: test_models_state.py.
+    model = resnet.MODELS[name](input_shape=(32, 32, 3), include_top=False)
+    assert model.name == name
+
+
+def test_command_line_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        resnet.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "resnext50_32x4d" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "builder, kwargs, message",
+    [
+        (
+            resnet.ResNet,
+            dict(depth=42),
+            "Invalid value for argument `depth`. Expected one of (18, 34, 50, 101, 152). Received: depth=42",
+        ),
+        (
+            resnet.ResNet,
+            dict(depth=18, groups=32, base_width=4),
+            "Invalid value for argument `groups`. Grouped (ResNeXt) blocks need a bottleneck depth (50, 101, 152). Received: groups=32, base_width=4, depth=18",
+        ),
+        (
+            resnet.ResNet,
+            dict(depth=18, keras_applications=True),
+            "Invalid value for argument `keras_applications`. keras.applications has plain ResNet50/101/152 and their V2 only. Received: keras_applications=True, depth=18, se_ratio=None, groups=1",
+        ),
+        (
+            resnet.ResNet,
+            dict(input_shape=(16, 16, 3)),
+            "Invalid value for argument `input_shape`. ResNet needs a shape (height, width, channels) with sizes of at least 32. Received: input_shape=(16, 16, 3)",
+        ),
+        (
+            resnet.ResNet,
+            dict(input_shape=(64, 64)),
+            "Invalid value for argument `input_shape`. ResNet needs a shape (height, width, channels) with sizes of at least 32. Received: input_shape=(64, 64)",
+        ),
+        (
+            resnet.ResNet,
+            dict(include_top=False, pooling="mean"),
+            "Invalid value for argument `pooling`. Expected one of (None, 'avg', 'max'). Received: pooling='mean'",
+        ),
+        (
+            resnet.ResNet,
+            dict(classes=0),
+            "Invalid value for argument `classes`. Expected a strictly positive integer. Received: classes=0",
+        ),
+        (
+            cifar_resnet.CIFARResNet,
+            dict(depth=21),
+            "Invalid value for argument `depth`. Expected 6n + 2 for an integer n >= 1 (20, 32, 44, 56, 110, ...). Received: depth=21",
+        ),
+        (
+            cifar_resnet.CIFARResNet,
+            dict(input_shape=(2, 2, 3)),
+            "Invalid value for argument `input_shape`. CIFARResNet needs a shape (height, width, channels) with sizes of at least 4. Received: input_shape=(2, 2, 3)",
+        ),
+    ],
+)
+def test_bad_args(builder, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        builder(**kwargs)

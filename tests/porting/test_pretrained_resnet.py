@@ -1,0 +1,106 @@
+"""ResNet, ResNeXt and SE-ResNet load torchvision's and timm's weights and
+give their logits: their own networks at random weights (every parameter and
+buffer), saved as .pth and .safetensors, are the references.
+
+ResNet-18 on every backend; the deeper ones, built in full, on TensorFlow.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from examples import resnet
+from examples._pretrained import load_pretrained
+from tests.porting.torch_references import (
+    assert_logits_close,
+    randomized,
+    save_state_dict,
+    timm,
+    torch_outputs,
+    torchvision,
+)
+
+SIZE = 32  # the smallest input (total stride 32): a 1x1 final map
+ON_TENSORFLOW = pytest.mark.skipif(
+    keras.config.backend() != "tensorflow",
+    reason="the deep models are checked on TensorFlow (ResNet-18 everywhere)",
+)
+
+
+def reference(name):
+    """The source's own network for our `name`, and the source."""
+    if name == "se_resnet50":
+        return timm().create_model("seresnet50"), "timm"
+    return getattr(torchvision().models, name)(), "torchvision"
+
+
+def check_equal_to_source(name, tmp_path, images=2):
+    source_net, source = reference(name)
+    source_net = randomized(source_net, size=SIZE)
+    model = resnet.MODELS[name](input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    x = np.random.default_rng(0).normal(size=(images, SIZE, SIZE, 3))
+    x = x.astype("float32")
+    theirs = torch_outputs(source_net, x)
+    for path in save_state_dict(source_net, tmp_path, name):
+        keras.utils.set_random_seed(1)  # a fresh start for each file
+        for weight in model.weights:
+            weight.assign(keras.ops.ones(weight.shape, weight.dtype))
+        load_pretrained(model, path, resnet.WEIGHTS[source])
+        ours = keras.ops.convert_to_numpy(model(x, training=False))
+        assert_logits_close(ours, theirs)
+
+
+def test_resnet18_equals_torchvision(tmp_path):
+    check_equal_to_source("resnet18", tmp_path)
+
+
+@ON_TENSORFLOW
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnext50_32x4d",
+        "resnext101_32x8d",
+        "se_resnet50",
+    ],
+)
+def test_deeper_models_equal_their_source(name, tmp_path):
+    check_equal_to_source(name, tmp_path, images=1)
+
+
+def test_the_file_table_is_torchvisions():
+    # The published file names and top-1 figures are torchvision's own
+    # (its weight enums), for the default weights of each model.
+    models = torchvision().models
+    for name, (file, top1, _) in resnet.WEIGHTS["torchvision"].files.items():
+        weights = models.get_model_weights(name).DEFAULT
+        assert weights.url.rsplit("/", 1)[-1] == file, name
+        assert weights.meta["_metrics"]["ImageNet-1K"]["acc@1"] == top1, name
+
+
+def test_keras_applications_layout_is_refused(tmp_path):
+    net = randomized(torchvision().models.resnet50())
+    _, path = save_state_dict(net, tmp_path, "resnet50")
+    model = resnet.ResNet(50, keras_applications=True, input_shape=(SIZE, SIZE, 3))
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    with pytest.raises(ValueError, match=r"has a bias.*keras_applications=False"):
+        load_pretrained(model, path, resnet.WEIGHTS["torchvision"])
+    for weight, value in zip(model.weights, before, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)
+
+
+def test_a_headless_model_ignores_the_classifier(tmp_path):
+    net = randomized(torchvision().models.resnet18())
+    _, path = save_state_dict(net, tmp_path, "resnet18")
+    model = resnet.ResNet(18, include_top=False, input_shape=(SIZE, SIZE, 3))
+    report = load_pretrained(model, path, resnet.WEIGHTS["torchvision"])
+    assert sorted(report.ignored) == ["fc.bias", "fc.weight"]
+    # Without the source's head prefixes, the classifier's keys are refused.
+    strict = dataclasses.replace(resnet.WEIGHTS["torchvision"], head=())
+    with pytest.raises(ValueError, match=r"2 unexpected keys .*: fc\.bias, fc\.w"):
+        load_pretrained(model, path, strict)
