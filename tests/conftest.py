@@ -50,6 +50,11 @@ hypothesis.settings.register_profile("dev", **_COMMON)
 hypothesis.settings.register_profile(
     "ci", derandomize=True, print_blob=True, database=None, **_COMMON
 )
+# The quick tier (`tools/run_all.py --quick`): the same examples as CI's,
+# fewer of them.
+hypothesis.settings.register_profile(
+    "quick", parent=hypothesis.settings.get_profile("ci"), max_examples=3
+)
 hypothesis.settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev")
 )
@@ -66,9 +71,7 @@ def pytest_configure(config):
         "backend_independent(reason): the test's result is the same under any "
         "backend; tools/run_all.py runs it in one pass",
     )
-    config.addinivalue_line(
-        "markers", "slow: left out of the quick tier; CI runs it"
-    )
+    config.addinivalue_line("markers", "slow: left out of the quick tier; CI runs it")
 
 
 def backend_scope(item):

@@ -117,6 +117,7 @@ def main(argv=None):
             **os.environ,
             "KERAS_BACKEND": backend,
             "KERAS_BLOCKS_INDEPENDENT_PASS": independent_pass,
+            **({"HYPOTHESIS_PROFILE": "quick"} if args.quick else {}),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "OMP_NUM_THREADS": threads,
             "TF_NUM_INTRAOP_THREADS": threads,
