@@ -84,17 +84,22 @@ def main(argv=None):
         args.no_lint = args.no_site = True
 
     failed = []
+    steps = []  # (step, seconds) before the tests
     if not args.no_lint:
+        start = time.perf_counter()
         for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
             returncode, _ = run([sys.executable, "-m", *command])
             if returncode:
                 failed.append(" ".join(command))
+        steps.append(("ruff", time.perf_counter() - start))
     if not args.no_site:
         # mkdocs build --strict, the API reference's coverage, every page in
         # headless Chromium.
+        start = time.perf_counter()
         returncode, _ = run([sys.executable, "-m", "tools.check_site"])
         if returncode:
             failed.append("tools/check_site.py")
+        steps.append(("site", time.perf_counter() - start))
 
     # Each pytest-xdist worker gets its share of the cores: oversubscribed math
     # libraries thrash (one torch training step took 25x longer with two
@@ -173,9 +178,11 @@ def main(argv=None):
             failed.append(f"pytest ({backend})")
 
     jax_cache.cleanup()
-    write_times(args.times, reports, quick=args.quick)
+    write_times(args.times, steps, reports, quick=args.quick)
     scratch.cleanup()
     print("\nSummary")
+    for step, seconds in steps:
+        print(f"  {step:<10} [{seconds:.0f} s wall]")
     for backend, closing, seconds in summary:
         print(f"  {backend:<10} {closing}  [{seconds:.0f} s wall]")
     counts = [re.search(r"(\d+) passed", closing) for _, closing, _ in summary]
@@ -215,11 +222,13 @@ def concern(test_id):
     return parts[1] if parts[0] == "tests" and len(parts) > 2 else "doctests"
 
 
-def write_times(path, reports, quick):
-    """Each pass's wall time, its tests per folder and its 25 slowest, as
-    Markdown."""
+def write_times(path, steps, reports, quick):
+    """The lint's and site's wall times, each pass's, its tests per folder and
+    its 25 slowest, as Markdown."""
     lines = [f"# Test times{' (quick tier)' if quick else ''}", ""]
-    lines += ["| Backend | Wall time | pytest's summary |", "|---|---|---|"]
+    lines += ["| Step | Wall time | pytest's summary |", "|---|---|---|"]
+    for step, seconds in steps:
+        lines.append(f"| {step} | {seconds:.0f} s | |")
     for backend, closing, seconds, _ in reports:
         lines.append(f"| {backend} | {seconds:.0f} s | {closing} |")
     folders = sorted({concern(t) for *_, tests in reports for t, _, _ in tests})
