@@ -20,8 +20,21 @@ BACKEND = keras.config.backend()
 # What Keras 3.15 exports from each backend (ONNX from JAX goes through
 # jax2onnx, which the export extra does not install).
 EXPORTS = {"tensorflow": FORMATS, "torch": ("onnx",), "jax": ()}[BACKEND]
-exports_here = pytest.mark.skipif(
-    not EXPORTS, reason=f"no format exports from {BACKEND} with the export extra"
+# An export (or its file) of each backend that exports: SavedModel, LiteRT and
+# ONNX through tf2onnx from TensorFlow, ONNX through torch.onnx from PyTorch.
+exports_here = pytest.mark.backends(
+    "tensorflow",
+    "torch",
+    reason="the exporters of TensorFlow and PyTorch (JAX's ONNX goes through "
+    "jax2onnx, which the export extra does not install)",
+)
+litert_only = pytest.mark.backends(
+    "tensorflow", reason="Keras exports LiteRT from TensorFlow only"
+)
+# export_model's checks of its arguments and paths, made before any exporter
+# runs: the same under every backend.
+before_export = pytest.mark.backend_independent(
+    reason="export_model checks its arguments and paths before any exporter runs"
 )
 FILE_NAMES = {"tf_saved_model": "model", "litert": "model.tflite", "onnx": "model.onnx"}
 
@@ -36,6 +49,7 @@ def inputs():
     return np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype("float32")
 
 
+@before_export
 @pytest.mark.parametrize(
     "format, message",
     [
@@ -52,6 +66,7 @@ def test_unknown_format(format, message, tmp_path):
     assert not os.listdir(tmp_path)
 
 
+@before_export
 @pytest.mark.parametrize(
     "format, name, message",
     [
@@ -65,6 +80,7 @@ def test_a_suffix_of_another_format(format, name, message, tmp_path):
         export_model(small_model(), tmp_path / name, format)
 
 
+@before_export
 @pytest.mark.parametrize("format", FORMATS)
 def test_an_existing_path_is_kept(format, tmp_path):
     path = tmp_path / FILE_NAMES[format]
@@ -81,6 +97,7 @@ def test_an_existing_path_is_kept(format, tmp_path):
     assert sorted(os.listdir(tmp_path)) == [path.name]
 
 
+@before_export
 def test_a_missing_or_unwritable_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_model(small_model(), tmp_path / "no" / "model.onnx", "onnx")
@@ -98,6 +115,7 @@ def test_a_missing_or_unwritable_folder(tmp_path):
         (tmp_path / "read_only").chmod(0o700)
 
 
+@before_export
 def test_int8_arguments(tmp_path):
     model = small_model()
     with pytest.raises(ValueError, match="representative_data=None"):
@@ -113,7 +131,7 @@ def test_int8_arguments(tmp_path):
     assert not os.listdir(tmp_path)
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="LiteRT exports from TensorFlow")
+@litert_only
 @pytest.mark.parametrize(
     "data, message",
     [
@@ -137,16 +155,23 @@ def test_representative_data_of_another_shape(data, message, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-@pytest.mark.skipif(BACKEND == "tensorflow", reason="TensorFlow exports all")
+@pytest.mark.backends(
+    "jax", "torch", reason="the message names the backend; TensorFlow exports all"
+)
 def test_a_format_the_backend_does_not_export(tmp_path):
     with pytest.raises(ValueError, match=f"not {BACKEND}: set KERAS_BACKEND"):
         export_model(small_model(), tmp_path / "m.tflite", "litert")
 
 
-def test_not_a_model_or_never_called(tmp_path):
+@before_export
+def test_not_a_model(tmp_path):
     with pytest.raises(ValueError, match=re.escape("Expected a keras.Model")):
         export_model(keras.layers.Dense(2), tmp_path / "m.onnx", "onnx")
+    assert not os.listdir(tmp_path)
 
+
+@exports_here
+def test_a_model_never_called(tmp_path):
     class Subclassed(keras.Model):
         def __init__(self):
             super().__init__()
@@ -155,9 +180,8 @@ def test_not_a_model_or_never_called(tmp_path):
         def call(self, x):
             return self.dense(x)
 
-    if "onnx" in EXPORTS:
-        with pytest.raises(ValueError, match="has never been called"):
-            export_model(Subclassed(), tmp_path / "m.onnx", "onnx")
+    with pytest.raises(ValueError, match="has never been called"):
+        export_model(Subclassed(), tmp_path / "m.onnx", "onnx")
     assert not os.listdir(tmp_path)
 
 
@@ -250,6 +274,9 @@ def test_mixed_precision_exports_its_float32_twin(policy, tmp_path):
         np.testing.assert_allclose(ExportedModel(path)(x), expected, atol=1e-5)
 
 
+@pytest.mark.backend_independent(
+    reason="ExportedModel reads files with their own runtimes, not Keras"
+)
 def test_exported_model_refuses_what_it_cannot_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="No exported model"):
         ExportedModel(tmp_path / "nothing.onnx")
@@ -266,7 +293,7 @@ def test_exported_model_refuses_what_it_cannot_run(tmp_path):
         ExportedModel(tmp_path / "broken.tflite")
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="LiteRT exports from TensorFlow")
+@litert_only
 @pytest.mark.parametrize("bad", (np.inf, np.nan))
 def test_calibration_data_must_be_finite(bad, tmp_path):
     # One infinity crashed the process inside the converter; NaNs left layers
@@ -284,7 +311,7 @@ def test_calibration_data_must_be_finite(bad, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="LiteRT exports from TensorFlow")
+@litert_only
 def test_calibration_data_as_fit_takes_it(tmp_path):
     # (x, y) arrays and a dataset of (x, y) batches, as for `fit`: the
     # labels are dropped. The int8 file is smaller than the float one would be.

@@ -14,28 +14,28 @@ from tests.models.model_checks import randomize
 MODEL = "cifar10_cnn"  # the smallest reference model: dropout, BN, dense head
 SIZE = 16
 BACKEND = keras.config.backend()
-# (format, weights file kind) the backend exports: SavedModel and LiteRT from
-# TensorFlow only, ONNX from TensorFlow and PyTorch (JAX: jax2onnx, not in the
-# export extra).
-CASES = {
-    "tensorflow": [
-        ("onnx", "weights.h5"),
-        ("litert", "weights.h5"),
-        ("tf_saved_model", "keras"),
-    ],
-    "torch": [("onnx", "weights.h5")],
-}.get(
-    BACKEND,
-    [
-        pytest.param(
-            None,
-            None,
-            marks=pytest.mark.skip(
-                reason=f"{BACKEND}: nothing the export extra exports from "
-                "(ONNX through jax2onnx; SavedModel covered on TensorFlow)"
-            ),
-        )
-    ],
+# What each backend exports (JAX: ONNX through jax2onnx, not in the export
+# extra; its SavedModel through jax2tf, not checked here).
+ONNX_BACKENDS = pytest.mark.backends(
+    "tensorflow",
+    "torch",
+    reason="ONNX exports through tf2onnx from TensorFlow, torch.onnx from PyTorch",
+)
+TENSORFLOW_ONLY = pytest.mark.backends(
+    "tensorflow", reason="Keras exports SavedModel and LiteRT from TensorFlow only"
+)
+# (format, weights file kind): each format on the backends that export it.
+CASES = [
+    pytest.param("onnx", "weights.h5", marks=ONNX_BACKENDS),
+    pytest.param("litert", "weights.h5", marks=TENSORFLOW_ONLY),
+    pytest.param("tf_saved_model", "keras", marks=TENSORFLOW_ONLY),
+]
+# The command's refusals of its arguments and of the paths it is given, made
+# before any exporter runs.
+REFUSAL = pytest.mark.backend_independent(
+    reason="the command's refusals come before any export: argparse, its own "
+    "checks of arguments and paths, and Keras' weight loading (the same file "
+    "format under every backend)"
 )
 
 
@@ -97,7 +97,7 @@ def test_each_format_matches_keras(tmp_path, monkeypatch, capsys, format, kind):
     )
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="LiteRT exports from TensorFlow")
+@TENSORFLOW_ONLY
 def test_int8_is_compared_by_top1_agreement(tmp_path, capsys):
     pytest.importorskip("sklearn")  # the digits it calibrates on
     weights, _ = weights_file(tmp_path, "weights.h5")
@@ -134,6 +134,7 @@ def refused(capsys, argv):
     return err[-1]
 
 
+@REFUSAL
 def test_bad_input_is_refused_and_nothing_is_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     weights, _ = weights_file(tmp_path, "weights.h5")
@@ -155,16 +156,6 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path, monkeypatch, caps
         ["--model", MODEL, "--weights", "missing.weights.h5", "--format", "onnx"],
     )
     assert message == "export.py: error: --weights: no such file: missing.weights.h5"
-    if BACKEND == "tensorflow":  # Keras takes 16 s to refuse it on JAX
-        message = refused(
-            capsys, ["--model", "cifar_resnet20", *base, "--format", "onnx"]
-        )
-        assert message.startswith(
-            f"export.py: error: Cannot load {weights} into cifar_resnet20"
-        )
-        assert (
-            "Pass the --model, --image-size and --classes it was built with." in message
-        )
     assert sorted(p.name for p in tmp_path.iterdir()) == [weights.name]
 
     existing = tmp_path / "taken.onnx"
@@ -182,6 +173,24 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path, monkeypatch, caps
     )
 
 
+@REFUSAL
+def test_weights_of_another_model_are_refused(tmp_path, monkeypatch, capsys):
+    # Keras' loader refuses the file (16 s to do so under JAX, seconds under
+    # TensorFlow and PyTorch); the command says what to pass.
+    monkeypatch.chdir(tmp_path)
+    weights, _ = weights_file(tmp_path, "weights.h5")
+    message = refused(
+        capsys,
+        ["--model", "cifar_resnet20", "--weights", str(weights), "--format", "onnx"],
+    )
+    assert message.startswith(
+        f"export.py: error: Cannot load {weights} into cifar_resnet20"
+    )
+    assert "Pass the --model, --image-size and --classes it was built with." in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [weights.name]
+
+
+@REFUSAL
 def test_a_keras_file_of_another_model_is_refused(tmp_path, capsys):
     path, _ = weights_file(tmp_path, "keras")
     message = refused(
@@ -194,6 +203,7 @@ def test_a_keras_file_of_another_model_is_refused(tmp_path, capsys):
     )
 
 
+@REFUSAL
 @pytest.mark.parametrize(
     "typed, meant", [("tflite", "litert"), ("saved_model", "tf_saved_model")]
 )
@@ -223,7 +233,9 @@ def preprocessing_model(folder, channels):
     return path, model
 
 
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="ONNX with tf2onnx")
+@pytest.mark.backends(
+    "tensorflow", reason="tf2onnx made Normalization's statistics graph inputs"
+)
 @pytest.mark.parametrize("channels, source", [(1, "digits"), (4, "random")])
 def test_a_model_of_other_channels_with_normalization_inside(
     channels, source, tmp_path, monkeypatch, capsys
@@ -253,6 +265,7 @@ def test_a_model_of_other_channels_with_normalization_inside(
     )
 
 
+@ONNX_BACKENDS
 @pytest.mark.parametrize(
     "error", [ValueError, RuntimeError], ids=["ValueError", "RuntimeError"]
 )
@@ -262,9 +275,6 @@ def test_a_failed_comparison_writes_nothing(error, tmp_path, monkeypatch, capsys
     # Runtime's InvalidArgument went out as a traceback, exit status 1).
     pytest.importorskip("onnxruntime")
     weights, _ = weights_file(tmp_path, "weights.h5")
-    format = "onnx" if BACKEND in ("tensorflow", "torch") else None
-    if format is None:
-        pytest.skip(f"{BACKEND}: no format the export extra exports")
 
     class Fails(export.ExportedModel):
         def __call__(self, inputs):
@@ -279,7 +289,7 @@ def test_a_failed_comparison_writes_nothing(error, tmp_path, monkeypatch, capsys
             "--weights",
             str(weights),
             "--format",
-            format,
+            "onnx",
             "--output",
             str(tmp_path / "m.onnx"),
         ],
@@ -323,6 +333,7 @@ def test_a_uint8_model_is_compared_on_uint8_images(
     )
 
 
+@REFUSAL
 def test_an_output_of_another_suffix_names_the_users_path(tmp_path, capsys):
     # The library's suffix check ran on the command's temporary file: the
     # message named ".../.cli.litert.XXXX/cli.litert", not the user's path.
@@ -346,6 +357,7 @@ def test_an_output_of_another_suffix_names_the_users_path(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+@REFUSAL
 def test_a_folder_for_weights_says_what_to_pass(tmp_path, capsys):
     # A checkpoint folder got "no such file" though it exists.
     folder = tmp_path / "checkpoints"

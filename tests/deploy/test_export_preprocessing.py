@@ -8,6 +8,8 @@ takes the image alone, and computes what Keras does. ONNX from TensorFlow made
 the statistics given to `Normalization(mean=..., variance=...)` graph inputs.
 """
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -18,8 +20,26 @@ from keras_blocks.layers import PCAColorAugmentation
 
 pytest.importorskip("onnxruntime")  # the export extra
 
-BACKEND = keras.config.backend()
-FORMATS = {"tensorflow": ("onnx", "tf_saved_model", "litert"), "torch": ("onnx",)}
+# Each format on the backends that export it: ONNX through tf2onnx from
+# TensorFlow and torch.onnx from PyTorch (JAX's goes through jax2onnx, which the
+# export extra does not install), SavedModel and LiteRT from TensorFlow.
+FORMATS = [
+    pytest.param(
+        "onnx",
+        marks=pytest.mark.backends(
+            "tensorflow", "torch", reason="ONNX through tf2onnx and torch.onnx"
+        ),
+    ),
+    *(
+        pytest.param(
+            format,
+            marks=pytest.mark.backends(
+                "tensorflow", reason=f"Keras exports {format} from TensorFlow only"
+            ),
+        )
+        for format in ("tf_saved_model", "litert")
+    ),
+]
 FILE_NAMES = {"tf_saved_model": "model", "litert": "model.tflite", "onnx": "model.onnx"}
 SIZE = 8  # the images' height and width
 CHANNELS_LAST = "channels_last"  # every layer's, whatever keras.json says
@@ -70,6 +90,25 @@ LAYERS = {
 }
 
 
+# The pipelines of augmentation layers: building their model (Keras' symbolic
+# call of each random layer, RandAugment's many) takes 7-80 s under PyTorch on
+# two busy cores, its ONNX export under a second.
+PIPELINES = (
+    "cifar_augmentation",
+    "crop_flip_augmentation",
+    "alexnet_augmentation",
+    "efficientnet_augmentation",
+)
+
+
+@functools.cache
+def model_of(name):
+    """`tiny_model` of the layer `name`, built once per process: the formats
+    of one layer export the same model (exporting leaves it as it was)."""
+    keras.utils.set_random_seed(0)
+    return tiny_model(LAYERS[name]())
+
+
 def tiny_model(layer):
     """The layer, then a 1x1 convolution: a model with weights after it."""
     inputs = keras.Input((SIZE, SIZE, 3))
@@ -115,14 +154,16 @@ def run_litert(path, x):
 RUNTIMES = {"onnx": run_onnx, "tf_saved_model": run_saved_model, "litert": run_litert}
 
 
+@pytest.mark.parametrize("format", FORMATS)
 @pytest.mark.parametrize(
-    "format",
-    FORMATS.get(BACKEND)
-    or [pytest.param(None, marks=pytest.mark.skip(reason=f"{BACKEND}: no format"))],
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name in PIPELINES else name
+        for name in LAYERS
+    ],
 )
-@pytest.mark.parametrize("name", LAYERS)
 def test_preprocessing_exports_with_one_input(name, format, tmp_path):
-    model = tiny_model(LAYERS[name]())
+    model = model_of(name)
     x = images()
     expected = keras.ops.convert_to_numpy(model(x, training=False))
     path = export_model(model, tmp_path / FILE_NAMES[format], format)

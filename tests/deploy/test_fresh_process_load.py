@@ -50,9 +50,8 @@ def every_layer():
     return keras.Model(inputs, x)
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="registration happens on import, whatever the backend",
+@pytest.mark.backend_independent(
+    reason="registration happens on import, whatever the backend"
 )
 def test_keras_file_loads_in_a_new_process_after_import_keras_blocks(tmp_path):
     model = every_layer()

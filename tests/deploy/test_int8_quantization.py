@@ -16,9 +16,8 @@ import pytest
 
 from examples import cifar10_cnn, train
 
-pytestmark = pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="Keras exports LiteRT from the TensorFlow backend only",
+pytestmark = pytest.mark.backends(
+    "tensorflow", reason="Keras exports LiteRT from the TensorFlow backend only"
 )
 
 SIZE = 8  # the digits' own size
