@@ -63,6 +63,7 @@ def train(logdir, epochs):
     return model, reducer, history
 
 
+@pytest.mark.slow
 def test_all_three_in_one_fit_and_resumed(tmp_path):
     straight, straight_reducer, _ = train(tmp_path / "straight", 3)
     train(tmp_path / "resumed", 2)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from keras_blocks.callbacks import CheckpointManager
+from tests.callbacks.markers import STORES
 
 RNG = np.random.default_rng(0)
 X = RNG.random((64, 6)).astype("float32")
@@ -89,6 +90,8 @@ def straight(tmp_path_factory):
     return run(tmp_path_factory.mktemp("straight"), 3)[0]
 
 
+@pytest.mark.slow
+@STORES
 @pytest.mark.parametrize("how", ["truncate", "flip", "delete", "delete_manifest"])
 def test_damaged_latest_falls_back_to_the_newest_intact(tmp_path, how, straight):
     _, manager, _ = run(tmp_path, 2)
@@ -107,6 +110,7 @@ def test_damaged_latest_falls_back_to_the_newest_intact(tmp_path, how, straight)
         assert run(tmp_path, 3)[2].epoch == []
 
 
+@STORES
 def test_damaged_restore_path_is_refused(tmp_path):
     _, manager, _ = run(tmp_path, 1)
     damage(manager.latest_checkpoint, "flip")
@@ -114,6 +118,8 @@ def test_damaged_restore_path_is_refused(tmp_path):
         run(tmp_path / "other", 1, restore=manager.latest_checkpoint)
 
 
+@pytest.mark.slow
+@STORES
 def test_every_checkpoint_damaged_is_refused(tmp_path):
     _, manager, _ = run(tmp_path, 2, max_to_keep=1)
     damage(manager.latest_checkpoint, "truncate")
@@ -123,6 +129,8 @@ def test_every_checkpoint_damaged_is_refused(tmp_path):
         run(tmp_path, 3)
 
 
+@pytest.mark.slow
+@STORES
 def test_rotation_never_keeps_a_damaged_checkpoint_over_an_intact_one(tmp_path):
     # Saves at steps 3 and 6; then, resumed from 3 with saves every 2
     # batches, at step 4: rotating out the oldest would delete the intact
@@ -144,6 +152,8 @@ def test_rotation_never_keeps_a_damaged_checkpoint_over_an_intact_one(tmp_path):
     assert seen == [["ckpt-3", "ckpt-4"]]
 
 
+@pytest.mark.slow
+@STORES
 def test_second_process_is_refused(tmp_path):
     run(tmp_path, 1)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -166,6 +176,7 @@ def test_second_process_is_refused(tmp_path):
     assert not (tmp_path / LOCK).exists()
 
 
+@STORES
 def test_lock_is_held_during_training(tmp_path):
     locks = []
 
@@ -180,6 +191,8 @@ def test_lock_is_held_during_training(tmp_path):
     assert not (tmp_path / LOCK).exists()
 
 
+@pytest.mark.slow
+@STORES
 def test_failed_save_names_the_directory_and_keeps_the_previous(tmp_path, monkeypatch):
     _, manager, _ = run(tmp_path, 1)
     latest = manager.latest_checkpoint
@@ -210,6 +223,8 @@ def test_failed_save_names_the_directory_and_keeps_the_previous(tmp_path, monkey
     assert history.epoch == [1]  # resumed from the previous checkpoint
 
 
+@pytest.mark.slow
+@STORES
 def test_damaged_index_is_refused(tmp_path):
     run(tmp_path, 1)
     index = (
@@ -221,6 +236,8 @@ def test_damaged_index_is_refused(tmp_path):
     assert not (tmp_path / LOCK).exists()
 
 
+@pytest.mark.slow
+@STORES
 def test_a_deleted_index_is_refused_not_trained_over(tmp_path):
     run(tmp_path, 2)
     index = (
@@ -239,6 +256,8 @@ def test_a_deleted_index_is_refused_not_trained_over(tmp_path):
     }
 
 
+@pytest.mark.slow
+@STORES
 def test_fallback_in_a_relative_directory_keeps_the_index_inside_it(
     tmp_path, monkeypatch
 ):
@@ -286,9 +305,9 @@ model.fit(
 """
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="a subprocess (~10 s) of the lock file, which no backend writes",
+@pytest.mark.slow
+@pytest.mark.backend_independent(
+    reason="the lock file and Keras' callback order: Python's, under any backend"
 )
 def test_a_start_that_failed_leaves_no_lock(tmp_path):
     # Keras calls no `on_train_end` when a later callback's `on_train_begin`

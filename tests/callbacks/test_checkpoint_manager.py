@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from keras_blocks.callbacks import CheckpointManager, ReduceLROnPlateau
+from tests.callbacks.markers import CHECKS, STORES
 
 RNG = np.random.default_rng(0)
 X = RNG.random((64, 6)).astype("float32")
@@ -63,6 +64,7 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
     straight = run(tmp_path / "straight", 4)
     first = run(tmp_path / "resumed", 2)
@@ -83,6 +85,8 @@ def test_resume_is_exact(tmp_path):
     assert (resumed[1].epoch, resumed[1].step) == (4, 12)
 
 
+@pytest.mark.slow
+@STORES
 def test_resume_after_the_end_runs_nothing_and_extends(tmp_path):
     run(tmp_path, 2)
     _, manager, *_, history = run(tmp_path, 2)
@@ -91,6 +95,8 @@ def test_resume_after_the_end_runs_nothing_and_extends(tmp_path):
     assert run(tmp_path, 3)[-1].epoch == [2]
 
 
+@pytest.mark.slow
+@STORES
 def test_rotation_keeps_the_newest(tmp_path):
     _, manager, *_ = run(tmp_path, 4, max_to_keep=2)
     # 48 training samples in batches of 16: 3 batches an epoch.
@@ -99,6 +105,8 @@ def test_rotation_keeps_the_newest(tmp_path):
     assert names == {"ckpt-9", "ckpt-12"}
 
 
+@pytest.mark.slow
+@STORES
 def test_keep_every_n_hours_keeps_rotated_ones(tmp_path):
     _, manager, *_ = run(tmp_path, 3, max_to_keep=1, keep_checkpoint_every_n_hours=1e-9)
     assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-9"]
@@ -106,6 +114,7 @@ def test_keep_every_n_hours_keeps_rotated_ones(tmp_path):
     assert names == {"ckpt-3", "ckpt-6", "ckpt-9"}
 
 
+@pytest.mark.slow
 def test_save_every_n_batches_and_resume_mid_epoch(tmp_path):
     _, manager, *_ = run(tmp_path, 2, save_freq=2, max_to_keep=10)
     steps = [int(os.path.basename(p).split("-")[1]) for p in manager.checkpoints]
@@ -116,6 +125,8 @@ def test_save_every_n_batches_and_resume_mid_epoch(tmp_path):
     assert history.epoch == [1, 2]
 
 
+@pytest.mark.slow
+@STORES
 def test_best_checkpoint_is_kept_apart(tmp_path):
     _, manager, *_ = run(tmp_path, 3, monitor="val_loss", max_to_keep=1)
     assert manager.best_checkpoint is not None
@@ -130,6 +141,8 @@ def test_best_checkpoint_is_kept_apart(tmp_path):
     assert history.epoch == []
 
 
+@pytest.mark.slow
+@STORES
 def test_restore_none_never_starts_over_another_run(tmp_path):
     run(tmp_path, 1)
     with pytest.raises(ValueError, match="already holds checkpoints"):
@@ -138,6 +151,8 @@ def test_restore_none_never_starts_over_another_run(tmp_path):
     assert run(tmp_path / "new", 1, restore=None)[-1].epoch == [0]
 
 
+@pytest.mark.slow
+@STORES
 def test_another_architecture_is_refused(tmp_path):
     run(tmp_path, 1)
     model = small_model(width=8)
@@ -145,6 +160,7 @@ def test_another_architecture_is_refused(tmp_path):
         fit(model, [CheckpointManager(tmp_path, verbose=0)], 1)
 
 
+@STORES
 def test_checkpoints_of_another_backend_are_refused(tmp_path):
     other = (
         "checkpoint.json" if keras.config.backend() == "tensorflow" else "checkpoint"
@@ -154,6 +170,8 @@ def test_checkpoints_of_another_backend_are_refused(tmp_path):
         run(tmp_path, 1)
 
 
+@pytest.mark.slow
+@STORES
 def test_a_folder_of_checkpoints_to_restore_names_them(tmp_path):
     # restore= the `best` folder got "Expected 'latest', None or an existing
     # checkpoint path" (TensorFlow), or "is damaged" (JAX, PyTorch).
@@ -172,11 +190,13 @@ def test_a_folder_of_checkpoints_to_restore_names_them(tmp_path):
     assert f"pass one of them ({', '.join(manager.checkpoints)})" in str(error.value)
 
 
+@STORES
 def test_missing_restore_path(tmp_path):
     with pytest.raises(ValueError, match="an existing checkpoint path"):
         run(tmp_path, 1, restore=str(tmp_path / "ckpt-7"))
 
 
+@CHECKS
 def test_uncompiled_model(tmp_path):
     manager = CheckpointManager(tmp_path, verbose=0)
     model = small_model()
@@ -186,11 +206,15 @@ def test_uncompiled_model(tmp_path):
         manager.on_train_begin()
 
 
+@pytest.mark.backend_independent(
+    reason="the names `fit` logs and the callback's warning are Keras' own"
+)
 def test_missing_monitor_warns_with_the_logged_ones(tmp_path):
     with pytest.warns(UserWarning, match=r"`val_f1`.*Available metrics are: accuracy"):
         run(tmp_path, 1, monitor="val_f1")
 
 
+@CHECKS
 def test_not_a_writable_directory(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -250,16 +274,19 @@ def test_not_a_writable_directory(tmp_path):
         ),
     ],
 )
+@CHECKS
 def test_bad_args(kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=re.escape(message)):
         CheckpointManager(tmp_path, **kwargs)
 
 
+@CHECKS
 def test_bad_directory():
     with pytest.raises(ValueError, match=re.escape("Received: directory=''")):
         CheckpointManager("")
 
 
+@CHECKS
 def test_config_round_trip(tmp_path):
     manager = CheckpointManager(
         str(tmp_path), max_to_keep=3, save_freq=10, monitor="val_loss", seed=1
@@ -268,8 +295,9 @@ def test_config_round_trip(tmp_path):
     assert CheckpointManager.from_config(config).get_config() == config
 
 
-@pytest.mark.skipif(
-    keras.config.backend() == "torch", reason="torch runs one step per execution"
+@pytest.mark.slow
+@pytest.mark.backends(
+    "tensorflow", "jax", reason="PyTorch's trainer runs one step per execution"
 )
 def test_steps_per_execution_counts_every_batch(tmp_path):
     model = small_model()
@@ -282,6 +310,7 @@ def test_steps_per_execution_counts_every_batch(tmp_path):
     assert steps == [4, 6]  # the first callbacks after crossing 3 and 6
 
 
+@pytest.mark.slow
 def test_epoch_saves_count_batches_asynchronously(tmp_path):
     """With epoch saves the batch hook runs off the loop's thread where the
     backend allows it (JAX, PyTorch), and still counts every batch."""
@@ -309,6 +338,7 @@ def test_epoch_saves_count_batches_asynchronously(tmp_path):
     assert manager.step == 8
 
 
+@pytest.mark.slow
 def test_mixed_precision_resumes_exactly(tmp_path):
     keras.config.set_dtype_policy("mixed_float16")  # with a LossScaleOptimizer
     straight = run(tmp_path / "straight", 3)
@@ -335,6 +365,7 @@ def run_with_best_weights(directory, epochs, stopper_first):
     return model, stopper, history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stopper_first", [False, True])
 def test_early_stopping_best_weights_resume(tmp_path, stopper_first):
     straight, stopper, _ = run_with_best_weights(tmp_path / "a", 4, stopper_first)
@@ -398,6 +429,7 @@ def run_wrapped(directory, epochs, explicit=True):
     return model, reducer
 
 
+@pytest.mark.slow
 def test_explicit_callbacks_keep_state_when_wrapped(tmp_path):
     straight, straight_reducer = run_wrapped(tmp_path / "a", 4)
     run_wrapped(tmp_path / "b", 2)
@@ -407,6 +439,7 @@ def test_explicit_callbacks_keep_state_when_wrapped(tmp_path):
     assert_same_weights(straight, resumed)
 
 
+@pytest.mark.slow
 def test_discovery_without_callback_list_warns(tmp_path):
     with pytest.warns(
         UserWarning,
@@ -415,6 +448,7 @@ def test_discovery_without_callback_list_warns(tmp_path):
         run_wrapped(tmp_path, 1, explicit=False)
 
 
+@CHECKS
 def test_explicit_callbacks_are_left_out_of_the_config(tmp_path):
     reducer = ReduceLROnPlateau("val_loss")
     manager = CheckpointManager(tmp_path, callbacks=[reducer])
@@ -423,6 +457,7 @@ def test_explicit_callbacks_are_left_out_of_the_config(tmp_path):
     assert CheckpointManager.from_config(manager.get_config()).callbacks is None
 
 
+@pytest.mark.slow
 def test_a_run_early_stopping_ended_trains_no_further(tmp_path):
     # EarlyStopping ends the run at epoch 1 (the highest loss was epoch 0's);
     # run again, as after a crash at the end, it stays ended on the best

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_blocks.callbacks import ReduceLROnPlateau, ScaledSchedule
+from tests.callbacks.markers import CHECKS
 
 # Full-batch linear regression: one SGD step per epoch, simulated in NumPy.
 X = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
@@ -79,6 +80,7 @@ def test_cosine_decay_is_scaled_in_the_update():
     assert math.isclose(current, 0.25 * float(cosine(6)), rel_tol=1e-6)
 
 
+@pytest.mark.slow
 def test_float_rate_is_reduced_like_keras():
     ours, theirs = linear_model(0.1), linear_model(0.1)
     theirs.set_weights(ours.get_weights())
@@ -170,6 +172,7 @@ def test_saved_model_keeps_the_reduction(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@CHECKS
 def test_config_round_trip():
     reducer = ReduceLROnPlateau("val_accuracy", factor=0.2, patience=3, warmup_steps=7)
     config = reducer.get_config()
@@ -180,6 +183,7 @@ def test_config_round_trip():
     assert restored.get_config() == config
 
 
+@CHECKS
 def test_schedule_config_round_trip():
     schedule = ScaledSchedule(
         keras.optimizers.schedules.CosineDecay(0.1, 10), multiplier=0.5, warmup_steps=3
@@ -205,6 +209,7 @@ def test_missing_metric_warns_with_the_logged_ones():
         ("loss", "max", "max"),
     ],
 )
+@CHECKS
 def test_mode(monitor, mode, direction):
     reducer = ReduceLROnPlateau(monitor, mode=mode)
     assert reducer.best == (-math.inf if direction == "max" else math.inf)
@@ -263,16 +268,19 @@ def test_mode(monitor, mode, direction):
         ),
     ],
 )
+@CHECKS
 def test_bad_args(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ReduceLROnPlateau(**kwargs)
 
 
+@CHECKS
 def test_no_stray_keyword_arguments():
     with pytest.raises(TypeError):
         ReduceLROnPlateau(patiense=3)
 
 
+@CHECKS
 def test_bad_schedule_args():
     with pytest.raises(ValueError, match=re.escape("Received: base='fast'")):
         ScaledSchedule("fast")
@@ -297,6 +305,7 @@ def test_learning_rate_goes_to_history_as_with_keras():
     np.testing.assert_allclose(model.history.history["learning_rate"], expected, 1e-6)
 
 
+@CHECKS
 def test_schedule_saved_under_its_old_module_loads():
     """Files written before `ScaledSchedule` moved from `_scaled_schedule` to
     `scaled_schedule` name the old module: the registered name loads them."""

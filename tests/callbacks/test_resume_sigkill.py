@@ -13,37 +13,57 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import keras
 import numpy as np
+import pytest
 
 from tests import CHILDREN
 
 CHILD = CHILDREN / "resume_child.py"
 EPOCHS = 6
+TIMEOUT = 600  # seconds for a run (each takes 5 to 20 s), generous under load
 SAVED = re.compile(r"CheckpointManager: saved .*ckpt-(\d+)\.")
 RESTORED = re.compile(r"CheckpointManager: restored .*ckpt-(\d+) \((\d+) epochs?")
 
 
-def run_child(directory, output, kill_when=None, pause_in_save=False):
-    """Runs the child to its end, or SIGKILLs it once `kill_when(line)` is true."""
+def run_child(directory, output, kill_when=None, pause_in_save=None):
+    """Runs the child to its end, or SIGKILLs it once `kill_when(line)` is true;
+    `pause_in_save`: the epoch whose save the child pauses in."""
     command = [sys.executable, str(CHILD), str(directory), str(output)]
     command += ["--epochs", str(EPOCHS)]
-    if pause_in_save:
-        command.append("--pause-in-save")
+    if pause_in_save is not None:
+        command += ["--pause-in-save", str(pause_in_save)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
+    # A bound on a run that hangs (each takes seconds).
+    timed_out = threading.Event()
+
+    def stop():
+        timed_out.set()
+        process.kill()
+
+    watchdog = threading.Timer(TIMEOUT, stop)
+    watchdog.start()
     lines = []
-    for line in process.stdout:
-        lines.append(line.rstrip())
-        if kill_when is not None and kill_when(line, lines):
-            process.send_signal(signal.SIGKILL)
-            break
-    process.stdout.close()
-    process.wait(timeout=300)
+    try:
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            if kill_when is not None and kill_when(line, lines):
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait(timeout=TIMEOUT)
+    finally:
+        watchdog.cancel()
+        process.stdout.close()
+        if process.poll() is None:  # the test failed: leave nothing running
+            process.kill()
+            process.wait()
+    assert not timed_out.is_set(), f"no end in {TIMEOUT} s: " + "\n".join(lines[-40:])
     expected = 0 if kill_when is None else -signal.SIGKILL
     assert process.returncode == expected, "\n".join(lines[-40:])
     return lines
@@ -76,6 +96,7 @@ def indexed_latest(directory):
     return index["checkpoints"][-1]["name"]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_resumes_exactly(tmp_path):
     straight = run_child(tmp_path / "straight", tmp_path / "straight.npz")
     per_epoch = steps_of(SAVED, straight)[0]  # batches an epoch
@@ -83,7 +104,7 @@ def test_sigkill_at_random_moments_resumes_exactly(tmp_path):
     directory, output = tmp_path / "killed", tmp_path / "killed.npz"
     # 1. Killed while writing epoch 2's checkpoint: its files are on disk but
     # the index still names epoch 1's, which is what the next run restores.
-    lines = run_child(directory, output, in_epoch_2_save, pause_in_save=True)
+    lines = run_child(directory, output, in_epoch_2_save, pause_in_save=2)
     assert steps_of(SAVED, lines) == [per_epoch]
     written = f"ckpt-{2 * per_epoch}"
     assert any(name.startswith(written) for name in os.listdir(directory))

@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.util import tensor_util
 
 from keras_blocks.callbacks import TensorBoardImageLogger
+from tests.callbacks.markers import CHECKS
 
 CLASSES = ("cat", "dog", "a very long class name")
 TRAIN, VAL = 48, 12  # 3 batches of 16 per epoch
@@ -415,6 +416,7 @@ def assert_same_events(ours, theirs):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=tag)
 
 
+@pytest.mark.slow
 def test_a_dataset_logs_what_its_arrays_log(dataset_runs):
     # The same sample (drawn with the same seed from the same 12 images), the
     # same confusion matrix over all of them, the same histograms.
@@ -423,6 +425,7 @@ def test_a_dataset_logs_what_its_arrays_log(dataset_runs):
     assert_same_events(dataset_runs["dataset"], dataset_runs["arrays"])
 
 
+@pytest.mark.slow
 def test_a_repeated_dataset_is_read_for_validation_steps(dataset_runs):
     # 2 steps of 4: the first 8 images, at every epoch.
     assert_same_events(dataset_runs["repeated"], dataset_runs["first_8"])
@@ -479,11 +482,13 @@ def dataset(n=4, batch=2):
         ),
     ],
 )
+@CHECKS
 def test_bad_datasets(make_data, kwargs, message, tmp_path):
     with pytest.raises(ValueError, match=re.escape(message)):
         TensorBoardImageLogger(tmp_path, make_data(), **kwargs)
 
 
+@CHECKS
 def test_a_dataset_has_no_config(tmp_path):
     logger = TensorBoardImageLogger(tmp_path, dataset())
     with pytest.raises(NotImplementedError, match=re.escape("a tf.data.Dataset")):
@@ -591,12 +596,14 @@ def valid_data(n=4):
         ),
     ],
 )
+@CHECKS
 def test_bad_args(kwargs, message, tmp_path):
     kwargs = {"log_dir": tmp_path, "validation_data": valid_data(), **kwargs}
     with pytest.raises(ValueError, match=re.escape(message)):
         TensorBoardImageLogger(**kwargs)
 
 
+@CHECKS
 def test_misspelled_argument_fails(tmp_path):
     with pytest.raises(TypeError, match="histogramfreq"):
         TensorBoardImageLogger(tmp_path, valid_data(), histogramfreq=1)
@@ -612,6 +619,7 @@ def small_model(classes=2):
     return cnn((8, 8, 1), classes)
 
 
+@CHECKS
 def test_unknown_activation_layer(tmp_path):
     logger = TensorBoardImageLogger(
         tmp_path, valid_data(), activation_layers=("conv", "nope")
@@ -642,12 +650,14 @@ def test_unknown_activation_layer(tmp_path):
         ),
     ],
 )
+@CHECKS
 def test_model_does_not_match(make_model, message, tmp_path):
     logger = TensorBoardImageLogger(tmp_path, valid_data(), class_names=("a", "b"))
     with pytest.raises(ValueError, match=re.escape(message)):
         start(logger, make_model())
 
 
+@CHECKS
 def test_labels_beyond_the_model_classes(tmp_path):
     x, _ = valid_data()
     logger = TensorBoardImageLogger(tmp_path, (x, np.array([0, 1, 2, 0])))
@@ -660,6 +670,7 @@ def test_labels_beyond_the_model_classes(tmp_path):
         start(logger, small_model(classes=2))
 
 
+@CHECKS
 def test_config_round_trip(tmp_path):
     logger = TensorBoardImageLogger(
         tmp_path,
@@ -678,6 +689,7 @@ def test_config_round_trip(tmp_path):
     assert clone.get_config() == config
 
 
+@CHECKS
 def test_config_is_json_with_the_validation_data(tmp_path):
     """The config holds the data itself: through JSON, and through Keras'
     serialization in safe mode, the clone has the same data, dtypes and

@@ -1,14 +1,17 @@
 """A training run that `test_resume_sigkill.py` kills and restarts.
 
-    python tests/children/resume_child.py DIRECTORY OUTPUT.npz [--epochs N] [--pause-in-save]
+    python tests/children/resume_child.py DIRECTORY OUTPUT.npz [--epochs N]
+        [--pause-in-save EPOCH]
 
 Trains a small ResNet of the library's blocks on scikit-learn's digits deterministically, with
 `CheckpointManager` (every epoch) and `ReduceLROnPlateau` over a cosine decay
 with warmup. Prints `EPOCH_END n` when epoch n (1-based) ends, and `SAVED` and
 `RESTORED` lines through the manager. At the end it writes the weights and the
-reducer's state to OUTPUT.npz. `--pause-in-save` sleeps inside every save,
-after the checkpoint's files are written and before the index names them, and
-prints `MID_SAVE` then, so that a kill lands in the middle of a save.
+reducer's state to OUTPUT.npz. `--pause-in-save EPOCH` sleeps inside the save
+of that epoch's checkpoint, after its files are written and before the index
+names them, and prints `MID_SAVE` then, so that a kill lands in the middle of
+a save. The sleep is long (the test kills the run as soon as it reads the
+line, however loaded the machine) and bounded.
 """
 
 import argparse
@@ -26,15 +29,19 @@ from sklearn.datasets import load_digits
 from keras_blocks.callbacks import CheckpointManager, ReduceLROnPlateau
 from keras_blocks.layers import ConvBNAct, ResidualBlock
 
-PAUSE_SECONDS = 3.0
+PAUSE_SECONDS = 300.0
+ENDED = [0]  # the last epoch ended (1-based); its checkpoint is saved next
 
 
-def pause_in_saves():
-    """Sleeps between writing a checkpoint and indexing it, in either store."""
+def pause_in_saves(epoch):
+    """Sleeps between writing epoch `epoch`'s checkpoint and indexing it, in
+    either store (CheckpointManager saves an epoch's checkpoint once every
+    callback's `on_epoch_end` has run: after `EPOCH_END epoch`)."""
 
     def announce():
-        print("MID_SAVE", flush=True)
-        time.sleep(PAUSE_SECONDS)
+        if ENDED[0] == epoch:
+            print("MID_SAVE", flush=True)
+            time.sleep(PAUSE_SECONDS)
 
     if keras.config.backend() == "tensorflow":
         import tensorflow as tf
@@ -88,7 +95,7 @@ def main(argv=None):
     parser.add_argument("directory")
     parser.add_argument("output")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--pause-in-save", action="store_true")
+    parser.add_argument("--pause-in-save", type=int, metavar="EPOCH")
     args = parser.parse_args(argv)
     if keras.config.backend() == "tensorflow":
         import tensorflow as tf
@@ -100,8 +107,8 @@ def main(argv=None):
         # Nothing here uses TensorFlow on the other backends (the manager
         # writes its own store there), so it is not importable at all.
         sys.modules["tensorflow"] = None
-    if args.pause_in_save:
-        pause_in_saves()
+    if args.pause_in_save is not None:
+        pause_in_saves(args.pause_in_save)
 
     digits = load_digits()
     x = (digits.images[:600, :, :, None] / 16.0).astype("float32")
@@ -110,9 +117,12 @@ def main(argv=None):
     reducer = ReduceLROnPlateau(
         "val_loss", factor=0.5, patience=1, min_delta=0.2, warmup_steps=10
     )
-    progress = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: print(f"EPOCH_END {epoch + 1}", flush=True)
-    )
+
+    def epoch_end(epoch, logs=None):
+        ENDED[0] = epoch + 1
+        print(f"EPOCH_END {epoch + 1}", flush=True)
+
+    progress = keras.callbacks.LambdaCallback(on_epoch_end=epoch_end)
     manager = CheckpointManager(args.directory, max_to_keep=2, seed=1, verbose=2)
     model.fit(
         x,

@@ -30,19 +30,21 @@ import subprocess
 import sys
 import time
 
-import keras
 import numpy as np
 import pytest
 
 from tests import CHILDREN, ROOT
 from tests.children import distribute_child_jax as child
 
-pytestmark = pytest.mark.skipif(
-    keras.config.backend() != "jax", reason="keras.distribution is JAX's in 3.15"
-)
+pytestmark = [
+    pytest.mark.backends("jax", reason="keras.distribution is JAX's in 3.15"),
+    pytest.mark.slow,  # processes of their own, tens of seconds each
+]
 
 CHILD = CHILDREN / "distribute_child_jax.py"
-TIMEOUT = 300  # seconds for a run; the workers stop themselves before
+# Seconds for a run: generous, for a loaded machine (a run takes 20 to 60 s on
+# 2 busy cores); the workers stop themselves before (HANG_SECONDS).
+TIMEOUT = 540
 FAST_COMPILE = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 )
@@ -178,12 +180,11 @@ ALL = os.environ.get("KERAS_BLOCKS_ALL_MODELS") == "1"
 
 
 def registry_cases():
-    if keras.config.backend() != "jax":
-        return ()
-    pytest.importorskip("sklearn")  # the examples extra
-    from examples import train  # after the skip: it needs scikit-learn
+    if not ALL:
+        return ("layers", *CHEAP_MODELS)
+    from examples import train  # it needs scikit-learn, the examples extra
 
-    return ("layers", *(tuple(train.MODELS) if ALL else CHEAP_MODELS))
+    return ("layers", *train.MODELS)
 
 
 CASES = registry_cases()
@@ -191,6 +192,7 @@ CASES = registry_cases()
 
 @pytest.fixture(scope="module")
 def registry_results(tmp_path_factory):
+    pytest.importorskip("sklearn")  # the examples extra, which builds the models
     output = tmp_path_factory.mktemp("registry")
     codes, logs = run_children(
         [["registry", str(output), *CASES]],

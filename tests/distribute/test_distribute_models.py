@@ -32,6 +32,9 @@ FAMILY_MEMBERS = (
 # compiles an initializer per new weight shape (up to a minute for the models
 # above), so one model that has both covers it there and on PyTorch.
 OFF_TENSORFLOW = ("resnet18v2",)
+# Built in about a second; the others take several (the quick tier leaves
+# them out).
+QUICK = ("cifar_resnet20", "cifar10_cnn")
 
 
 def build(name, **kwargs):
@@ -70,6 +73,7 @@ def flags(model):
     ]
 
 
+@pytest.mark.backend_independent(reason="names in a table")
 def test_family_members_are_named_models():
     assert set(FAMILY_MEMBERS) | set(OFF_TENSORFLOW) <= set(train.MODELS)
 
@@ -79,10 +83,20 @@ def test_family_members_are_named_models():
     [
         pytest.param(
             name,
-            marks=pytest.mark.skipif(
-                not TENSORFLOW and name not in OFF_TENSORFLOW,
-                reason="the same builder; on TensorFlow it is checked",
-            ),
+            marks=[
+                *(
+                    ()
+                    if name in OFF_TENSORFLOW
+                    else [
+                        pytest.mark.backends(
+                            "tensorflow",
+                            reason="the same builder elsewhere; OFF_TENSORFLOW's "
+                            "model has both kinds of BN it makes",
+                        )
+                    ]
+                ),
+                *(() if name in QUICK else [pytest.mark.slow]),
+            ],
         )
         for name in dict.fromkeys((*FAMILY_MEMBERS, *OFF_TENSORFLOW))
     ],
@@ -104,6 +118,7 @@ def test_bn_synchronized_reaches_every_batch_normalization(name):
 
 
 @pytest.mark.parametrize("name", FAMILY_MEMBERS)
+@pytest.mark.backend_independent(reason="the builder's argument check, before Keras")
 def test_bad_bn_synchronized(name):
     # Checked by the builder, before it builds anything.
     with pytest.raises(

@@ -19,15 +19,16 @@ import os
 import subprocess
 import sys
 
-import keras
 import pytest
 
 from tests import CHILDREN
 from tests.layers.test_properties import REGISTRY
 
-pytestmark = pytest.mark.skipif(
-    keras.config.backend() != "tensorflow", reason="tf.distribute is TensorFlow's"
-)
+# Processes of their own, each tens of seconds.
+pytestmark = [
+    pytest.mark.backends("tensorflow", reason="tf.distribute is TensorFlow's"),
+    pytest.mark.slow,
+]
 
 CHILD = CHILDREN / "distribute_child_registry.py"
 TIMEOUT = 600
