@@ -193,6 +193,7 @@ def test_inference_equals_keras_conv_then_bn(pair, data_format):
     assert_close_to_scale(_as_model(ours, shape).predict_on_batch(x), expected, 1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data_format", FORMATS)
 @pytest.mark.parametrize("pair", PAIRS)
 def test_training_equals_keras_conv_then_bn(pair, data_format):
@@ -347,7 +348,7 @@ def test_an_epsilon_changed_after_inference_is_used():
     assert_close_to_scale(_inference(ours, x), run_reference(reference, x))
 
 
-@pytest.mark.skipif(keras.config.backend() != "torch", reason="PyTorch tensors")
+@pytest.mark.backends("torch", reason="replaces a PyTorch tensor's .data")
 def test_a_tensor_given_new_data_after_inference_is_used():
     # `parameter.data = ...` replaces the storage without an in-place write.
     ours, reference, shape = unit_pair("channels_last")
@@ -390,7 +391,8 @@ def _strided_1x1_convolutions(step):
     return calls
 
 
-@pytest.mark.skipif(keras.config.backend() != "torch", reason="PyTorch kernels")
+@pytest.mark.slow
+@pytest.mark.backends("torch", reason="records the conv2d calls PyTorch makes")
 @pytest.mark.parametrize("data_format", FORMATS)
 def test_training_gives_pytorch_no_strided_1x1_convolution(data_format):
     # oneDNN's gradient of the kernel of a strided 1x1 convolution
@@ -426,8 +428,10 @@ for _ in range(3):
 """
 
 
+@pytest.mark.slow
+@pytest.mark.backends("torch", reason="PyTorch's oneDNN kernels")
 @pytest.mark.skipif(
-    keras.config.backend() != "torch" or platform.machine() not in ("x86_64", "AMD64"),
+    platform.machine() not in ("x86_64", "AMD64"),
     reason="PyTorch's oneDNN kernels for x86-64",
 )
 def test_training_survives_onednn_avx2_kernels():

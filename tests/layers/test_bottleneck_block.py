@@ -19,6 +19,7 @@ from tests.layers.residual_reference import (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs, input_shape, output_shape",
     [
@@ -68,16 +69,20 @@ def test_layer(kwargs, input_shape, output_shape, tmp_path):
 
 # keras.applications compatibility: the blocks of the real ResNet50 and
 # ResNet50V2 graphs, cut out as sub-models, against ours with their weights.
+# Built for 32x32 images and without the classifier: the blocks' weights are
+# those of 224x224 ones, and stage 2 sees 8x8 maps (56x56 at 224), stage 3
+# 4x4 (28x28): even sizes, as there.
+APPLICATION_OPTIONS = dict(weights=None, include_top=False, input_shape=(32, 32, 3))
 
 
 @pytest.fixture(scope="module")
 def resnet50():
-    return keras.applications.ResNet50(weights=None)
+    return keras.applications.ResNet50(**APPLICATION_OPTIONS)
 
 
 @pytest.fixture(scope="module")
 def resnet50v2():
-    return keras.applications.ResNet50V2(weights=None)
+    return keras.applications.ResNet50V2(**APPLICATION_OPTIONS)
 
 
 def _sub_model(app, input_layer, output_layer):
@@ -96,12 +101,13 @@ def _check_same_outputs(reference, block, input_shape):
     assert_close_to_scale(block(x, training=False), expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_layer, output_layer, filters, strides, in_shape",
     [
-        ("pool1_pool", "conv2_block1_out", 64, 1, (1, 56, 56, 64)),  # projection
-        ("conv2_block3_out", "conv3_block1_out", 128, 2, (1, 56, 56, 256)),  # strided
-        ("conv3_block1_out", "conv3_block2_out", 128, 1, (1, 28, 28, 512)),  # identity
+        ("pool1_pool", "conv2_block1_out", 64, 1, (1, 8, 8, 64)),  # projection
+        ("conv2_block3_out", "conv3_block1_out", 128, 2, (1, 8, 8, 256)),  # strided
+        ("conv3_block1_out", "conv3_block2_out", 128, 1, (1, 4, 4, 512)),  # identity
     ],
 )
 def test_matches_keras_applications_resnet50(
@@ -114,13 +120,14 @@ def test_matches_keras_applications_resnet50(
     _check_same_outputs(reference, block, in_shape)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_layer, output_layer, strides, shortcut, in_shape",
     [
-        ("pool1_pool", "conv2_block1_out", 1, "projection", (1, 56, 56, 64)),
-        ("conv2_block1_out", "conv2_block2_out", 1, "identity", (1, 56, 56, 256)),
+        ("pool1_pool", "conv2_block1_out", 1, "projection", (1, 8, 8, 64)),
+        ("conv2_block1_out", "conv2_block2_out", 1, "identity", (1, 8, 8, 256)),
         # The last block of a v2 stage is strided, with a subsampling shortcut.
-        ("conv2_block2_out", "conv2_block3_out", 2, "zero_pad", (1, 56, 56, 256)),
+        ("conv2_block2_out", "conv2_block3_out", 2, "zero_pad", (1, 8, 8, 256)),
     ],
 )
 def test_matches_keras_applications_resnet50v2(
@@ -136,6 +143,7 @@ def test_matches_keras_applications_resnet50v2(
 # The variants keras.applications does not have, against plain Keras layers.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -248,6 +256,9 @@ def test_drop_path_changes_training_outputs_only():
     )
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -302,6 +313,7 @@ def test_bad_args(kwargs, message):
         BottleneckBlock(**kwargs)
 
 
+@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
 @pytest.mark.parametrize(
     "kwargs, input_shape, message",
     [

@@ -17,6 +17,7 @@ from tests.layers.layer_checks import (
 from tests.layers.residual_reference import randomize_weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs, input_shape, output_shape",
     [
@@ -198,6 +199,9 @@ def test_no_activation_is_linear():
     )
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -268,6 +272,7 @@ def test_bad_args(kwargs, message):
         ConvBNAct(**kwargs)
 
 
+@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
 @pytest.mark.parametrize(
     "kwargs, shape, message",
     [
@@ -336,9 +341,8 @@ print("EQUAL")
 """
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow", reason="TensorFlow's CPU kernels"
-)
+@pytest.mark.slow
+@pytest.mark.backends("tensorflow", reason="TensorFlow's CPU kernels")
 def test_channels_first_under_a_cpu_scope_on_a_machine_with_a_gpu():
     # On a machine with a GPU, a call placed on the CPU must still take the
     # NHWC path: the decision is made per call, not once from whether a GPU

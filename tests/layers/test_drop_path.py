@@ -63,6 +63,9 @@ def test_drops_inside_a_model_in_training_only():
     np.testing.assert_array_equal(to_numpy(model(x, training=False)), x)
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [

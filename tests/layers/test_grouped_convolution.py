@@ -17,8 +17,8 @@ import pytest
 
 from tests.machine import run_tensorflow, skip_without_grouped_convolutions
 
-pytestmark = pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
+pytestmark = pytest.mark.backends(
+    "tensorflow",
     reason="elsewhere our Conv2D is Keras' (checked in test_conv_bn_act.py)",
 )
 
@@ -63,6 +63,7 @@ def _outputs_and_gradients(layer, x):
     return [t.numpy() for t in step()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", ("grouped", "per_group"))
 @pytest.mark.parametrize(
     "groups, data_format, strides, dilation_rate",
@@ -92,6 +93,7 @@ def test_equal_to_keras_grouped_conv2d(
         np.testing.assert_allclose(mine, keras_own, atol=1e-5 * scale, rtol=0)
 
 
+@pytest.mark.slow
 def test_the_route_this_machine_takes():
     # Whatever the predicate decides here, the layer trains (fit) and predicts.
     from keras_blocks.layers import ConvBNAct
@@ -135,6 +137,7 @@ print("TRAINED")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("onednn", (False, True), ids=("without_onednn", "onednn"))
 def test_the_route_predicate_on_machines_with_and_without_onednn(onednn):
     # A process with TensorFlow's oneDNN CPU kernels off (Eigen's, as on an
@@ -161,6 +164,7 @@ print("DIFFERENCE", np.abs(ExportedModel(sys.argv[3])(x) - expected).max())
 """
 
 
+@pytest.mark.slow
 def test_a_saved_model_runs_on_tensorflow_without_onednn(tmp_path):
     # Exported here (oneDNN runs one grouped convolution), served where
     # TensorFlow has no grouped CPU kernels: export_model traces one

@@ -16,6 +16,7 @@ from tests.layers.residual_reference import randomize_weights
 SMALL = (4, 3, 5, 2, 3, 2)  # 1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("naive", [False, True])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_layer(naive, data_format, tmp_path):
@@ -77,6 +78,7 @@ def plain_keras_inception(input_shape, filters, naive, data_format, kernel_5x5=5
     return keras.Model(inputs, keras.layers.Concatenate(axis=axis)(branches)), units
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel_5x5", [5, 3])  # 3: torchvision's GoogLeNet
 @pytest.mark.parametrize("naive", [False, True])
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
@@ -135,6 +137,9 @@ def test_paper_parameter_count_without_batch_norm():
     assert module.count_params() == expected == 163_696
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "args, kwargs, message",
     [
@@ -187,6 +192,7 @@ def test_bad_args(args, kwargs, message):
         InceptionModule(*args, **kwargs)
 
 
+@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=re.escape("Expected a 4D tensor")):
         InceptionModule(*SMALL).build((None, 28, 28))

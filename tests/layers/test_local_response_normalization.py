@@ -74,10 +74,11 @@ def test_float16_accumulates_in_float32():
     np.testing.assert_allclose(y, expected, rtol=2e-3, atol=1e-2)
 
 
+@pytest.mark.backends(
+    "tensorflow", reason="the reference gradient needs tf.GradientTape"
+)
 @pytest.mark.parametrize("band_max", [0, 4096])
 def test_gradient_matches_tensorflow_op(band_max, monkeypatch):
-    if keras.config.backend() != "tensorflow":
-        pytest.skip("the reference gradient needs tf.GradientTape")
     monkeypatch.setitem(
         local_response_normalization.BAND_MATMUL_MAX_CHANNELS, "tensorflow", band_max
     )
@@ -96,6 +97,9 @@ def test_gradient_matches_tensorflow_op(band_max, monkeypatch):
     )
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -130,6 +134,7 @@ def test_bad_args(kwargs, message):
         LocalResponseNormalization(**kwargs)
 
 
+@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
 @pytest.mark.parametrize(
     "shape, message",
     [

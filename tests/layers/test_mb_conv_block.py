@@ -15,6 +15,7 @@ from tests.layers.layer_checks import (
 from tests.layers.residual_reference import randomize_weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs, input_shape, output_shape",
     [
@@ -125,6 +126,7 @@ def plain_keras_mbconv(
     return keras.Model(inputs, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_shape, filters, kernel_size, strides, expand_ratio, fused",
     [
@@ -162,6 +164,7 @@ def test_matches_keras_applications_block(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "input_shape, filters, kernel_size, strides, expand_ratio, fused",
     [
@@ -265,6 +268,9 @@ def test_stochastic_depth_drops_whole_branch():
     assert not np.allclose(y[~same], x[~same])
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [

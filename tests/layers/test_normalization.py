@@ -64,6 +64,9 @@ def test_file_saved_under_the_old_module_loads(tmp_path):
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), rtol=1e-6)
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -200,6 +200,7 @@ def image_sources(x, data_format):
     return sources
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_adapt_matches_numpy_on_real_images(sample_images, data_format):
     x, reference, _ = sample_images
@@ -329,6 +330,7 @@ def test_tf_data_map(adapted):
     np.testing.assert_array_equal(augmented(layer, training=False), x)
 
 
+@pytest.mark.slow
 @needs_tf_data
 def test_pipeline_with_keras_flip_and_crop_in_tf_data():
     """Keras' flip and crop with the same seeds, with and without the colour
@@ -352,6 +354,7 @@ def test_pipeline_with_keras_flip_and_crop_in_tf_data():
     assert np.abs(per_image_offsets(colored, plain)).min() > 0
 
 
+@pytest.mark.slow
 def test_trains_inside_a_sequential_model_with_keras_flip_and_crop():
     x = images((8, 8, 8, 3))
     color = PCAColorAugmentation(seed=0)
@@ -378,6 +381,9 @@ def test_trains_inside_a_sequential_model_with_keras_flip_and_crop():
 # Errors.
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -503,14 +503,42 @@ REGISTRY = {
 
 NAMES = sorted(REGISTRY)
 
+
+def examples(n):
+    """`n` examples under CI's and the dev profile (10 by default), at most
+    the profile's count under a smaller one: the quick tier's runs 3."""
+    limit = settings.default.max_examples
+    return n if limit >= 10 else min(n, limit)
+
+
 # JAX compiles every operation anew for each new shape (1-2 s per block example
 # on two CPU cores), so it runs fewer examples of the compute-heavy properties;
 # TensorFlow and PyTorch explore more configurations of the same properties.
 _JAX = keras.config.backend() == "jax"
-COMPUTE_EXAMPLES = 5 if _JAX else 20
-SAVE_EXAMPLES = 2 if _JAX else 5
+COMPUTE_EXAMPLES = examples(5 if _JAX else 10)
+SAVE_EXAMPLES = examples(2 if _JAX else 3)
+
+# The blocks: seconds an example on every backend (a compile a shape on JAX),
+# so their compute-heavy properties are left out of the quick tier, which
+# checks each property on the layers that run in milliseconds.
+BLOCKS = {
+    "BottleneckBlock",
+    "ConvBNAct",
+    "InceptionModule",
+    "MBConvBlock",
+    "ResidualBlock",
+}
 
 
+def by_cost(names):
+    """`names` as parameters, the blocks marked slow."""
+    return [
+        pytest.param(name, marks=pytest.mark.slow) if name in BLOCKS else name
+        for name in names
+    ]
+
+
+@pytest.mark.backend_independent(reason="names in the package and the registry")
 def test_registry_covers_every_layer():
     assert sorted(layers.__all__) == NAMES
     assert keras_blocks.layers is layers
@@ -547,7 +575,7 @@ def built(spec, kwargs, input_shape):
     return keras.Model(inputs, spec.cls(**kwargs)(inputs))
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", by_cost(NAMES))
 @settings(max_examples=COMPUTE_EXAMPLES)
 @given(data=st.data())
 def test_output_shape_and_finite(name, data):
@@ -566,8 +594,8 @@ def test_output_shape_and_finite(name, data):
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int32", "bool"])
-@pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=2)
+@pytest.mark.parametrize("name", by_cost(NAMES))
+@settings(max_examples=examples(2))
 @given(data=st.data())
 def test_integer_images_are_cast_to_the_compute_dtype(name, dtype, data):
     # Decoded images are uint8: every layer computes on them as on the same
@@ -592,8 +620,9 @@ def test_integer_images_are_cast_to_the_compute_dtype(name, dtype, data):
     assert keras.backend.standardize_dtype(symbolic.dtype) == layer.compute_dtype
 
 
+@pytest.mark.backend_independent(reason="configs are Python values; no weights")
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=30)
+@settings(max_examples=examples(30))
 @given(data=st.data())
 def test_config_round_trip(name, data):
     spec = REGISTRY[name]
@@ -609,7 +638,7 @@ def test_config_round_trip(name, data):
         assert config[key] == value, key
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", by_cost(NAMES))
 @settings(max_examples=SAVE_EXAMPLES)
 @given(data=st.data())
 def test_keras_file_round_trip(name, data, tmp_path_factory):
@@ -638,6 +667,7 @@ def headed(spec, kwargs, input_shape):
     return keras.Model(inputs, keras.layers.Dense(1)(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=SAVE_EXAMPLES)
 @given(data=st.data())
@@ -665,6 +695,12 @@ def test_frozen_parts_and_bn_settings_survive_a_keras_file(
     )
 
 
+@pytest.mark.slow
+@pytest.mark.backend_independent(
+    reason="what a process that imported only keras_blocks can load; the "
+    "settings' round trip runs on every backend in "
+    "test_frozen_parts_and_bn_settings_survive_a_keras_file"
+)
 @settings(max_examples=1, derandomize=True)
 @given(data=st.data())
 def test_frozen_parts_survive_a_keras_file_in_a_new_process(data, tmp_path_factory):
@@ -690,6 +726,7 @@ def test_frozen_parts_survive_a_keras_file_in_a_new_process(data, tmp_path_facto
     assert json.loads(result.stdout.splitlines()[-1]) == expected
 
 
+@pytest.mark.slow
 def test_a_frozen_backbone_survives_a_keras_file(tmp_path):
     # As examples/transfer_learning.py fine-tunes: the backbone's top stage
     # trains, the rest is frozen, and batch normalization everywhere.
@@ -719,8 +756,11 @@ def test_a_frozen_backbone_survives_a_keras_file(tmp_path):
     )
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=40)
+@settings(max_examples=examples(40))
 @given(data=st.data())
 def test_invalid_argument_raises_naming_it(name, data):
     spec = REGISTRY[name]
@@ -744,7 +784,7 @@ INITIALIZER_LAYERS = [
 ]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", by_cost(NAMES))
 @settings(max_examples=COMPUTE_EXAMPLES)
 @given(data=st.data())
 def test_sublayers_start_from_their_own_weights(name, data):
@@ -754,7 +794,7 @@ def test_sublayers_start_from_their_own_weights(name, data):
     assert correlated_pairs(model.weights) == []
 
 
-@pytest.mark.parametrize("name", INITIALIZER_LAYERS)
+@pytest.mark.parametrize("name", by_cost(INITIALIZER_LAYERS))
 @settings(max_examples=COMPUTE_EXAMPLES)
 @given(data=st.data())
 def test_a_seeded_initializer_gives_reproducible_distinct_sublayers(name, data):
@@ -774,7 +814,7 @@ def test_a_seeded_initializer_gives_reproducible_distinct_sublayers(name, data):
     assert correlated_pairs(first.weights) == []
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", by_cost(NAMES))
 @settings(max_examples=SAVE_EXAMPLES)
 @given(data=st.data())
 def test_checkpoint_holds_every_variable(name, data, tmp_path_factory):
@@ -798,9 +838,12 @@ EXPORT_NAMES = {
 }
 
 
-@pytest.mark.skipif(not EXPORTS, reason="Keras exports ONNX from JAX via jax2onnx")
+@pytest.mark.backends(
+    "tensorflow", "torch", reason="Keras exports ONNX from JAX via jax2onnx"
+)
 @pytest.mark.parametrize("name", NAMES)
 # A few seconds an export: one configuration a layer, the same in every run.
+@pytest.mark.slow
 @settings(max_examples=1, derandomize=True)
 @given(data=st.data())
 def test_exports_with_equal_outputs(name, data, tmp_path_factory):

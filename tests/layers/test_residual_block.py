@@ -17,6 +17,7 @@ from tests.layers.residual_reference import (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs, input_shape, output_shape",
     [
@@ -49,6 +50,7 @@ def test_layer(kwargs, input_shape, output_shape, tmp_path):
     check_layer(ResidualBlock, kwargs, input_shape, tmp_path, output_shape)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -158,6 +160,9 @@ def test_zero_init_last_bn():
     np.testing.assert_array_equal(to_numpy(v2(x)), x)  # identity at start
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -212,6 +217,7 @@ def test_bad_args(kwargs, message):
         ResidualBlock(**kwargs)
 
 
+@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
 @pytest.mark.parametrize(
     "kwargs, input_shape, message",
     [

@@ -74,6 +74,9 @@ def test_gate_only_shrinks():
     assert (np.sign(y) == np.sign(x))[x != 0].all()
 
 
+@pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -105,6 +108,7 @@ def test_bad_args(kwargs, message):
         SqueezeExcite(**kwargs)
 
 
+@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=re.escape("Expected a 4D tensor")):
         SqueezeExcite().build((None, 16))
