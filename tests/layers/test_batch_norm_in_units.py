@@ -447,7 +447,7 @@ def test_training_survives_onednn_avx2_kernels():
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # generous: 80-95 s on a loaded two-core machine
     )
     # The fatal error and the traceback, without the list of extension modules.
     stderr = result.stderr.split("\nExtension modules:")[0]

@@ -720,7 +720,7 @@ def test_frozen_parts_survive_a_keras_file_in_a_new_process(data, tmp_path_facto
         [sys.executable, str(CHILDREN / "frozen_checks.py"), *expected],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # generous: 80-95 s on a loaded two-core machine
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.splitlines()[-1]) == expected
