@@ -17,6 +17,7 @@ from tests.porting.torch_references import (
     assert_logits_close,
     randomized,
     save_state_dict,
+    saved_state_dict,
     torch_outputs,
     torchvision,
 )
@@ -49,6 +50,7 @@ def reference():
     )
 
 
+@pytest.mark.slow
 def test_googlenet_equals_torchvision(reference, tmp_path):
     model = googlenet.MODELS["googlenet_torchvision"](
         input_shape=SHAPE, classifier_activation=None
@@ -59,16 +61,16 @@ def test_googlenet_equals_torchvision(reference, tmp_path):
     theirs = torch_outputs(reference, x)
     # The logits depend on the image: an error on the input's way shows.
     assert np.abs(theirs[0] - theirs[1]).max() > 0.01 * np.abs(theirs).max()
-    for path in save_state_dict(reference, tmp_path, "googlenet"):
-        for weight in model.weights:  # a fresh start for each file
-            weight.assign(keras.ops.ones(weight.shape, weight.dtype))
-        report = load_pretrained(model, path, SOURCE)
-        assert {key.split(".")[0] for key in report.ignored} == {"aux1", "aux2"}
-        ours = forward(model, x)
-        relative = assert_logits_close(ours, theirs)
-        print(f"{path}: logits within {relative:.1e} of their scale")  # with -s
+    # The .safetensors file; its .pth reads the same arrays.
+    path = saved_state_dict(reference, tmp_path, "googlenet")
+    report = load_pretrained(model, path, SOURCE)
+    assert {key.split(".")[0] for key in report.ignored} == {"aux1", "aux2"}
+    ours = forward(model, x)
+    relative = assert_logits_close(ours, theirs)
+    print(f"{path}: logits within {relative:.1e} of their scale")  # with -s
 
 
+@pytest.mark.backend_independent(reason="our table against torchvision's: no Keras")
 def test_the_file_table_is_torchvisions():
     # The published file name and top-1 are torchvision's own (its weight
     # enum), and so is the parameter count in the MODELS comment.
@@ -81,6 +83,10 @@ def test_the_file_table_is_torchvisions():
     assert weights.meta["min_size"] == (googlenet.TORCHVISION_MIN_SIZE,) * 2
 
 
+@pytest.mark.slow
+@pytest.mark.backend_independent(
+    reason="the mapping's checks run in Python before any weight is assigned"
+)
 def test_the_paper_googlenet_is_refused(reference, tmp_path):
     _, path = save_state_dict(reference, tmp_path, "googlenet")
     model = googlenet.GoogLeNet(input_shape=SHAPE)
@@ -98,9 +104,9 @@ def test_the_paper_googlenet_is_refused(reference, tmp_path):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "torch",
-    reason="the loading of the heads' mapping does not depend on the backend",
+@pytest.mark.slow
+@pytest.mark.backend_independent(
+    reason="the mapping leaves the heads out: which layers load is Python"
 )
 def test_auxiliary_heads_keep_their_weights(reference, tmp_path):
     size = googlenet.TORCHVISION_AUX_MIN_SIZE  # a 5x5 map after 4a

@@ -4,11 +4,13 @@ networks at random weights (every parameter and buffer), saved as .pth and
 
 AlexNet (variant="torchvision") and VGG-11 on every backend, with the whole
 network; AlexNet in channels_first too (PyTorch: TensorFlow's CPU
-convolutions refuse channels_first). On TensorFlow, VGG-11-BN, VGG-13/16/19
-and their BN variants up to the last feature map (include_top=False, from the
-`features` part of torchvision's network): their classifier is VGG-11's,
-which the whole-network checks cover, and its 120M parameters would cost most
-of the time.
+convolutions refuse channels_first). On TensorFlow, VGG-11-BN up to the last
+feature map (include_top=False, from the `features` part of torchvision's
+network): its classifier is VGG-11's, which the whole-network checks cover,
+and its 120M parameters would cost most of the time. VGG-13/16/19 and their
+BN variants are VGG-11's and VGG-11-BN's mapping (`vgg.torchvision_keys`)
+over more convolutions a stage: their keys are checked against torchvision's
+networks, without building them.
 """
 
 import functools
@@ -23,7 +25,7 @@ from examples._pretrained import load_pretrained
 from tests.porting.torch_references import (
     assert_logits_close,
     randomized,
-    save_state_dict,
+    saved_state_dict,
     torch_outputs,
     torchvision,
 )
@@ -31,14 +33,10 @@ from tests.porting.torch_references import (
 SIZE = 224
 FAMILIES = {"alexnet_torchvision": alexnet}
 FAMILIES.update({name: vgg for name in vgg.WEIGHTS["torchvision"].files})
-# The refusals are the mapping's and the loader's checks: the same on every
-# backend, and JAX takes the longest to build the models.
-NOT_ON_JAX = pytest.mark.skipif(
-    keras.config.backend() == "jax", reason="a refusal does not depend on the backend"
-)
-ON_TENSORFLOW = pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="the other VGGs are checked on TensorFlow (VGG-11 everywhere)",
+# The refusals and the load reports are the mapping's and the loader's checks,
+# in Python before any weight is assigned: the same under every backend.
+MAPPING_CHECK = pytest.mark.backend_independent(
+    reason="the mapping's and the loader's checks run in Python"
 )
 
 
@@ -57,15 +55,12 @@ def images(size=SIZE):
 
 
 def check_files(model, net, theirs, x, tmp_path, name, family):
-    """Loads `net` from each of its files into `model`; the largest relative
-    difference of the outputs."""
-    worst = 0.0
-    for path in save_state_dict(net, tmp_path, name):
-        for weight in model.weights:  # a fresh start for each file
-            weight.assign(keras.ops.ones(weight.shape, weight.dtype))
-        load_pretrained(model, path, family.WEIGHTS["torchvision"])
-        ours = keras.ops.convert_to_numpy(model(x, training=False))
-        worst = max(worst, assert_logits_close(ours, theirs))
+    """Loads `net` from its files (.pth and .safetensors, which read the same
+    arrays) into `model`; the relative difference of the outputs."""
+    path = saved_state_dict(net, tmp_path, name)
+    load_pretrained(model, path, family.WEIGHTS["torchvision"])
+    ours = keras.ops.convert_to_numpy(model(x, training=False))
+    worst = assert_logits_close(ours, theirs)
     print(f"{name}: the logits differ by {worst:.2e} of their scale")
     return worst
 
@@ -78,6 +73,7 @@ def check_equal_to_torchvision(name, tmp_path):
     check_files(model, net, torch_outputs(net, x), x, tmp_path, name, FAMILIES[name])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["alexnet_torchvision", "vgg11"])
 def test_equal_to_torchvision(name, tmp_path):
     check_equal_to_torchvision(name, tmp_path)
@@ -87,10 +83,15 @@ def test_equal_to_torchvision(name, tmp_path):
 LETTERS = {11: "A", 13: "B", 16: "D", 19: "E"}
 
 
-@ON_TENSORFLOW
+@pytest.mark.slow
+@pytest.mark.backends(
+    "tensorflow", reason="the other VGGs are checked on TensorFlow (VGG-11 everywhere)"
+)
 @pytest.mark.parametrize(
     "name",
-    ["vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"],
+    # VGG-13/16/19 (and _bn) ran here too, ~15-30 s each: the same mapping
+    # code over more convolutions, whose keys the next test checks.
+    ["vgg11_bn"],
 )
 def test_deeper_features_equal_torchvision(name, tmp_path):
     import torch
@@ -107,8 +108,9 @@ def test_deeper_features_equal_torchvision(name, tmp_path):
     check_files(model, holder, theirs, x, tmp_path, name, vgg)
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "torch",
+@pytest.mark.slow
+@pytest.mark.backends(
+    "torch",
     reason="channels_first convolutions: PyTorch (TensorFlow's CPU ones refuse it)",
 )
 def test_channels_first_alexnet_equals_torchvision(tmp_path):
@@ -126,6 +128,32 @@ def test_channels_first_alexnet_equals_torchvision(tmp_path):
     check_files(model, net, theirs, x, tmp_path, "alexnet_cf", alexnet)
 
 
+@pytest.mark.backend_independent(reason="our key table against torchvision's: no Keras")
+@pytest.mark.parametrize("name", sorted(vgg.WEIGHTS["torchvision"].files))
+def test_the_mapping_takes_every_key_of_torchvisions_features(name):
+    # The networks on PyTorch's meta device: keys and shapes, no values.
+    import torch
+
+    depth, batch_norm = int(name[3:5]), name.endswith("_bn")
+    with torch.device("meta"):
+        net = getattr(torchvision().models, name)(init_weights=False)
+    theirs = {  # prefix: the weight's shape (a BN's is its channels)
+        key.removesuffix(".weight"): tensor.shape
+        for key, tensor in net.state_dict().items()
+        if key.startswith("features.") and key.endswith(".weight")
+    }
+    keys = vgg.torchvision_keys(depth, batch_norm)
+    assert sorted(keys.values()) == sorted(theirs)
+    for path, prefix in keys.items():  # block{stage}_conv{n}/conv or /bn
+        stage = int(path[len("block")])
+        expected = vgg.STAGE_FILTERS[stage - 1]
+        assert theirs[prefix][0] == expected, (path, prefix)
+    # In torchvision's order: the convolutions' indices grow with ours.
+    convs = [int(keys[p].split(".")[1]) for p in keys if p.endswith("/conv")]
+    assert convs == sorted(convs) and len(convs) == sum(vgg.DEPTHS[depth])
+
+
+@pytest.mark.backend_independent(reason="our table against torchvision's: no Keras")
 def test_the_file_table_is_torchvisions():
     # The published file names and top-1 figures are torchvision's own (its
     # weight enums), for the default weights of each model.
@@ -141,7 +169,7 @@ def test_the_file_table_is_torchvisions():
     )
 
 
-@NOT_ON_JAX
+@MAPPING_CHECK
 @pytest.mark.parametrize(
     "name, build, message",
     [
@@ -177,7 +205,14 @@ def test_another_layout_is_refused(name, build, message):
     model = build()
     before = [keras.ops.convert_to_numpy(w) for w in model.weights]
     family = FAMILIES[name]
-    state = reference(name).state_dict()
+    # The mapping refuses the layout before any value is read: the network on
+    # PyTorch's meta device (keys and shapes, no values) is enough, and a
+    # refusal that came after reading would fail on its tensors.
+    import torch
+
+    builder = getattr(torchvision().models, name.removesuffix("_torchvision"))
+    with torch.device("meta"):
+        state = builder().state_dict()
     with pytest.raises(ValueError, match=message) as error:
         load_pretrained(model, state, family.WEIGHTS["torchvision"])
     # One error, and what to build said once, at its end.
@@ -187,6 +222,7 @@ def test_another_layout_is_refused(name, build, message):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)
 
 
+@MAPPING_CHECK
 def test_a_headless_model_ignores_the_classifier():
     state = reference("alexnet_torchvision").state_dict()
     model = alexnet.AlexNet(

@@ -124,6 +124,27 @@ def save_state_dict(module, directory, name):
     return pth, safetensors
 
 
+def saved_state_dict(module, directory, name):
+    """Saves the module's state dict as `save_state_dict` does; checks that
+    both files read back the same arrays, key by key; returns the
+    `.safetensors` path.
+
+    A file is loaded as the arrays `read_state_dict` reads from it (the
+    loader never looks at the format again), so a model loaded from one of
+    the two gives the logits it gives from the other: loading both into a
+    large model would check the reader twice, at the cost of a load and a
+    forward pass."""
+    from keras_blocks.porting import read_state_dict
+
+    pth, safetensors = save_state_dict(module, directory, name)
+    a, b = read_state_dict(pth), read_state_dict(safetensors)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype, key
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    return safetensors
+
+
 def torch_outputs(module, images_nhwc):
     """The module's outputs for NHWC float32 images (NumPy)."""
     import torch
