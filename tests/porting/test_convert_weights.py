@@ -37,20 +37,37 @@ def images(count=2, seed=0):
     return x.astype("float32")
 
 
+# The command's refusals (model, source, output and input checks, and the
+# loader's, which checks the whole file before it assigns anything) come
+# before it converts anything, or before it writes: the same under any
+# backend. The conversion itself (build, load, save_weights) and the logits of
+# the converted file run on every backend (test_resnet18_from_torchvision).
+REFUSAL = pytest.mark.backend_independent(
+    reason="the command refuses before it converts or writes anything"
+)
+
+
 @pytest.fixture(scope="module")
-def resnet18_files(tmp_path_factory):
-    """A randomized torchvision ResNet-18's .pth, its logits on `images()`,
-    and the file converted from it (by the command line)."""
-    directory = tmp_path_factory.mktemp("resnet18")
+def resnet18_pth(tmp_path_factory):
+    """A randomized torchvision ResNet-18's .pth and its logits on `images()`
+    (PyTorch only: no Keras model)."""
+    directory = tmp_path_factory.mktemp("resnet18_pth")
     net = randomized(torchvision().models.resnet18())
     pth, _ = save_state_dict(net, directory, "resnet18")
-    output = directory / "resnet18.weights.h5"
-    args = ["--model", "resnet18", "--source", "torchvision", "--input", pth]
+    return Path(pth), torch_outputs(net, images())
+
+
+@pytest.fixture(scope="module")
+def resnet18_files(resnet18_pth, tmp_path_factory):
+    """`resnet18_pth` and the file converted from it (by the command line)."""
+    pth, theirs = resnet18_pth
+    output = tmp_path_factory.mktemp("resnet18") / "resnet18.weights.h5"
+    args = ["--model", "resnet18", "--source", "torchvision", "--input", str(pth)]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         convert_weights.main([*args, "--output", str(output)])
     CONVERSION_OUTPUT.append(printed.getvalue())
-    return Path(pth), torch_outputs(net, images()), output
+    return pth, theirs, output
 
 
 def logits_of(name, path, **options):
@@ -62,6 +79,7 @@ def logits_of(name, path, **options):
     return keras.ops.convert_to_numpy(model(images(), training=False))
 
 
+@pytest.mark.slow
 def test_resnet18_from_torchvision(resnet18_files):
     _, theirs, output = resnet18_files
     out = CONVERSION_OUTPUT[0]
@@ -78,9 +96,11 @@ def test_resnet18_from_torchvision(resnet18_files):
     assert not [p for p in output.parent.iterdir() if p.name.startswith(".")]
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="one subprocess (~25 s) in CI: the other runs load on their backend",
+@pytest.mark.slow
+@pytest.mark.backends(
+    "tensorflow",
+    reason="one subprocess (~25 s), converting on TensorFlow and loading on "
+    "PyTorch; each pass loads on the backend that converted",
 )
 def test_the_file_loads_on_another_backend(resnet18_files, tmp_path):
     # Converted on TensorFlow, loaded on PyTorch; the other tests load on the
@@ -94,7 +114,7 @@ import sys
 sys.path.insert(0, {str(ROOT)!r})
 import numpy as np
 import keras
-from test_convert_weights import logits_of
+from tests.porting.test_convert_weights import logits_of
 from tests.porting.torch_references import assert_logits_close
 print(keras.config.backend(), assert_logits_close(
     logits_of("resnet18", {str(output)!r}), np.load({str(expected)!r})))
@@ -112,8 +132,9 @@ print(keras.config.backend(), assert_logits_close(
     assert result.stdout.split()[0] == other
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
+@pytest.mark.slow
+@pytest.mark.backends(
+    "tensorflow",
     reason="the loader is the same on every backend (ResNet-18 checks it there)",
 )
 def test_se_resnet50_from_timm_safetensors(tmp_path, capsys):
@@ -127,6 +148,7 @@ def test_se_resnet50_from_timm_safetensors(tmp_path, capsys):
     assert_logits_close(logits_of("se_resnet50", output), torch_outputs(net, images()))
 
 
+@pytest.mark.backend_independent(reason="the table of files, printed: no Keras")
 def test_list_names_every_model_with_weights(capsys):
     convert_weights.main(["--list"])
     out = capsys.readouterr().out
@@ -175,10 +197,11 @@ def refused(args, capsys):
         ),
     ],
 )
+@REFUSAL
 def test_unknown_models_and_sources(
-    resnet18_files, tmp_path, capsys, model, source, expected
+    resnet18_pth, tmp_path, capsys, model, source, expected
 ):
-    pth, _, _ = resnet18_files
+    pth, _ = resnet18_pth
     args = ["--model", model, "--input", str(pth)]
     args += ["--output", str(tmp_path / "out.weights.h5")]
     message = refused(args + (["--source", source] if source else []), capsys)
@@ -187,8 +210,12 @@ def test_unknown_models_and_sources(
     assert not list(tmp_path.iterdir())
 
 
-def test_the_output_is_checked_before_any_work(resnet18_files, tmp_path, capsys):
-    pth, _, _ = resnet18_files
+@pytest.mark.slow
+@REFUSAL
+def test_the_output_is_checked_before_any_work(resnet18_pth, tmp_path, capsys):
+    # The --overwrite run at the end converts again: replacing the file is
+    # os.replace, the same under any backend.
+    pth, _ = resnet18_pth
     base = ["--model", "resnet18", "--input", str(pth), "--output"]
     message = refused([*base, str(tmp_path / "resnet18.h5")], capsys)
     assert "ending in .weights.h5" in message
@@ -204,8 +231,10 @@ def test_the_output_is_checked_before_any_work(resnet18_files, tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resnet18.weights.h5"]
 
 
-def test_bad_pytorch_files_write_nothing(resnet18_files, tmp_path, capsys):
-    pth, _, _ = resnet18_files
+@pytest.mark.slow
+@REFUSAL
+def test_bad_pytorch_files_write_nothing(resnet18_pth, tmp_path, capsys):
+    pth, _ = resnet18_pth
     output = tmp_path / "out" / "x.weights.h5"
     output.parent.mkdir()
     truncated = tmp_path / "truncated.pth"
@@ -241,6 +270,7 @@ def test_bad_pytorch_files_write_nothing(resnet18_files, tmp_path, capsys):
         assert not list(output.parent.iterdir())  # no partial file either
 
 
+@pytest.mark.backend_independent(reason="file names against the table: no Keras")
 def test_a_files_name_says_its_model():
     assert convert_weights.file_model("resnet34-b627a593.pth") == "resnet34"
     assert convert_weights.file_model("seresnet50_a1_0-ffa00869.pth") == ("se_resnet50")
@@ -249,6 +279,10 @@ def test_a_files_name_says_its_model():
     assert convert_weights.file_model("weights.pth") is None
 
 
+@pytest.mark.slow
+@pytest.mark.backend_independent(
+    reason="the file's metadata decides, before any weight is read"
+)
 def test_a_flattening_model_takes_the_file_at_its_size_only(tmp_path):
     # VGG's fc1 reads the flattened 7x7 map: at 32x32 it has other weights.
     # (The metadata decides, before the 500 MB model is built or read.)
