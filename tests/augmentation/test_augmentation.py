@@ -46,6 +46,19 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+# Keras' RandAugment runs op by op: ~17 s eagerly on JAX, ~60 s to trace in
+# tf.data there. The recipe only chains it (its other steps run everywhere).
+RAND_AUGMENT_ON_TENSORFLOW = pytest.mark.backends(
+    "tensorflow", reason="Keras' own RandAugment, slow on JAX; the recipe chains it"
+)
+# The checks of the recipes' arguments and image sizes run in Python, before
+# any op.
+ARGUMENT_CHECK = pytest.mark.backend_independent(
+    reason="argument and size checks in Python, before any op"
+)
+
+
+@pytest.mark.slow
 def test_cifar_recipe_is_a_zero_padded_crop_and_a_mirror_per_image():
     images = distinct_images(48, 8)
     augment = augmentation.cifar_augmentation(8, padding=2, seed=1)
@@ -69,6 +82,7 @@ def test_cifar_recipe_is_a_zero_padded_crop_and_a_mirror_per_image():
     assert None not in found and {m for *_, m in found} == {False}
 
 
+@pytest.mark.slow
 def test_crop_flip_reaches_every_position_and_is_the_centre_crop_at_inference():
     images = distinct_images(64, 18)
     augment = augmentation.crop_flip_augmentation(16, seed=2)  # from 18
@@ -85,6 +99,7 @@ def test_crop_flip_reaches_every_position_and_is_the_centre_crop_at_inference():
     )
 
 
+@pytest.mark.slow
 def test_alexnet_recipe_adds_one_colour_offset_per_crop():
     images = distinct_images(8, 18)
     augment = augmentation.alexnet_augmentation(16, seed=3)
@@ -112,17 +127,24 @@ def test_alexnet_recipe_adds_one_colour_offset_per_crop():
     assert augmentation.alexnet_augmentation(16, color=adapted).layers[-1] is adapted
 
 
-def test_efficientnet_recipe_crops_and_is_the_centre_crop_at_inference():
+@pytest.mark.slow
+@RAND_AUGMENT_ON_TENSORFLOW
+def test_efficientnet_recipe_crops_in_training():
     images = distinct_images(4, 18)
     augment = augmentation.efficientnet_augmentation(16, seed=4)
-    if keras.config.backend() == "tensorflow":  # RandAugment: ~17 s eager on JAX
-        assert to_numpy(augment(images, training=True)).shape == (4, 16, 16, 3)
+    assert to_numpy(augment(images, training=True)).shape == (4, 16, 16, 3)
+
+
+def test_efficientnet_recipe_is_the_centre_crop_at_inference():
+    images = distinct_images(4, 18)
+    augment = augmentation.efficientnet_augmentation(16, seed=4)
     np.testing.assert_array_equal(
         to_numpy(augment(images, training=False)),
         to_numpy(keras.layers.CenterCrop(16, 16)(images)),
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "recipe, size",
     [
@@ -131,10 +153,7 @@ def test_efficientnet_recipe_crops_and_is_the_centre_crop_at_inference():
         pytest.param(
             lambda: augmentation.efficientnet_augmentation(8, seed=5),
             9,
-            marks=pytest.mark.skipif(
-                keras.config.backend() != "tensorflow",
-                reason="Keras' RandAugment takes ~60 s to trace in tf.data on JAX",
-            ),
+            marks=RAND_AUGMENT_ON_TENSORFLOW,
         ),
     ],
 )
@@ -151,6 +170,7 @@ def test_recipes_run_in_tf_data_on_every_backend(recipe, size):
     assert not np.allclose(outputs, centre)
 
 
+@pytest.mark.slow
 def test_seeded_recipes_repeat_and_seeds_differ():
     images = distinct_images(16, 18)
 
@@ -163,6 +183,7 @@ def test_seeded_recipes_repeat_and_seeds_differ():
     assert not np.allclose(run(7), run(8))
 
 
+@pytest.mark.slow
 def test_recipe_inside_a_model_trains():
     images = distinct_images(8, 18)
     labels = np.arange(8) % 2
@@ -176,6 +197,7 @@ def test_recipe_inside_a_model_trains():
     assert model.predict(images, verbose=0).shape == (8, 2)
 
 
+@pytest.mark.slow
 def test_channels_first():
     images = distinct_images(6, 18)
     augment = augmentation.crop_flip_augmentation(
@@ -187,6 +209,7 @@ def test_channels_first():
         assert find_crop(image, out) is not None
 
 
+@pytest.mark.backend_independent(reason="integer arithmetic in Python")
 def test_source_size_is_256_over_224():
     assert augmentation.source_size(224) == 256
     assert augmentation.source_size(16) == 18
@@ -217,13 +240,19 @@ def test_source_size_is_256_over_224():
             lambda: augmentation.crop_flip_augmentation(16, data_format="nhwc"),
             "argument `data_format`",
         ),
+        (
+            lambda: augmentation.efficientnet_augmentation(16, value_range=(1, 0)),
+            "argument `value_range`",
+        ),
     ],
 )
+@ARGUMENT_CHECK
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=f"Invalid value for {message}"):
         call()
 
 
+@ARGUMENT_CHECK
 def test_a_recipe_refuses_images_of_another_size():
     augment = augmentation.crop_flip_augmentation(16, seed=0)  # takes 18x18
     for shape in ((2, 16, 16, 3), (2, 40, 40, 3)):
@@ -240,6 +269,7 @@ def test_a_recipe_refuses_images_of_another_size():
         augment(keras.Input((20, 20, 3)))
 
 
+@pytest.mark.slow
 def test_a_model_with_a_recipe_saves_and_loads(tmp_path):
     images = distinct_images(4, 18)
     colour = PCAColorAugmentation(seed=0)
@@ -261,16 +291,17 @@ def test_a_model_with_a_recipe_saves_and_loads(tmp_path):
     )
 
 
+@pytest.mark.slow
+@RAND_AUGMENT_ON_TENSORFLOW
 def test_efficientnet_recipe_keeps_the_value_range():
     images = distinct_images(4, 18) * 255.0
     augment = augmentation.efficientnet_augmentation(16, value_range=(0, 255), seed=1)
-    if keras.config.backend() == "tensorflow":  # RandAugment: slow eager on JAX
-        outputs = to_numpy(augment(images, training=True))
-        assert outputs.max() > 2.0 and outputs.max() <= 255.0
-    with pytest.raises(ValueError, match="argument `value_range`"):
-        augmentation.efficientnet_augmentation(16, value_range=(1, 0))
+    outputs = to_numpy(augment(images, training=True))
+    assert outputs.max() > 2.0 and outputs.max() <= 255.0
+    # A reversed range is refused: test_bad_arguments.
 
 
+@ARGUMENT_CHECK
 def test_the_colour_layer_must_share_the_recipes_data_format():
     colour = PCAColorAugmentation.imagenet(data_format="channels_last")
     with pytest.raises(ValueError, match="Expected a layer with data_format"):

@@ -23,6 +23,7 @@ def images():
     return np.random.default_rng(0).uniform(size=(5, 7, 7, 3)).astype("float32")
 
 
+@pytest.mark.slow
 def test_predictions_are_the_mean_of_the_members(images):
     members = [member(seed) for seed in range(3)]
     ensemble = Ensemble(members)
@@ -42,6 +43,7 @@ def test_weights_weigh_the_members(images):
     )
 
 
+@pytest.mark.slow
 def test_evaluates_compiled_and_with_test_time_augmentation(images):
     ensemble = Ensemble([member(0), member(1)])
     labels = np.array([0, 1, 2, 0, 1])
@@ -105,12 +107,16 @@ def test_a_member_with_auxiliary_heads_gives_its_first_output(images):
         (lambda: [member(0), member(1)], (0.0, 0.0), "at least one strictly positive"),
     ],
 )
+@pytest.mark.backend_independent(
+    reason="Ensemble checks its members and weights in Python, before any op"
+)
 def test_bad_arguments(members, weights, message):
     members = members() if callable(members) else members
     with pytest.raises(ValueError, match=message):
         Ensemble(members, weights=weights)
 
 
+@pytest.mark.slow
 def test_ensembles_nest(images):
     inner = Ensemble([member(0), member(1)])
     outer = Ensemble([inner, member(2)])

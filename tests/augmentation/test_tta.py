@@ -37,6 +37,19 @@ def probe_model(size, classes=4, data_format="channels_last"):
     )
 
 
+# ten_crop, and multi_crop where no square is resized, slice NumPy arrays;
+# the arguments and labels are checked in NumPy, before (or after) the model
+# runs: the same under any backend. A model's predictions, a resize, a dataset
+# converted batch by batch stay on every backend.
+NUMPY_SLICES = pytest.mark.backend_independent(
+    reason="the crops are NumPy slices (tta._crops), without a resize"
+)
+CHECKED_IN_NUMPY = pytest.mark.backend_independent(
+    reason="the arguments and labels are checked in Python and NumPy"
+)
+
+
+@NUMPY_SLICES
 def test_ten_crop_is_the_corners_the_centre_and_their_mirrors():
     images = image_batch()  # (2, 7, 9, 3)
     crops = ten_crop(images, 5, "channels_last")
@@ -59,6 +72,7 @@ def test_ten_crop_is_the_corners_the_centre_and_their_mirrors():
     np.testing.assert_array_equal(five, crops[:5])
 
 
+@NUMPY_SLICES
 def test_ten_crop_takes_rectangles_and_channels_first():
     images = image_batch()
     first = ten_crop(images.transpose(0, 3, 1, 2), (5, 7), "channels_first")
@@ -109,6 +123,9 @@ def test_multi_crop_is_googlenets_144_crops():
         np.testing.assert_array_equal(crops[index], patch, err_msg=f"crop {index}")
 
 
+@pytest.mark.backend_independent(
+    reason="crop counts and NumPy slices; the resize's values: test_multi_crop_is_googlenets_144_crops"
+)
 def test_multi_crop_defaults_are_the_papers_for_224_crops():
     assert crop_count("multi_crop") == 144
     assert crop_count("ten_crop") == 10
@@ -129,6 +146,7 @@ def test_multi_crop_defaults_are_the_papers_for_224_crops():
     assert crops.shape == (4 * 6, 1, 16, 16, 3)
 
 
+@pytest.mark.slow
 def test_predictions_average_the_softmax_of_every_crop():
     images = np.random.default_rng(0).uniform(size=(5, 9, 9, 3)).astype("float32")
     model = probe_model(7)
@@ -155,6 +173,7 @@ def test_predictions_average_the_softmax_of_every_crop():
     )
 
 
+@pytest.mark.slow
 def test_from_logits_applies_a_softmax_per_crop():
     images = np.random.default_rng(1).uniform(size=(3, 8, 8, 3)).astype("float32")
     model = probe_model(7)
@@ -186,6 +205,7 @@ def test_accuracy_counts_argmax_of_the_averaged_softmax():
     assert evaluate_with_tta(model, images, one_hot).accuracy == pytest.approx(4 / 6)
 
 
+@pytest.mark.slow
 def test_a_dataset_of_batches_gives_what_arrays_give():
     images = np.random.default_rng(3).uniform(size=(7, 9, 9, 3)).astype("float32")
     labels = np.arange(7) % 4
@@ -199,12 +219,14 @@ def test_a_dataset_of_batches_gives_what_arrays_give():
     assert from_dataset.accuracy == from_arrays.accuracy
 
 
+@pytest.mark.backends(
+    "jax",
+    "torch",
+    reason="channels_first Conv2D: TensorFlow's CPU convolutions take channels-last only",
+)
 def test_channels_first_model():
     images = np.random.default_rng(4).uniform(size=(3, 3, 9, 9)).astype("float32")
     model = probe_model(7, data_format="channels_first")
-    if keras.config.backend() == "tensorflow":
-        # TensorFlow's CPU convolutions take channels-last only.
-        pytest.skip("channels_first Conv2D needs a GPU on TensorFlow")
     by_hand = np.mean(
         [model.predict_on_batch(c) for c in ten_crop(images, 7, "channels_first")],
         axis=0,
@@ -216,6 +238,7 @@ def test_channels_first_model():
     )
 
 
+@CHECKED_IN_NUMPY
 def test_the_crop_size_defaults_to_the_models_input():
     model = probe_model(7)
     with pytest.raises(ValueError, match="Expected at most the images' size"):
@@ -241,12 +264,14 @@ def test_the_crop_size_defaults_to_the_models_input():
         ),
     ],
 )
+@CHECKED_IN_NUMPY
 def test_bad_arguments(kwargs, message):
     model = probe_model(7)
     with pytest.raises(ValueError, match=message):
         predict_with_tta(model, np.zeros((1, 9, 9, 3), "float32"), **kwargs)
 
 
+@CHECKED_IN_NUMPY
 def test_labels_must_match_the_images():
     model = probe_model(7)
     images = np.zeros((3, 9, 9, 3), "float32")
@@ -281,6 +306,7 @@ TORCHVISION_CASES = [
 ]
 
 
+@NUMPY_SLICES
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("height, width, crop", TORCHVISION_CASES)
 def test_ten_crop_is_torchvisions_ten_crop(height, width, crop, data_format):
@@ -334,6 +360,7 @@ def test_the_centre_crop_is_torchvisions_center_crop(height, width, crop):
         assert not np.array_equal(centre, expected)
 
 
+@NUMPY_SLICES
 def test_multi_crop_takes_squares_and_crops_at_torchvisions_offsets():
     functional = torchvision_functional()
     import torch
@@ -388,6 +415,7 @@ def test_multi_crop_rounds_the_longer_side_to_nearest():
         assert tuple(tv.shape[-2:]) == (scale, truncated)
 
 
+@CHECKED_IN_NUMPY
 def test_labels_must_be_whole_class_ids_or_one_hot_rows():
     model = probe_model(7)
     images = np.random.default_rng(5).uniform(size=(4, 9, 9, 3)).astype("float32")
