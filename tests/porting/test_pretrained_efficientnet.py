@@ -105,6 +105,7 @@ def test_the_file_table_is_torchvisions():
         assert options == {"layout": "torchvision"}, name
 
 
+@pytest.mark.slow
 @pytest.mark.backend_independent(reason="our table against torchvision's: no Keras")
 def test_the_batch_norm_table_is_torchvisions():
     # The networks on PyTorch's meta device: their layers, no values.

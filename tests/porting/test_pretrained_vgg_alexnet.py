@@ -169,6 +169,7 @@ def test_the_file_table_is_torchvisions():
     )
 
 
+@pytest.mark.slow
 @MAPPING_CHECK
 @pytest.mark.parametrize(
     "name, build, message",
@@ -222,6 +223,7 @@ def test_another_layout_is_refused(name, build, message):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)
 
 
+@pytest.mark.slow
 @MAPPING_CHECK
 def test_a_headless_model_ignores_the_classifier():
     state = reference("alexnet_torchvision").state_dict()
