@@ -56,6 +56,7 @@ def number(pattern, text):
     return float(re.search(pattern, text).group(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format, kind", CASES)
 def test_each_format_matches_keras(tmp_path, monkeypatch, capsys, format, kind):
     for package in ("onnxruntime", "tf2onnx" if BACKEND == "tensorflow" else "onnx"):
@@ -98,6 +99,7 @@ def test_each_format_matches_keras(tmp_path, monkeypatch, capsys, format, kind):
 
 
 @TENSORFLOW_ONLY
+@pytest.mark.slow
 def test_int8_is_compared_by_top1_agreement(tmp_path, capsys):
     pytest.importorskip("sklearn")  # the digits it calibrates on
     weights, _ = weights_file(tmp_path, "weights.h5")
@@ -236,6 +238,7 @@ def preprocessing_model(folder, channels):
 @pytest.mark.backends(
     "tensorflow", reason="tf2onnx made Normalization's statistics graph inputs"
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("channels, source", [(1, "digits"), (4, "random")])
 def test_a_model_of_other_channels_with_normalization_inside(
     channels, source, tmp_path, monkeypatch, capsys
@@ -266,6 +269,7 @@ def test_a_model_of_other_channels_with_normalization_inside(
 
 
 @ONNX_BACKENDS
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "error", [ValueError, RuntimeError], ids=["ValueError", "RuntimeError"]
 )
@@ -298,6 +302,7 @@ def test_a_failed_comparison_writes_nothing(error, tmp_path, monkeypatch, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == [weights.name]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format, kind", CASES)
 def test_a_uint8_model_is_compared_on_uint8_images(
     tmp_path, monkeypatch, capsys, format, kind

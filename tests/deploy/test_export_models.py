@@ -23,6 +23,7 @@ default; `KERAS_BLOCKS_ALL_MODELS=1` exports every model of `train.MODELS`,
 whole (see tools/export_table.py for the table of all of them).
 """
 
+import concurrent.futures
 import json
 import multiprocessing
 import os
@@ -241,13 +242,29 @@ def test_names_are_models():
     assert set(GROUPED) <= set(train.MODELS)
 
 
+# A bound on one model's build and exports in its own process: minutes on two
+# busy cores; a stuck child fails the test instead of hanging the run.
+FRESH_PROCESS_SECONDS = 1800
+
+
 def in_a_fresh_process(function, *args):
     """`function(*args)` in a new Python process (its assertion errors come
     back). TensorFlow keeps what a process traced alive: exporting the
     models one after another in a pytest-xdist worker that had run the rest
-    of the suite grew it past the machine's memory (OOM-killed at 13 GB)."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
+    of the suite grew it past the machine's memory (OOM-killed at 13 GB).
+    A child that dies (killed for memory) raises BrokenProcessPool at once: a
+    multiprocessing.Pool replaced it and waited for its result forever."""
+    pool = concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn")
+    )
+    try:
+        return pool.submit(function, *args).result(timeout=FRESH_PROCESS_SECONDS)
+    except concurrent.futures.TimeoutError:
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_model(name, directory, formats, data_format="channels_last"):

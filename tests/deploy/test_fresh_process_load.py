@@ -53,6 +53,7 @@ def every_layer():
 @pytest.mark.backend_independent(
     reason="registration happens on import, whatever the backend"
 )
+@pytest.mark.slow  # a new Python process imports Keras and its backend
 def test_keras_file_loads_in_a_new_process_after_import_keras_blocks(tmp_path):
     model = every_layer()
     assert {type(layer).__name__ for layer in model.layers} >= set(layers.__all__)

@@ -16,9 +16,12 @@ import pytest
 
 from examples import cifar10_cnn, train
 
-pytestmark = pytest.mark.backends(
-    "tensorflow", reason="Keras exports LiteRT from the TensorFlow backend only"
-)
+pytestmark = [
+    pytest.mark.backends(
+        "tensorflow", reason="Keras exports LiteRT from the TensorFlow backend only"
+    ),
+    pytest.mark.slow,  # three epochs of training, then two LiteRT conversions
+]
 
 SIZE = 8  # the digits' own size
 EPOCHS = 3
