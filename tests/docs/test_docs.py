@@ -14,6 +14,14 @@ initialize on a CPU, runs under TensorFlow only:
 
     <!-- skip: downloads ImageNet weights -->
     <!-- tensorflow only: builds seven 224x224 ResNets -->
+
+What a page's code calls (layers, models, callbacks, recipes in tf.data,
+exports) is checked on each backend in the other folders of tests/; here the
+claim is that the code as written runs, which does not depend on the
+backend: a page runs once, under TensorFlow when it has a block marked
+`tensorflow only` (then all its blocks run), else in the backend-independent
+pass. A page whose code is written for one backend would say so with a
+marker of its own.
 """
 
 import inspect
@@ -62,25 +70,40 @@ def python_blocks(text):
 PAGES = sorted(
     page for page in DOCS.rglob("*.md") if any(python_blocks(page.read_text()))
 )
+INDEPENDENT = pytest.mark.backend_independent(
+    reason="the page's code as written runs; what it calls is checked on each "
+    "backend in the other folders of tests/"
+)
+TENSORFLOW_ONLY = pytest.mark.backends(
+    "tensorflow",
+    reason="blocks marked `tensorflow only` (full-size networks, exports, "
+    "MirroredStrategy): the whole page runs there",
+)
 
 
+def page_param(page):
+    """The page as a parameter, marked with the backends it runs under."""
+    markers = {marker for *_, marker in python_blocks(page.read_text())}
+    return pytest.param(
+        page,
+        id=page.relative_to(DOCS).as_posix(),
+        marks=TENSORFLOW_ONLY if "tensorflow only" in markers else INDEPENDENT,
+    )
+
+
+@pytest.mark.backend_independent(reason="files found on disk")
 def test_pages_with_code_are_found():
     assert len(PAGES) >= 1
 
 
-@pytest.mark.parametrize(
-    "page", PAGES, ids=lambda page: page.relative_to(DOCS).as_posix()
-)
+@pytest.mark.parametrize("page", [page_param(page) for page in PAGES])
 def test_code_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if not run_blocks(page):
         pytest.skip(f"{page}'s blocks do not run under {keras.backend.backend()}")
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="the README's blocks use no backend-specific API (the docs pages run on each)",
-)
+@INDEPENDENT
 @pytest.mark.parametrize(
     "line, code, marker",
     [
@@ -114,6 +137,7 @@ def run_block(page, line, code, namespace):
     exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
 
 
+@pytest.mark.backend_independent(reason="text parsed in Python")
 def test_fence_parser():
     text = (
         "# t\n\n```python\nx = 1\n```\n\n<!-- skip: downloads -->\n```python\n"
@@ -136,6 +160,7 @@ def test_fence_parser():
 NO_EXAMPLE = {f"EfficientNetB{i}" for i in range(1, 8)}
 
 
+@pytest.mark.backend_independent(reason="docstrings read in Python")
 @pytest.mark.parametrize(
     "name",
     [

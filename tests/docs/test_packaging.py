@@ -4,15 +4,15 @@ import subprocess
 import sys
 import zipfile
 
-import keras
 import pytest
 
 from tests import ROOT
 
-
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow", reason="the same wheel on every backend"
+pytestmark = pytest.mark.backend_independent(
+    reason="the wheel's files: the same wheel on every backend"
 )
+
+
 def test_wheel_carries_license_notice_and_py_typed(tmp_path):
     subprocess.run(
         [

@@ -28,6 +28,10 @@ def without_forced_collections(monkeypatch):
     monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
 
 
+@pytest.mark.backend_independent(
+    reason="the script's file and parameter counts; the builds' speed is the "
+    "benchmark's, and the models are checked on each backend in tests/models"
+)
 @pytest.mark.usefixtures("without_forced_collections")
 def test_efficientnet_build_benchmark_smoke(tmp_path):
     output = tmp_path / "result.json"
@@ -91,9 +95,7 @@ SMOKE_COMPARISONS = {
 }
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "torch", reason="torchvision in plain PyTorch"
-)
+@pytest.mark.backends("torch", reason="torchvision in plain PyTorch")
 def test_native_smoke(tmp_path):
     output, table = tmp_path / "results.json", tmp_path / "table.md"
     options = ["--smoke", "--output", str(output), "--markdown", str(table)]
@@ -111,15 +113,18 @@ def test_native_smoke(tmp_path):
         assert row["case"] in table.read_text()
 
 
+@pytest.mark.backend_independent(reason="names compared in Python")
 def test_smoke_runs_hold_every_section_but_deploy():
     sections = [name for sections in SMOKE_RUNS for name in sections]
     expected = [name for name in run.SECTIONS if name != "deploy"]
     assert sorted(sections) == sorted(expected), "a new section goes in SMOKE_RUNS"
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="the whole smoke run once; test_lrn_functions covers each backend",
+@pytest.mark.backends(
+    "tensorflow",
+    reason="graphs, growth's MACs and MirroredStrategy exist on TensorFlow "
+    "only; the whole smoke run goes there once (test_lrn_functions covers each "
+    "backend)",
 )
 @pytest.mark.usefixtures("without_forced_collections", "pairs_built_once")
 @pytest.mark.parametrize("sections", SMOKE_RUNS, ids="-".join)
@@ -171,8 +176,10 @@ def test_run_smoke(tmp_path, sections):
         assert [row["preset_macs"] for row in growth] == [385_814_752, 686_802_832]
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() == "tensorflow", reason="test_run_smoke runs it there"
+@pytest.mark.backends(
+    "jax",
+    "torch",
+    reason="JAX's DataParallel rows, PyTorch's none (test_run_smoke runs TensorFlow's)",
 )
 def test_distribute_smoke(tmp_path):
     """2 replicas against 1, in the child process that sets up the devices;
@@ -229,6 +236,7 @@ def test_lrn_functions_match_tensorflow():
     np.testing.assert_allclose(backward(to_tensor(x)), gradient.numpy(), atol=1e-5)
 
 
+@pytest.mark.backend_independent(reason="the results file's bookkeeping")
 def test_only_updates_its_sections(tmp_path):
     """`--only` keeps the other sections of an earlier file of the same
     environment, and starts over on another's."""

@@ -3,14 +3,13 @@ ResNet-8); its figures come from a full run."""
 
 import json
 
-import keras
 import pytest
 
 from benchmarks import deploy, run
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
+@pytest.mark.backends(
+    "tensorflow",
     reason="LiteRT exports from TensorFlow only: the section's rows are there",
 )
 def test_deploy_smoke(tmp_path):
@@ -64,9 +63,7 @@ def test_deploy_smoke(tmp_path):
             assert f"{row['runtime']} ({row['format']})" in text
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() == "tensorflow", reason="test_deploy_smoke runs it"
-)
+@pytest.mark.backends("jax", "torch", reason="the section skips itself off TensorFlow")
 def test_deploy_elsewhere_has_no_rows(tmp_path):
     """Other backends skip the section, saying so, and write no snippet."""
     output, table = tmp_path / "results.json", tmp_path / "table.md"

@@ -1,5 +1,13 @@
-"""examples/train.py end to end on every backend (short runs): what it writes,
-resuming, and the errors a user meets."""
+"""examples/train.py end to end (short runs): what it writes, resuming, and the
+errors a user meets.
+
+The command wires together what other folders check on each backend: the
+models' numerics (tests/models), the callbacks and each checkpoint store
+(tests/callbacks), the augmentation recipes (tests/augmentation) and weight
+loading (tests/porting). What is checked here (its arguments, files, resume
+bookkeeping, reports and refusals) is the same under any backend: it runs
+once.
+"""
 
 import csv
 import json
@@ -18,12 +26,13 @@ pytest.importorskip("sklearn")  # the examples extra
 
 from examples import _augment, _cli, train  # after the skip: needs scikit-learn
 
-
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="two subprocesses (~10 s): the scripts' imports are the same on "
-    "every backend",
+pytestmark = pytest.mark.backend_independent(
+    reason="train.py's arguments, files, resume bookkeeping and reports; the "
+    "models, callbacks, checkpoint stores and weight loading it wires together "
+    "are checked on each backend in tests/models, callbacks and porting"
 )
+
+
 def test_the_scripts_run_as_files_from_the_repository_root():
     for script in ("examples/train.py", "examples/backbones.py"):
         result = subprocess.run(
@@ -117,26 +126,23 @@ def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
     assert (tmp_path / "run.json").read_text() == settings
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="two GoogLeNet runs: about 9 minutes on JAX on two CPU cores",
-)
 def test_googlenet_aux_trains_and_resumes_with_the_callbacks(
     tmp_path, capsys, monkeypatch
 ):
     # The named model with auxiliary heads: three outputs on the same labels.
     # Two batches of training images, one of validation and test images: what
     # is checked (the heads' metrics, the callbacks' files, the resume) does
-    # not depend on how many batches an epoch has, and each 65x65 GoogLeNet
-    # step costs seconds (all 1163 training digits: ~100 s of TF CI time).
+    # not depend on how many batches an epoch has, nor on their size, and a
+    # 65x65 GoogLeNet step costs seconds per 100 images (all 1163 training
+    # digits: ~100 s of TF CI time; 256 of them in batches of 128: ~60 s).
     load = train.load
 
     def fewer_images(*args):
-        splits = zip(load(*args), (256, 128, 128), strict=True)
+        splits = zip(load(*args), (64, 32, 32), strict=True)
         return [(x[:n], y[:n]) for (x, y), n in splits]
 
     monkeypatch.setattr(train, "load", fewer_images)
-    args = ["--model", "googlenet_aux", "--batch-size", "128"]
+    args = ["--model", "googlenet_aux", "--batch-size", "32"]
     args += ["--logdir", str(tmp_path)]
     accuracy = train.main([*args, "--epochs", "1"])
     assert 0 <= accuracy <= 1
@@ -480,17 +486,16 @@ COMMANDS = sorted(
     if 'if __name__ == "__main__":' in path.read_text()
 )
 HEAVY = ("keras", "keras_blocks", "tensorflow", "torch", "jax", "numpy")
+HEAVY += ("scipy", "sklearn", "matplotlib", "tensorboard", "h5py", "onnx")
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="subprocesses that import no backend: the same on every backend",
-)
 @pytest.mark.parametrize("args", [["--help"], ["--no-such-option"]])
 def test_every_command_answers_help_and_wrong_arguments_at_once(args):
     # Importing Keras takes seconds (about 22 with convert_weights' imports,
     # issue 27): every command parses its arguments before, so that `--help`
-    # and a wrong argument answer in a moment.
+    # and a wrong argument answer in a moment. What is checked is the cause,
+    # the heavy imports; a time limit would fail on a loaded machine, so the
+    # seconds only bound a hang (a Python start with argparse takes ~0.1 s).
     assert len(COMMANDS) >= 25, COMMANDS
     slow = {}  # command: seconds and heavy imports
     for command in COMMANDS:
@@ -511,9 +516,9 @@ def test_every_command_answers_help_and_wrong_arguments_at_once(args):
             assert "error: " in result.stderr.splitlines()[-1], command
         imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
         heavy = sorted(imported & set(HEAVY))
-        if heavy or seconds > 2:
+        if heavy or seconds > 30:
             slow[command] = f"{seconds:.1f} s, imports {', '.join(heavy) or 'none'}"
-    assert not slow, f"over 2 s or a heavy import: {slow}"
+    assert not slow, f"a heavy import (or over 30 s): {slow}"
 
 
 def test_the_command_lines_name_the_families_models():
@@ -526,10 +531,6 @@ def test_the_command_lines_name_the_families_models():
     assert list(_cli.FAMILY_MODELS) == [f.__name__[9:] for f in train.FAMILIES]
 
 
-@pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="names compared in Python: the same on every backend",
-)
 def test_the_tools_command_lines_name_what_they_run():
     # The choices parsed before Keras loads are the names the tools run.
     from benchmarks import efficientnet_build

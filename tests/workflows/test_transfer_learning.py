@@ -20,6 +20,12 @@ pytest.importorskip("sklearn")  # the examples extra
 from examples import convert_weights, transfer_learning
 from keras_blocks.porting import weight_layers
 
+pytestmark = pytest.mark.backend_independent(
+    reason="the command's phases, files and refusals; freezing a backbone "
+    "(tests/layers/test_properties.py), converted weights (tests/porting) and "
+    "the callbacks (tests/callbacks) are checked on each backend"
+)
+
 SIZE = 32
 
 
