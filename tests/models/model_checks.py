@@ -1,20 +1,40 @@
 """Checks shared by the tests of whole models (the builders and examples/)."""
 
-import keras
 import numpy as np
 import pytest
 
 from tests.layers.layer_checks import to_numpy
 
-# A parameter count (or a model's name) is the builder's arithmetic: it does not
-# depend on the backend. Full-size models build fastest under PyTorch
-# (TensorFlow took ~1.6x as long for the same models; JAX compiles an
-# initializer per new weight shape), so the larger variants are counted there
-# only.
-counted_under_torch = pytest.mark.skipif(
-    keras.config.backend() != "torch",
-    reason="counts do not depend on the backend: counted under PyTorch",
+# A parameter count, a model's name and its layers' settings are the builder's
+# arithmetic: the same Python creates the same weights under every backend (the
+# backend-specific paths, _torch_ops and TensorFlow's convolutions, are in the
+# calls, not in building). Such a test runs once (tools/run_all.py's PyTorch
+# pass, where full-size models build fastest: TensorFlow took ~1.6x as long;
+# JAX compiles an initializer per new weight shape).
+builders_arithmetic = pytest.mark.backend_independent(
+    reason="parameter counts, names and layer settings are the builder's Python, "
+    "the same weights on every backend"
 )
+# A builder's refusal of bad arguments: Python checks, with the same message
+# under every backend.
+argument_checks = pytest.mark.backend_independent(
+    reason="the builder's argument checks are Python, the same message everywhere"
+)
+# The backend a deeper or wider variant of a family runs its numerics under.
+VARIANTS_BACKEND = "torch"
+
+
+def same_blocks_as(checked):
+    """The marker of a variant that repeats the blocks of `checked` (a variant
+    tested the same way on every backend) in a deeper or wider stage table:
+    what it adds, the table, is the builder's Python, so it runs under one
+    backend, PyTorch, where full-size models build fastest."""
+    return pytest.mark.backends(
+        VARIANTS_BACKEND,
+        reason=f"the blocks of {checked} (checked on every backend) in a larger "
+        "stage table, which is the builder's Python",
+    )
+
 
 # One reference model of each family, with every kind of block among them
 # (tests over "every model" check these unless KERAS_BLOCKS_ALL_MODELS=1).

@@ -18,6 +18,7 @@ import pytest
 from examples import backbones, resnet, train
 from examples._common import image_shape
 from examples._pretrained import load_pretrained
+from tests.models.model_checks import same_blocks_as
 from tests.porting.torch_references import (
     randomized,
     save_state_dict,
@@ -25,7 +26,6 @@ from tests.porting.torch_references import (
     torchvision,
 )
 
-BACKEND = keras.config.backend()
 # One model per builder configuration (block kind, preact, SE, LRN, BN, 1x1,
 # the torchvision layouts, auxiliary heads): on every backend.
 EVERY_BACKEND = (
@@ -185,7 +185,8 @@ def test_levels_on_every_backend(name, no_kernels):
     check_levels(name, "channels_last")
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="the other variants under PyTorch")
+@pytest.mark.slow
+@same_blocks_as("the EVERY_BACKEND models")
 def test_levels_of_every_other_reference_model(no_kernels):
     # Every name not checked above, including models a family file adds.
     for name in train.MODELS:
@@ -193,10 +194,6 @@ def test_levels_of_every_other_reference_model(no_kernels):
             check_levels(name, "channels_last")
 
 
-@pytest.mark.skipif(
-    BACKEND == "tensorflow",
-    reason="TensorFlow's CPU convolutions refuse channels_first",
-)
 @pytest.mark.parametrize("name", ["cifar_resnet20", "resnet18v2", "alexnet"])
 def test_channels_first_runs(name, zero_kernels):
     keras.config.set_image_data_format("channels_first")
@@ -210,6 +207,7 @@ def test_channels_first_runs(name, zero_kernels):
         keras.config.set_image_data_format("channels_last")
 
 
+@pytest.mark.slow
 def test_levels_in_both_data_formats(data_format, no_kernels):
     # Symbolic on every backend: the sizes and channels of channels_first.
     for name in ("cifar10_cnn", "resnet50", "vgg16_bn", "googlenet", "efficientnet_b0"):
@@ -234,6 +232,7 @@ def test_with_and_without_top_the_same_levels(name, zero_kernels):
         assert value.shape[1:] == features.output[level].shape[1:]
 
 
+@pytest.mark.slow
 def test_keras_applications_v2_strides_at_the_end_of_a_stage(no_kernels):
     # keras.applications' v2 halves the resolution in the last block of
     # conv2_x ... conv4_x: each level is the block before it.
@@ -255,6 +254,7 @@ def test_keras_applications_v2_strides_at_the_end_of_a_stage(no_kernels):
     }
 
 
+@pytest.mark.backend_independent(reason="names: the builders' and train.py's Python")
 def test_family_names_each_family(no_kernels):
     for name, builder in (
         ("cifar_resnet", "cifar_resnet20"),
@@ -266,6 +266,7 @@ def test_family_names_each_family(no_kernels):
         assert train.FAMILY[builder].__name__ == f"examples.{name}"
 
 
+@pytest.mark.backend_independent(reason="layer names, checked in Python")
 def test_refuses_other_models():
     # Our layer names on Keras' own layers: not a reference model.
     inputs = keras.Input((32, 32, 3))
@@ -315,16 +316,17 @@ def check_features(model, reference, levels, x):
         assert difference <= 1e-4, f"{level} differs by {difference:.1e}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "data_format",
     [
         "channels_last",
         pytest.param(
             "channels_first",
-            marks=pytest.mark.skipif(
-                BACKEND != "torch",
-                reason="channels_first under PyTorch (TensorFlow's CPU "
-                "convolutions refuse it)",
+            marks=pytest.mark.backends(
+                "torch",
+                reason="channels_first: ResNet-18's equals its channels_last on "
+                "every backend (test_models_resnet.py)",
             ),
         ),
     ],
@@ -357,8 +359,9 @@ def test_resnet18_levels_are_torchvisions_stages(data_format, tmp_path, no_kerne
         keras.config.set_image_data_format("channels_last")
 
 
-@pytest.mark.skipif(
-    BACKEND != "torch", reason="SE-ResNet-50 under PyTorch (ResNet-18 everywhere)"
+@pytest.mark.slow
+@pytest.mark.backends(
+    "torch", reason="SE-ResNet-50 under PyTorch (ResNet-18 everywhere)"
 )
 def test_se_resnet50_levels_are_timms_features(tmp_path, no_kernels):
     net = timm().create_model(

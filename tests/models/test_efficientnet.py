@@ -24,7 +24,13 @@ from keras_blocks.efficientnet import (
 )
 from keras_blocks.layers import ConvBNAct, MBConvBlock
 from tests.layers.layer_checks import to_numpy
-from tests.models.model_checks import assert_same_predictions, randomize
+from tests.models.model_checks import (
+    argument_checks,
+    assert_same_predictions,
+    builders_arithmetic,
+    randomize,
+    same_blocks_as,
+)
 
 # Total parameters of keras.applications.EfficientNetB0 ... B7 (1000 classes).
 KERAS_APPLICATIONS_PARAMS = {
@@ -53,7 +59,8 @@ TINY_BLOCKS = (
     },
 )
 TINY = dict(blocks=TINY_BLOCKS, top_filters=32, classes=5, input_shape=(32, 32, 3))
-_JAX = keras.config.backend() == "jax"
+# The rounding rules and the compound scaling: arithmetic, before Keras.
+arithmetic = pytest.mark.backend_independent(reason="Python arithmetic, before Keras")
 
 
 def pixels(shape, seed=0):
@@ -83,6 +90,7 @@ def train_one_epoch(model, x, classes, run_eagerly=False):
 # Rounding rules.
 
 
+@arithmetic
 @settings(max_examples=200)
 @given(
     filters=st.integers(1, 4096),
@@ -101,6 +109,7 @@ def test_round_filters_properties(filters, width, divisor):
     assert round_filters(filters, width * 1.01, divisor) >= rounded
 
 
+@arithmetic
 @settings(max_examples=200)
 @given(repeats=st.integers(1, 64), depth=st.floats(0.05, 8.0))
 def test_round_repeats_properties(repeats, depth):
@@ -111,6 +120,7 @@ def test_round_repeats_properties(repeats, depth):
     assert round_repeats(repeats, depth * 1.01) >= rounded
 
 
+@arithmetic
 @pytest.mark.parametrize(
     "filters, width, expected",
     [
@@ -130,6 +140,7 @@ def test_round_filters_values(filters, width, expected):
     assert round_filters(filters, width) == expected
 
 
+@arithmetic
 def test_compound_scaling():
     assert compound_scaling(0) == (1.0, 1.0, 224)
     scaling = compound_scaling(1)
@@ -145,16 +156,11 @@ def test_compound_scaling():
 # keras.applications compatibility.
 
 
+@builders_arithmetic
 @pytest.mark.parametrize("variant", sorted(PRESETS))
 def test_parameter_count_equals_keras_applications(variant):
-    if variant != "b0" and keras.config.backend() != "torch":
-        # Counts do not depend on the backend: every backend counts B0 and
-        # PyTorch, which builds them fastest, all eight (B1-B7 took ~40 s
-        # under TensorFlow; JAX compiles every new weight shape's initializer,
-        # ~20-40 s a variant). test_keras_applications_weights_give_same_
-        # outputs[b7] builds B7 under TensorFlow and PyTorch, with
-        # keras.applications' weight shapes.
-        pytest.skip("B1-B7 are counted under PyTorch")
+    # Once: B1-B7 took ~40 s under TensorFlow; JAX compiles every new weight
+    # shape's initializer, ~20-40 s a variant.
     model = getattr(efficientnet, f"EfficientNet{variant.upper()}")()
     assert model.count_params() == KERAS_APPLICATIONS_PARAMS[variant]
     assert model.name == f"efficientnet{variant}"
@@ -163,6 +169,7 @@ def test_parameter_count_equals_keras_applications(variant):
     assert model.get_layer("top_dropout").rate == preset.dropout_rate
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "variant, size",
     [
@@ -170,16 +177,12 @@ def test_parameter_count_equals_keras_applications(variant):
         # Odd sizes: keras.applications pads its strided convolutions
         # explicitly, by the parity of each size; ours pad "same": equal.
         ("b0", (57, 71)),
-        pytest.param("b7", (64, 64), marks=pytest.mark.slow),
+        # B7 is B0's blocks in a deeper, wider table. JAX compiles each new
+        # weight shape's initializer: B7 took ~48 s of the JAX run (B0 ~14 s).
+        pytest.param("b7", (64, 64), marks=same_blocks_as("B0")),
     ],
 )
 def test_keras_applications_weights_give_same_outputs(variant, size):
-    if variant == "b7" and keras.config.backend() == "jax":
-        # B7 is B0's blocks in a deeper, wider table: its layers' math is
-        # checked against keras.applications' by B0 on JAX, and B7 itself on
-        # TensorFlow and PyTorch. JAX compiles each new weight shape's
-        # initializer: B7 took ~48 s of the JAX run (B0 ~14 s).
-        pytest.skip("B7 under TensorFlow and PyTorch (B0 everywhere)")
     name = f"EfficientNet{variant.upper()}"
     kwargs = dict(input_shape=(*size, 3), classifier_activation=None)
     theirs = getattr(keras.applications, name)(weights=None, **kwargs)
@@ -209,6 +212,7 @@ def test_keras_applications_weights_give_same_outputs(variant, size):
     assert np.abs(to_numpy(probabilities) - to_numpy(expected)).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_imagenet_weights_load_with_the_same_predictions(tmp_path, monkeypatch):
     """keras.applications' `weights="imagenet"` path, offline: its code loads
     a weights file we write (with ImageNet's normalization as the real file
@@ -257,6 +261,7 @@ def test_imagenet_weights_load_with_the_same_predictions(tmp_path, monkeypatch):
     assert np.abs(stem(plain, "stem") - expected).max() > 0.1
 
 
+@pytest.mark.slow
 def test_weights_load_without_preprocessing():
     kwargs = dict(include_top=False, input_shape=(32, 32, 3))
     theirs = keras.applications.EfficientNetB0(weights=None, **kwargs)
@@ -268,6 +273,10 @@ def test_weights_load_without_preprocessing():
     np.testing.assert_allclose(to_numpy(ours(x / 255.0)), expected, atol=1e-4)
 
 
+@pytest.mark.slow
+@pytest.mark.backend_independent(
+    reason="a comparison of weight shapes, in Python, before any weight is loaded"
+)
 def test_load_weights_of_another_variant_fails_clearly():
     theirs = keras.applications.EfficientNetB0(weights=None, classes=10)
     ours = EfficientNet(**TINY)
@@ -299,21 +308,14 @@ def test_normalization_is_the_identity_for_other_than_three_channels():
 # Custom scaling.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "phi",
     [
         0.5,
         pytest.param(
             9,
-            marks=[
-                pytest.mark.slow,
-                pytest.mark.skipif(
-                    keras.config.backend() != "torch",
-                    reason="phi=9 (143M parameters) under PyTorch only: its "
-                    "scaling is the builder's arithmetic; phi=0.5 trains the "
-                    "blocks on each backend",
-                ),
-            ],
+            marks=same_blocks_as("phi=0.5"),
         ),
     ],
 )
@@ -340,6 +342,7 @@ def test_any_phi_builds_and_trains(phi):
     train_one_epoch(model, pixels((4, 64, 64, 3)), 3)
 
 
+@pytest.mark.slow
 def test_custom_table_builds_trains_and_saves(tmp_path):
     model = EfficientNet(**TINY)
     kinds = [layer.fused for layer in model.layers if isinstance(layer, MBConvBlock)]
@@ -353,6 +356,7 @@ def test_custom_table_builds_trains_and_saves(tmp_path):
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_channels_first_equals_channels_last():
     last = EfficientNet(**TINY, include_top=False, pooling="avg")
     first = EfficientNet(
@@ -374,6 +378,7 @@ def test_channels_first_equals_channels_last():
     train_one_epoch(first, np.transpose(x, (0, 3, 1, 2)), 2)
 
 
+@builders_arithmetic
 def test_torchvision_layout():
     # The same weights; symmetric padding and torchvision's BN instead
     # (tests/porting/test_pretrained_efficientnet.py compares with torchvision).
@@ -410,13 +415,11 @@ def test_unknown_spatial_size_and_mixed_precision():
     assert y.shape == (1, 5) and np.isfinite(y).all()
 
 
-@pytest.mark.skipif(
-    _JAX,
-    reason="symbolic shapes and parameter counts do not depend on the backend: "
-    "TensorFlow and PyTorch build these examples (JAX compiles an initializer "
-    "per new weight shape, ~25 s for two examples)",
-)
-@settings(max_examples=4)
+@pytest.mark.slow
+# Symbolic shapes and parameter counts: once (JAX compiled an initializer per
+# new weight shape, ~25 s for two examples); 4 examples, 3 in the quick tier.
+@builders_arithmetic
+@settings(max_examples=min(4, settings.default.max_examples))
 @given(
     phi=st.floats(0.0, 2.0),
     step=st.floats(0.0, 1.5),
@@ -439,6 +442,7 @@ def test_builder_over_random_phi(phi, step, height, width):
 ROW = ("mbconv", 1, 3, 1, 1, 32, 16, 0.25)
 
 
+@argument_checks
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -531,6 +535,7 @@ def test_bad_args(kwargs, message):
         EfficientNet(**kwargs)
 
 
+@arithmetic
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -549,6 +554,7 @@ def test_helpers_bad_args(call, message):
         call()
 
 
+@argument_checks
 def test_presets_reject_scaling_arguments():
     with pytest.raises(TypeError, match="width_coefficient"):
         efficientnet.EfficientNetB1(width_coefficient=2.0)

@@ -11,9 +11,8 @@ import pytest
 
 from keras_blocks import layers
 
-pytestmark = pytest.mark.skipif(
-    keras.config.backend() != "tensorflow",
-    reason="the MAC counter traces models with TensorFlow",
+pytestmark = pytest.mark.backends(
+    "tensorflow", reason="the MAC counter traces models with TensorFlow"
 )
 
 
@@ -138,6 +137,7 @@ def test_unknown_input_size(flops):
     assert flops.count_macs(model, input_shape=(5, 5, 3)) == 3 * 3 * 2 * 9 * 3
 
 
+@pytest.mark.slow
 def test_model_tables_smoke(tmp_path):
     from tools import model_tables as tables
 

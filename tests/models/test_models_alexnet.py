@@ -9,7 +9,7 @@ import pytest
 from examples import alexnet
 from keras_blocks.layers import LocalResponseNormalization
 from tests.layers.layer_checks import to_numpy
-from tests.models.model_checks import counted_under_torch
+from tests.models.model_checks import argument_checks, builders_arithmetic
 
 SMALL = (alexnet.MIN_SIZE, alexnet.MIN_SIZE, 3)
 
@@ -18,7 +18,7 @@ def pixels(shape, seed=0):
     return np.random.default_rng(seed).uniform(0, 1, shape).astype("float32")
 
 
-@counted_under_torch
+@builders_arithmetic
 @pytest.mark.parametrize("groups, expected", [(2, 60_965_224), (1, 62_378_344)])
 def test_parameter_counts(groups, expected):
     model = alexnet.AlexNet(groups=groups)
@@ -52,7 +52,7 @@ def test_paper_layers():
     assert without.count_params() == model.count_params()  # LRN has no weights
 
 
-@counted_under_torch
+@builders_arithmetic
 def test_torchvision_parameter_count():
     model = alexnet.MODELS["alexnet_torchvision"]()
     assert model.count_params() == alexnet.TORCHVISION_PARAMS == 61_100_840
@@ -119,6 +119,7 @@ def test_main_smoke(capsys):
     assert "one step: loss" in out and "predictions (2, 3)" in out
 
 
+@argument_checks
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -12,6 +12,7 @@ from examples import cifar10_cnn
 from examples._common import trainable_count
 from examples.cifar10_cnn import CIFAR10CNN
 from tests.layers.layer_checks import to_numpy
+from tests.models.model_checks import argument_checks, builders_arithmetic
 
 PARAMS = 295_312  # pinned; see expected_params for the arithmetic
 TRAINABLE = 294_416  # without the BN moving statistics
@@ -30,6 +31,7 @@ def expected_params(size=32, classes=10, flatten=False):
     return total + 50 * classes + classes
 
 
+@builders_arithmetic
 def test_parameter_count_is_pinned():
     model = cifar10_cnn.MODELS["cifar10_cnn"](input_shape=None, classes=10)
     assert model.count_params() == PARAMS == expected_params()
@@ -38,6 +40,7 @@ def test_parameter_count_is_pinned():
     assert model.output_shape == (None, 10)
 
 
+@builders_arithmetic
 def test_flatten_changes_only_the_hidden_layer():
     flat = CIFAR10CNN(flatten=True)
     assert flat.count_params() == FLATTEN_PARAMS == expected_params(flatten=True)
@@ -94,6 +97,7 @@ def test_kernel_initializer_sets_the_weight_scale(initializer, std):
     assert hidden.std() == pytest.approx(expected, rel=0.15)  # 6,400 samples
 
 
+@argument_checks
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -144,6 +148,7 @@ def test_bad_args(kwargs, message):
         CIFAR10CNN(**kwargs)
 
 
+@builders_arithmetic
 def test_any_size_without_flatten():
     model = CIFAR10CNN(input_shape=(None, None, 3), classes=3)
     assert model.output_shape == (None, 3)

@@ -12,32 +12,29 @@ from examples._common import trainable_count
 from keras_blocks.layers import BottleneckBlock
 from tests.layers.layer_checks import random_inputs, to_numpy
 from tests.models.model_checks import (
+    argument_checks,
     assert_same_predictions,
     assert_same_weight_shapes,
-    counted_under_torch,
+    builders_arithmetic,
     randomize,
+    same_blocks_as,
 )
 
-# JAX compiles an initializer for every new weight shape (tens of seconds per
-# deep model); parameter counts do not depend on the backend, so every backend
-# counts the smaller models and PyTorch the larger ones.
-JAX = keras.config.backend() == "jax"
 
-
+@pytest.mark.slow
+@builders_arithmetic
 @pytest.mark.parametrize(
     "kwargs, trainable",
     [
         # torchvision's resnet18 ... resnet152 and resnext50_32x4d.
         (dict(depth=18), 11_689_512),
-        pytest.param(dict(depth=34), 21_797_672, marks=counted_under_torch),
-        pytest.param(dict(depth=50), 25_557_032, marks=counted_under_torch),
-        pytest.param(dict(depth=101), 44_549_160, marks=counted_under_torch),
-        pytest.param(dict(depth=152), 60_192_808, marks=counted_under_torch),
-        pytest.param(dict(depth=50, groups=32, base_width=4), 25_028_904),
+        (dict(depth=34), 21_797_672),
+        (dict(depth=50), 25_557_032),
+        (dict(depth=101), 44_549_160),
+        (dict(depth=152), 60_192_808),
+        (dict(depth=50, groups=32, base_width=4), 25_028_904),
         # SE-ResNet-50, reduction 16 (the SENet paper's 28.1M; timm's seresnet50).
-        pytest.param(
-            dict(depth=50, se_ratio=1 / 16), 28_088_024, marks=counted_under_torch
-        ),
+        (dict(depth=50, se_ratio=1 / 16), 28_088_024),
     ],
 )
 def test_paper_configuration_counts(kwargs, trainable):
@@ -49,23 +46,28 @@ def test_paper_configuration_counts(kwargs, trainable):
     assert all("/se/" in path or "predictions" in path for path in biases)
 
 
+def deeper(depth, preact, params):
+    """A deeper keras.applications ResNet: the 50-layer one's blocks."""
+    v2 = "V2" if preact else ""
+    marks = same_blocks_as(f"ResNet50{v2}")
+    return pytest.param(depth, preact, f"ResNet{depth}{v2}", params, marks=marks)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "depth, preact, name, params",
     [
         (50, False, "ResNet50", 25_636_712),
         (50, True, "ResNet50V2", 25_613_800),
-        pytest.param(101, False, "ResNet101", 44_707_176, marks=pytest.mark.slow),
-        pytest.param(101, True, "ResNet101V2", 44_675_560, marks=pytest.mark.slow),
-        pytest.param(152, False, "ResNet152", 60_419_944, marks=pytest.mark.slow),
-        pytest.param(152, True, "ResNet152V2", 60_380_648, marks=pytest.mark.slow),
+        # Deeper models repeat the 50-layer models' blocks: PyTorch builds the
+        # four in ~20 s; TensorFlow took ~70 s, JAX more (compiles).
+        deeper(101, False, 44_707_176),
+        deeper(101, True, 44_675_560),
+        deeper(152, False, 60_419_944),
+        deeper(152, True, 60_380_648),
     ],
 )
 def test_keras_applications_weights_give_same_outputs(depth, preact, name, params):
-    if depth > 50 and keras.config.backend() != "torch":
-        # Deeper models repeat the 50-layer models' blocks: what they add is
-        # their stage table, which does not depend on the backend. PyTorch
-        # builds the four in ~20 s; TensorFlow took ~70 s, JAX more (compiles).
-        pytest.skip("the 50-layer models cover this backend; PyTorch runs 101, 152")
     kwargs = dict(input_shape=(64, 64, 3), classifier_activation=None)
     theirs = getattr(keras.applications, name)(weights=None, **kwargs)
     ours = resnet.ResNet(depth, preact=preact, keras_applications=True, **kwargs)
@@ -83,6 +85,7 @@ def test_keras_applications_weights_give_same_outputs(depth, preact, name, param
         assert_same_predictions(ours, theirs, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -90,10 +93,11 @@ def test_keras_applications_weights_give_same_outputs(depth, preact, name, param
         dict(depth=50, preact=True, keras_applications=True),
         pytest.param(
             dict(depth=50, groups=32, base_width=4, se_ratio=1 / 16),
-            marks=pytest.mark.skipif(
-                JAX,
-                reason="45 s of compiles; the layers' "
-                "own tests cover grouped and SE blocks on JAX",
+            marks=pytest.mark.backends(
+                "tensorflow",
+                "torch",
+                reason="45 s of compiles under JAX; the layers' own tests cover "
+                "grouped and SE blocks on JAX",
             ),
         ),
     ],
@@ -122,6 +126,7 @@ def test_channels_first_equals_channels_last(kwargs):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module, builder, kwargs",
     [
@@ -153,6 +158,7 @@ def test_heads(kwargs, output_shape):
     assert tuple(model(random_inputs((2, 64, 64, 3))).shape) == output_shape
 
 
+@builders_arithmetic
 def test_v2_downsamples_in_the_last_block_as_keras_applications():
     model = resnet.ResNet(50, preact=True, keras_applications=True)
     blocks = [layer for layer in model.layers if isinstance(layer, BottleneckBlock)]
@@ -161,15 +167,10 @@ def test_v2_downsamples_in_the_last_block_as_keras_applications():
     assert model.get_layer("conv2_block3").shortcut == "zero_pad"
 
 
+@builders_arithmetic
 @pytest.mark.parametrize(
     "depth, trainable",
-    [
-        (20, 269_722),
-        pytest.param(32, 464_154, marks=counted_under_torch),
-        pytest.param(44, 658_586, marks=counted_under_torch),
-        (56, 853_018),
-        pytest.param(110, 1_727_962, marks=counted_under_torch),
-    ],
+    [(20, 269_722), (32, 464_154), (44, 658_586), (56, 853_018), (110, 1_727_962)],
 )
 def test_cifar_resnet_counts(depth, trainable):
     model = cifar_resnet.CIFARResNet(depth)
@@ -188,6 +189,7 @@ def test_cifar_resnet_shortcuts_are_option_a():
     assert tuple(block(x).shape) == (1, 16, 16, 32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module, argv",
     [
@@ -202,14 +204,9 @@ def test_command_line(module, argv, capsys):
     assert "one step: loss" in out
 
 
+@builders_arithmetic
 @pytest.mark.parametrize(
-    "name",
-    [
-        "resnext50_32x4d",
-        pytest.param("resnext101_32x8d", marks=counted_under_torch),
-        "se_resnet18",
-        "resnet18v2",
-    ],
+    "name", ["resnext50_32x4d", "resnext101_32x8d", "se_resnet18", "resnet18v2"]
 )
 def test_named_models_carry_their_names(name):
     # Every named model of every family: test_models_state.py.
@@ -217,6 +214,7 @@ def test_named_models_carry_their_names(name):
     assert model.name == name
 
 
+@pytest.mark.backend_independent(reason="argparse's help, before Keras")
 def test_command_line_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         resnet.main(["--help"])
@@ -224,6 +222,7 @@ def test_command_line_help(capsys):
     assert "resnext50_32x4d" in capsys.readouterr().out
 
 
+@argument_checks
 @pytest.mark.parametrize(
     "builder, kwargs, message",
     [

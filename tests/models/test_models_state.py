@@ -5,7 +5,7 @@ evaluates as it ended: test_examples.py's test_train_demo_learns_digits).
 One model of each family (with every kind of block) is checked on every
 backend, starting weights and checkpoint; on PyTorch, the starting weights of
 every other named model too (they build there in ~110 s against ~180 s under
-TensorFlow, on two busy cores). Deeper members repeat the same blocks, and
+TensorFlow, on two busy cores): each repeats its family member's blocks. Deeper members repeat the same blocks, and
 checkpoints of all 47 models take about 9 minutes on two cores:
 `KERAS_BLOCKS_ALL_MODELS=1` checks every model on every backend.
 """
@@ -19,7 +19,7 @@ from tests.layers.state_checks import (
     assert_checkpoint_holds_every_variable,
     correlated_pairs,
 )
-from tests.models.model_checks import FAMILY_MEMBERS
+from tests.models.model_checks import FAMILY_MEMBERS, same_blocks_as
 
 pytest.importorskip("sklearn")  # the examples extra
 
@@ -29,12 +29,18 @@ ALL = os.environ.get("KERAS_BLOCKS_ALL_MODELS") == "1"
 # Models whose starting weights and checkpoint are both checked (one build
 # serves both: on JAX a build compiles an initializer per weight shape).
 CHECKPOINT_NAMES = tuple(train.MODELS) if ALL else FAMILY_MEMBERS
-# Models whose starting weights alone are checked.
-INIT_ONLY_NAMES = tuple(
-    name
-    for name in train.MODELS
-    if name not in CHECKPOINT_NAMES and keras.config.backend() == "torch"
-)
+# Models whose starting weights alone are checked, under one backend: each
+# repeats the blocks of its family's member.
+INIT_ONLY_NAMES = [
+    pytest.param(
+        name,
+        marks=same_blocks_as(
+            " and ".join(m for m in CHECKPOINT_NAMES if train.FAMILY[m] is family)
+        ),
+    )
+    for name, family in train.FAMILY.items()
+    if name not in CHECKPOINT_NAMES
+]
 
 
 def build(name):
@@ -44,6 +50,7 @@ def build(name):
     return train.build(name, train.MODELS[name][1], classes=10)
 
 
+@pytest.mark.backend_independent(reason="names in Python tables")
 def test_family_members_are_named_models():
     assert set(FAMILY_MEMBERS) <= set(train.MODELS)
 
