@@ -181,6 +181,7 @@ PAIRS = {
 FORMATS = ("channels_last", "channels_first")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data_format", FORMATS)
 @pytest.mark.parametrize("pair", PAIRS)
 def test_inference_equals_keras_conv_then_bn(pair, data_format):

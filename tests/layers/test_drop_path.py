@@ -8,6 +8,7 @@ from keras_blocks.layers import DropPath
 from tests.layers.layer_checks import check_layer, random_inputs, to_numpy
 
 
+@pytest.mark.slow
 def test_layer(tmp_path):
     check_layer(DropPath, dict(rate=0.3, seed=1), (4, 5, 5, 3), tmp_path, (4, 5, 5, 3))
 

@@ -20,6 +20,7 @@ def tf_lrn(x, data_format="channels_last", **kwargs):
     return y.transpose(0, 3, 1, 2) if data_format == "channels_first" else y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_layer(data_format, tmp_path):
     shape = (2, 5, 5, 8) if data_format == "channels_last" else (2, 8, 5, 5)

@@ -12,6 +12,7 @@ from tests.layers.layer_checks import check_layer, random_inputs, to_numpy
 STATISTICS = [np.array([0.5, -1.0, 2.0]), np.array([4.0, 0.25, 1.0]), np.array(0)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs", [{}, {"axis": (1, 3)}, {"axis": None}, {"mean": 1.0, "variance": 4.0}]
 )

@@ -42,6 +42,7 @@ def adapted_statistics(layer):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kwargs, shape",
     [

@@ -97,6 +97,7 @@ def test_matches_plain_keras(kwargs):
         )
 
 
+@pytest.mark.slow
 def test_weight_order_is_functional_order():
     # Written as a functional model, a projection block holds its weights as
     # conv1, bn1, shortcut conv, conv2, shortcut BN, bn2: set_weights agrees.
@@ -123,6 +124,9 @@ def test_weight_order_is_functional_order():
     ]
 
 
+@pytest.mark.backend_independent(
+    reason="weight shapes and names from build; nothing computed"
+)
 def test_parameter_count_matches_torchvision():
     # torchvision resnet18.layer2[0]: 230,144 trainable parameters.
     block = ResidualBlock(128, strides=2)
@@ -132,6 +136,7 @@ def test_parameter_count_matches_torchvision():
     assert block.count_params() == 230_144 + 3 * 2 * 128  # BN moving statistics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_option_a_shortcut_in_numpy(data_format):
     # With the last BN zeroed the block is relu(shortcut): strided

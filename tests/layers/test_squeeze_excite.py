@@ -14,6 +14,7 @@ from tests.layers.layer_checks import (
 from tests.layers.residual_reference import randomize_weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_layer(data_format, tmp_path):
     shape = (2, 5, 5, 8) if data_format == "channels_last" else (2, 8, 5, 5)
