@@ -157,7 +157,10 @@ def test_compound_scaling():
 
 
 @builders_arithmetic
-@pytest.mark.parametrize("variant", sorted(PRESETS))
+@pytest.mark.parametrize(
+    "variant",
+    [v if v == "b0" else pytest.param(v, marks=pytest.mark.slow) for v in PRESETS],
+)
 def test_parameter_count_equals_keras_applications(variant):
     # Once: B1-B7 took ~40 s under TensorFlow; JAX compiles every new weight
     # shape's initializer, ~20-40 s a variant.

@@ -149,7 +149,11 @@ def test_saved_model_predicts_the_same(module, builder, kwargs, tmp_path):
     [
         (dict(include_top=False), (2, 2, 2, 512)),
         (dict(include_top=False, pooling="avg"), (2, 512)),
-        (dict(include_top=False, pooling="max", depth=50), (2, 2048)),
+        pytest.param(
+            dict(include_top=False, pooling="max", depth=50),
+            (2, 2048),
+            marks=pytest.mark.slow,
+        ),
         (dict(classes=3), (2, 3)),
     ],
 )
@@ -206,7 +210,13 @@ def test_command_line(module, argv, capsys):
 
 @builders_arithmetic
 @pytest.mark.parametrize(
-    "name", ["resnext50_32x4d", "resnext101_32x8d", "se_resnet18", "resnet18v2"]
+    "name",
+    [
+        "resnext50_32x4d",
+        pytest.param("resnext101_32x8d", marks=pytest.mark.slow),
+        "se_resnet18",
+        "resnet18v2",
+    ],
 )
 def test_named_models_carry_their_names(name):
     # Every named model of every family: test_models_state.py.

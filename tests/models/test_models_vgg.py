@@ -28,6 +28,7 @@ def pixels(shape, seed=0):
     return np.random.default_rng(seed).uniform(-128, 128, shape).astype("float32")
 
 
+@pytest.mark.slow  # 133M-144M parameters each
 @builders_arithmetic
 @pytest.mark.parametrize(
     "name, expected, paper_millions",
@@ -175,7 +176,9 @@ def test_configurations_a_lrn_and_c_are_the_papers_table_1(name):
         assert [tuple(k.shape[:2]) for k in kernels] == [(1, 1)] * 3
 
 
-@pytest.mark.parametrize("depth, batch_norm", [(11, True), (19, False)])
+@pytest.mark.parametrize(
+    "depth, batch_norm", [(11, True), pytest.param(19, False, marks=pytest.mark.slow)]
+)
 def test_forward_at_the_smallest_size(depth, batch_norm):
     model = vgg.VGG(depth, batch_norm=batch_norm, input_shape=SMALL, classes=5)
     assert model.name == f"vgg{depth}{'_bn' if batch_norm else ''}"
