@@ -515,8 +515,8 @@ def examples(n):
 # on two CPU cores), so it runs fewer examples of the compute-heavy properties;
 # TensorFlow and PyTorch explore more configurations of the same properties.
 _JAX = keras.config.backend() == "jax"
-COMPUTE_EXAMPLES = examples(5 if _JAX else 10)
-SAVE_EXAMPLES = examples(2 if _JAX else 3)
+COMPUTE_EXAMPLES = examples(5 if _JAX else 20)
+SAVE_EXAMPLES = examples(2 if _JAX else 5)
 
 # The blocks: seconds an example on every backend (a compile a shape on JAX),
 # so their compute-heavy properties are left out of the quick tier, which
