@@ -79,6 +79,7 @@ DOT = bytes.fromhex(
 )
 
 
+@pytest.mark.slow
 def test_check_finds_each_defect(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()

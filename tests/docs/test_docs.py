@@ -81,14 +81,36 @@ TENSORFLOW_ONLY = pytest.mark.backends(
 )
 
 
+# Pages whose blocks train or build models for seconds (measured, on a
+# loaded machine: over ~5 s): left out of the quick tier, as is every page
+# with a `tensorflow only` block (full-size networks, exports).
+SLOW_PAGES = {
+    "augmentation.md",
+    "callbacks.md",
+    "getting-started.md",
+    "index.md",
+    "layers/pca_color_augmentation.md",
+    "models/alexnet.md",
+    "models/index.md",
+    "models/vgg.md",
+}
+
+
 def page_param(page):
     """The page as a parameter, marked with the backends it runs under."""
+    name = page.relative_to(DOCS).as_posix()
     markers = {marker for *_, marker in python_blocks(page.read_text())}
-    return pytest.param(
-        page,
-        id=page.relative_to(DOCS).as_posix(),
-        marks=TENSORFLOW_ONLY if "tensorflow only" in markers else INDEPENDENT,
-    )
+    tensorflow_only = "tensorflow only" in markers
+    marks = [TENSORFLOW_ONLY if tensorflow_only else INDEPENDENT]
+    if tensorflow_only or name in SLOW_PAGES:
+        marks.append(pytest.mark.slow)
+    return pytest.param(page, id=name, marks=marks)
+
+
+@pytest.mark.backend_independent(reason="the names of SLOW_PAGES")
+def test_slow_pages_exist():
+    names = {page.relative_to(DOCS).as_posix() for page in PAGES}
+    assert not SLOW_PAGES - names, SLOW_PAGES - names
 
 
 @pytest.mark.backend_independent(reason="files found on disk")
@@ -103,6 +125,7 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
         pytest.skip(f"{page}'s blocks do not run under {keras.backend.backend()}")
 
 
+@pytest.mark.slow
 @INDEPENDENT
 @pytest.mark.parametrize(
     "line, code, marker",

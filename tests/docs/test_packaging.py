@@ -13,6 +13,7 @@ pytestmark = pytest.mark.backend_independent(
 )
 
 
+@pytest.mark.slow
 def test_wheel_carries_license_notice_and_py_typed(tmp_path):
     subprocess.run(
         [

@@ -28,6 +28,7 @@ def without_forced_collections(monkeypatch):
     monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
 
 
+@pytest.mark.slow
 @pytest.mark.backend_independent(
     reason="the script's file and parameter counts; the builds' speed is the "
     "benchmark's, and the models are checked on each backend in tests/models"
@@ -95,6 +96,7 @@ SMOKE_COMPARISONS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.backends("torch", reason="torchvision in plain PyTorch")
 def test_native_smoke(tmp_path):
     output, table = tmp_path / "results.json", tmp_path / "table.md"
@@ -120,6 +122,7 @@ def test_smoke_runs_hold_every_section_but_deploy():
     assert sorted(sections) == sorted(expected), "a new section goes in SMOKE_RUNS"
 
 
+@pytest.mark.slow
 @pytest.mark.backends(
     "tensorflow",
     reason="graphs, growth's MACs and MirroredStrategy exist on TensorFlow "
@@ -176,6 +179,7 @@ def test_run_smoke(tmp_path, sections):
         assert [row["preset_macs"] for row in growth] == [385_814_752, 686_802_832]
 
 
+@pytest.mark.slow
 @pytest.mark.backends(
     "jax",
     "torch",

@@ -8,6 +8,7 @@ import pytest
 from benchmarks import deploy, run
 
 
+@pytest.mark.slow
 @pytest.mark.backends(
     "tensorflow",
     reason="LiteRT exports from TensorFlow only: the section's rows are there",

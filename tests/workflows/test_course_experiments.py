@@ -33,6 +33,7 @@ def png_size(path):
     return struct.unpack(">II", data[16:24])
 
 
+@pytest.mark.slow
 def test_smoke_runs_every_experiment_and_writes_plot_table_and_json(tmp_path):
     # One test for the whole smoke run: pytest-xdist could split tests sharing
     # a module-scoped fixture between workers and run it twice.
@@ -69,6 +70,7 @@ def test_smoke_runs_every_experiment_and_writes_plot_table_and_json(tmp_path):
     assert saved["results"] == results  # plain JSON types throughout
 
 
+@pytest.mark.slow
 def test_validation_is_held_out_training_data_and_the_test_split_is_used_once(
     monkeypatch,
 ):
@@ -126,6 +128,7 @@ def test_experiments_build_what_they_say(name, check):
     assert not check(baseline)
 
 
+@pytest.mark.slow
 def test_augment_shifts_training_images_only():
     config = {**course_experiments.BASELINE, "augment": True}
     model = course_experiments.build_model(config, (8, 8, 3), 10, mirror=False)
@@ -193,6 +196,7 @@ def test_missing_cifar10_files_are_named(tmp_path):
         datasets.load("cifar10", data_dir=folder)
 
 
+@pytest.mark.slow
 def test_only_selects_experiments_on_a_local_cifar10(tmp_path):
     folder = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
     output = tmp_path / "out"

@@ -51,6 +51,7 @@ def epochs_logged(logdir):
         return [int(row["epoch"]) for row in csv.DictReader(file)]
 
 
+@pytest.mark.slow
 def test_train_demo_learns_digits(tmp_path, capsys):
     # The default model and image size; the full demo (10 epochs) reaches ~99%.
     accuracy = train.main(["--epochs", "2", "--logdir", str(tmp_path)])
@@ -85,6 +86,7 @@ def test_train_demo_learns_digits(tmp_path, capsys):
     np.testing.assert_allclose(resumed, accuracy, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
     # The smallest model and images: each run compiles again (slow on JAX).
     args = ["--model", "cifar10_cnn", "--image-size", "8", "--logdir", str(tmp_path)]
@@ -126,6 +128,7 @@ def test_resume_continues_where_the_run_stopped(tmp_path, capsys):
     assert (tmp_path / "run.json").read_text() == settings
 
 
+@pytest.mark.slow
 def test_googlenet_aux_trains_and_resumes_with_the_callbacks(
     tmp_path, capsys, monkeypatch
 ):
@@ -293,6 +296,7 @@ def test_a_misspelled_model_gets_a_suggestion(capsys):
     assert "cifar_resnet20" not in err  # not the whole list
 
 
+@pytest.mark.slow
 def test_augment_and_ten_crops_report_their_effect(tmp_path, capsys):
     args = ["--model", "cifar10_cnn", "--image-size", "8", "--logdir", str(tmp_path)]
     accuracy = train.main([*args, "--epochs", "1", "--augment", "--tta", "ten_crop"])
@@ -330,6 +334,7 @@ def test_each_family_gets_its_papers_recipe(name, kind):
     assert _augment.recipe(family, False) is None
 
 
+@pytest.mark.slow
 def test_crop_recipes_take_larger_images_and_crop_them():
     (x, _), _, (x_test, _) = train.load("digits", 18, None, 0)  # 16 x 256 / 224
     layers = _augment.augmentation_layers("alexnet", 16, "digits", x[:64], 0)
@@ -347,6 +352,7 @@ def test_crop_recipes_take_larger_images_and_crop_them():
     assert _augment.tta_images(small, 16, "cifar").shape[1:3] == (20, 20)
 
 
+@pytest.mark.slow
 def test_weights_fine_tunes_from_a_converted_file(tmp_path, capsys, monkeypatch):
     from examples import convert_weights, datasets
     from tests.porting.torch_references import randomized, save_state_dict, torchvision
@@ -424,6 +430,7 @@ def test_resume_needs_a_run(tmp_path, capsys):
     assert not logdir.exists()
 
 
+@pytest.mark.slow
 def test_a_deleted_checkpoint_index_is_a_one_line_refusal(tmp_path):
     args = [*SMALLEST, "--epochs", "1", "--logdir", str(tmp_path)]
     train.main(args)
@@ -443,6 +450,7 @@ def test_a_deleted_checkpoint_index_is_a_one_line_refusal(tmp_path):
     assert sorted(path.name for path in checkpoints.iterdir()) == before
 
 
+@pytest.mark.slow
 def test_each_test_time_augmentation_keeps_its_result(tmp_path, capsys):
     args = [*SMALLEST, "--logdir", str(tmp_path)]
     train.main([*args, "--epochs", "1"])
@@ -489,6 +497,7 @@ HEAVY = ("keras", "keras_blocks", "tensorflow", "torch", "jax", "numpy")
 HEAVY += ("scipy", "sklearn", "matplotlib", "tensorboard", "h5py", "onnx")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--help"], ["--no-such-option"]])
 def test_every_command_answers_help_and_wrong_arguments_at_once(args):
     # Importing Keras takes seconds (about 22 with convert_weights' imports,

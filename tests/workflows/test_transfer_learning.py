@@ -34,6 +34,7 @@ def epochs_logged(logdir):
         return [int(row["epoch"]) for row in csv.DictReader(file)]
 
 
+@pytest.mark.slow
 def test_offline_with_a_random_backbone_says_so(tmp_path, capsys):
     # What a start that failed in its first `fit` leaves (its checkpoint
     # folder, empty once the lock is gone) is not a run: it is trained over.
@@ -94,6 +95,7 @@ def image_folder(tmp_path):
     return tmp_path / "images"
 
 
+@pytest.mark.slow
 def test_converted_weights_on_an_image_folder(tmp_path, image_folder, capsys):
     net = randomized(torchvision().models.resnet18())
     pth, _ = save_state_dict(net, tmp_path, "resnet18")
