@@ -312,6 +312,7 @@ def test_calibration_data_must_be_finite(bad, tmp_path):
 
 
 @litert_only
+@pytest.mark.slow  # two int8 conversions: 4 s on busy cores
 def test_calibration_data_as_fit_takes_it(tmp_path):
     # (x, y) arrays and a dataset of (x, y) batches, as for `fit`: the
     # labels are dropped. The int8 file is smaller than the float one would be.
@@ -355,6 +356,7 @@ def test_exact_gelu_exports_to_onnx(tmp_path):
 
 
 @exports_here
+@pytest.mark.slow  # each format's export and runtime: 4-6 s on busy cores
 def test_several_outputs_come_back_in_keras_order(tmp_path):
     # LiteRT's converter orders output tensors its own way (the first was
     # Keras' second here); ExportedModel returns them as `model(x)` does.
@@ -400,6 +402,7 @@ def uint8_images():
 
 
 @exports_here
+@pytest.mark.slow  # each format's export and runtime: 4-6 s on busy cores
 def test_a_uint8_input_runs_in_every_runtime(tmp_path):
     # ExportedModel turned every input into float32: ONNX Runtime refused it
     # ("Actual: (tensor(float)), expected: (tensor(uint8))"), though the file
