@@ -78,8 +78,7 @@ def backend_scope(item):
     """The backends `item` runs under: a tuple of names, "independent", or
     None (unmarked: every backend). Raises pytest.UsageError on a marker
     without a reason or with an unknown backend."""
-    scoped = item.get_closest_marker("backends")
-    independent = item.get_closest_marker("backend_independent")
+    scoped, independent = _closest(item, "backends", "backend_independent")
     for marker in filter(None, (scoped, independent)):
         if not marker.kwargs.get("reason"):
             raise pytest.UsageError(
@@ -104,6 +103,17 @@ def backend_scope(item):
     return scoped.args
 
 
+def _closest(item, *names):
+    """The closest marker of each name: a parameter's marks, where it has any
+    of `names`, replace its function's and module's (pytest puts a
+    function's own decorators before its parameter's marks)."""
+    callspec = getattr(item, "callspec", None)
+    marks = [m for m in getattr(callspec, "marks", ()) if m.name in names]
+    if marks:
+        return [next((m for m in marks if m.name == n), None) for n in names]
+    return [item.get_closest_marker(name) for name in names]
+
+
 def pytest_collection_modifyitems(config, items):
     backend = keras.config.backend()
     independent_pass = os.environ.get(INDEPENDENT_PASS)
@@ -115,7 +125,7 @@ def pytest_collection_modifyitems(config, items):
                 deselected.append(item)
                 continue
         elif scope is not None and backend not in scope:
-            reason = item.get_closest_marker("backends").kwargs["reason"]
+            reason = _closest(item, "backends")[0].kwargs["reason"]
             item.add_marker(
                 pytest.mark.skip(reason=f"under {' and '.join(scope)}: {reason}")
             )
