@@ -8,7 +8,7 @@ Each test declares the backends its claim depends on (tests/conftest.py); a
 backend-independent one runs in one pass only, the first of
 INDEPENDENT_PASS_ORDER that runs (PyTorch's pass is the fastest). Each
 backend's wall time, its counts per folder of tests/ and its 25 slowest tests
-go to build/test-times.md.
+go to build/test-times.md, and every test's time to build/test-times-BACKEND.xml.
 
 pytest runs as `python -m pytest` from the repository root, so that the tests
 import the reference models, benchmarks and tools as packages
@@ -114,10 +114,11 @@ def main(argv=None):
         for a in args.pytest_args
         if not a.startswith("-") and (ROOT / a.split("::")[0]).exists()
     ]
-    scratch = tempfile.TemporaryDirectory(prefix="keras_blocks_run_all_")
     jax_cache = tempfile.TemporaryDirectory(prefix="keras_blocks_jax_cache_")
     for backend in args.backends:
-        junit = Path(scratch.name) / f"{backend}.xml"
+        # Every test's time, kept beside the report for a closer look.
+        junit = args.times.with_name(f"test-times-{backend}.xml")
+        junit.parent.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "KERAS_BACKEND": backend,
@@ -179,7 +180,6 @@ def main(argv=None):
 
     jax_cache.cleanup()
     write_times(args.times, steps, reports, quick=args.quick)
-    scratch.cleanup()
     print("\nSummary")
     for step, seconds in steps:
         print(f"  {step:<10} [{seconds:.0f} s wall]")

@@ -382,9 +382,15 @@ def test_early_stopping_best_weights_resume(tmp_path, stopper_first):
     assert history.epoch == []
     assert_same_weights(straight, again)
     # The checkpoint holds the weights training reached, not the best ones:
-    # extending the run trains on from them.
-    extended, _, _ = run_with_best_weights(tmp_path / "b", 5, stopper_first)
-    reference, _, _ = run_with_best_weights(tmp_path / "c", 5, stopper_first)
+    # extending the run trains on from them. Both runs end on the epoch 0
+    # weights that EarlyStopping restores, so epoch 4's loss is what shows
+    # where training went on from.
+    extended, _, history = run_with_best_weights(tmp_path / "b", 5, stopper_first)
+    reference, _, reference_history = run_with_best_weights(
+        tmp_path / "c", 5, stopper_first
+    )
+    assert history.epoch == [4]
+    assert history.history["loss"] == reference_history.history["loss"][4:]
     assert_same_weights(reference, extended)
 
 
