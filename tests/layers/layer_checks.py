@@ -8,8 +8,21 @@ import json
 
 import keras
 import numpy as np
+import pytest
 
 MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
+
+# The layer tests whose result no backend enters (tests/conftest.py): Python
+# that runs before any backend op.
+ARGUMENT_CHECKS = pytest.mark.backend_independent(
+    reason="argument checks in __init__, before any backend op"
+)
+INPUT_SHAPE_CHECKS = pytest.mark.backend_independent(
+    reason="input-shape checks in build, in Python"
+)
+WEIGHT_SHAPES = pytest.mark.backend_independent(
+    reason="weight shapes and names from build; nothing computed"
+)
 
 
 def to_numpy(x):

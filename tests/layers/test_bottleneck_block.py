@@ -6,6 +6,9 @@ import pytest
 
 from keras_blocks.layers import BottleneckBlock
 from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    INPUT_SHAPE_CHECKS,
+    WEIGHT_SHAPES,
     assert_close_to_scale,
     check_layer,
     random_inputs,
@@ -192,9 +195,7 @@ def test_matches_plain_keras(kwargs):
         )
 
 
-@pytest.mark.backend_independent(
-    reason="weight shapes and names from build; nothing computed"
-)
+@WEIGHT_SHAPES
 def test_parameter_counts_match_torchvision():
     # torchvision resnet50.layer2[0] and resnext50_32x4d.layer2[0]; torchvision
     # counts trainable parameters (Keras also counts the BN moving statistics).
@@ -259,9 +260,7 @@ def test_drop_path_changes_training_outputs_only():
     )
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -316,7 +315,7 @@ def test_bad_args(kwargs, message):
         BottleneckBlock(**kwargs)
 
 
-@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
+@INPUT_SHAPE_CHECKS
 @pytest.mark.parametrize(
     "kwargs, input_shape, message",
     [

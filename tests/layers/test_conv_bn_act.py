@@ -9,6 +9,8 @@ import pytest
 
 from keras_blocks.layers import ConvBNAct
 from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    INPUT_SHAPE_CHECKS,
     check_layer,
     random_inputs,
     run_reference,
@@ -199,9 +201,7 @@ def test_no_activation_is_linear():
     )
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -272,7 +272,7 @@ def test_bad_args(kwargs, message):
         ConvBNAct(**kwargs)
 
 
-@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
+@INPUT_SHAPE_CHECKS
 @pytest.mark.parametrize(
     "kwargs, shape, message",
     [

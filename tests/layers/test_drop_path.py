@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 
 from keras_blocks.layers import DropPath
-from tests.layers.layer_checks import check_layer, random_inputs, to_numpy
+from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    check_layer,
+    random_inputs,
+    to_numpy,
+)
 
 
 @pytest.mark.slow
@@ -64,9 +69,7 @@ def test_drops_inside_a_model_in_training_only():
     np.testing.assert_array_equal(to_numpy(model(x, training=False)), x)
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [

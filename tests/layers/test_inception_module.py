@@ -6,6 +6,9 @@ import pytest
 
 from keras_blocks.layers import InceptionModule
 from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    INPUT_SHAPE_CHECKS,
+    WEIGHT_SHAPES,
     check_layer,
     random_inputs,
     run_reference,
@@ -122,9 +125,7 @@ def test_googlenet_channels():
     assert inception_3b.compute_output_shape((None, 28, 28, 256)) == (None, 28, 28, 480)
 
 
-@pytest.mark.backend_independent(
-    reason="weight shapes and names from build; nothing computed"
-)
+@WEIGHT_SHAPES
 def test_paper_parameter_count_without_batch_norm():
     # GoogLeNet's inception (3a) as in the 2014 paper: conv weights and biases.
     module = InceptionModule(64, 96, 128, 16, 32, 32, batch_norm=False)
@@ -141,9 +142,7 @@ def test_paper_parameter_count_without_batch_norm():
     assert module.count_params() == expected == 163_696
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "args, kwargs, message",
     [
@@ -196,7 +195,7 @@ def test_bad_args(args, kwargs, message):
         InceptionModule(*args, **kwargs)
 
 
-@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
+@INPUT_SHAPE_CHECKS
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=re.escape("Expected a 4D tensor")):
         InceptionModule(*SMALL).build((None, 28, 28))

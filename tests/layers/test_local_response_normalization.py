@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 
 from keras_blocks.layers import LocalResponseNormalization, local_response_normalization
-from tests.layers.layer_checks import check_layer, random_inputs, to_numpy
+from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    INPUT_SHAPE_CHECKS,
+    check_layer,
+    random_inputs,
+    to_numpy,
+)
 
 tf = pytest.importorskip("tensorflow")  # The reference op.
 
@@ -98,9 +104,7 @@ def test_gradient_matches_tensorflow_op(band_max, monkeypatch):
     )
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -135,7 +139,7 @@ def test_bad_args(kwargs, message):
         LocalResponseNormalization(**kwargs)
 
 
-@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
+@INPUT_SHAPE_CHECKS
 @pytest.mark.parametrize(
     "shape, message",
     [

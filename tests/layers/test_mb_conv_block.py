@@ -7,6 +7,8 @@ from keras import layers
 
 from keras_blocks.layers import MBConvBlock
 from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    WEIGHT_SHAPES,
     check_layer,
     random_inputs,
     run_reference,
@@ -211,9 +213,7 @@ def test_non_square_kernel():
     assert tuple(block.depthwise.kernel.shape[:2]) == (1, 3)
 
 
-@pytest.mark.backend_independent(
-    reason="weight shapes and names from build; nothing computed"
-)
+@WEIGHT_SHAPES
 def test_weight_order_and_squeeze_width():
     block = MBConvBlock(24, kernel_size=5, strides=2, expand_ratio=6)
     block.build((None, 8, 8, 16))
@@ -272,9 +272,7 @@ def test_stochastic_depth_drops_whole_branch():
     assert not np.allclose(y[~same], x[~same])
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [

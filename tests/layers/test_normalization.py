@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 
 from keras_blocks.layers import Normalization
-from tests.layers.layer_checks import check_layer, random_inputs, to_numpy
+from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    check_layer,
+    random_inputs,
+    to_numpy,
+)
 
 STATISTICS = [np.array([0.5, -1.0, 2.0]), np.array([4.0, 0.25, 1.0]), np.array(0)]
 
@@ -65,9 +70,7 @@ def test_file_saved_under_the_old_module_loads(tmp_path):
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), rtol=1e-6)
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [

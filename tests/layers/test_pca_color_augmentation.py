@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_blocks.layers import PCAColorAugmentation
-from tests.layers.layer_checks import check_layer, to_numpy
+from tests.layers.layer_checks import ARGUMENT_CHECKS, check_layer, to_numpy
 
 try:
     import tensorflow as tf
@@ -382,9 +382,7 @@ def test_trains_inside_a_sequential_model_with_keras_flip_and_crop():
 # Errors.
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -37,7 +37,7 @@ from tests.children.frozen_checks import (
     settings_of,
     sublayers,
 )
-from tests.layers.layer_checks import random_inputs, to_numpy
+from tests.layers.layer_checks import ARGUMENT_CHECKS, random_inputs, to_numpy
 from tests.layers.state_checks import (
     assert_checkpoint_holds_every_variable,
     correlated_pairs,
@@ -756,9 +756,7 @@ def test_a_frozen_backbone_survives_a_keras_file(tmp_path):
     )
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=examples(40))
 @given(data=st.data())

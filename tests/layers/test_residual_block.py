@@ -5,6 +5,9 @@ import pytest
 
 from keras_blocks.layers import ResidualBlock
 from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    INPUT_SHAPE_CHECKS,
+    WEIGHT_SHAPES,
     check_layer,
     random_inputs,
     run_reference,
@@ -124,9 +127,7 @@ def test_weight_order_is_functional_order():
     ]
 
 
-@pytest.mark.backend_independent(
-    reason="weight shapes and names from build; nothing computed"
-)
+@WEIGHT_SHAPES
 def test_parameter_count_matches_torchvision():
     # torchvision resnet18.layer2[0]: 230,144 trainable parameters.
     block = ResidualBlock(128, strides=2)
@@ -165,9 +166,7 @@ def test_zero_init_last_bn():
     np.testing.assert_array_equal(to_numpy(v2(x)), x)  # identity at start
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -222,7 +221,7 @@ def test_bad_args(kwargs, message):
         ResidualBlock(**kwargs)
 
 
-@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
+@INPUT_SHAPE_CHECKS
 @pytest.mark.parametrize(
     "kwargs, input_shape, message",
     [

@@ -6,6 +6,8 @@ import pytest
 
 from keras_blocks.layers import SqueezeExcite
 from tests.layers.layer_checks import (
+    ARGUMENT_CHECKS,
+    INPUT_SHAPE_CHECKS,
     check_layer,
     random_inputs,
     run_reference,
@@ -75,9 +77,7 @@ def test_gate_only_shrinks():
     assert (np.sign(y) == np.sign(x))[x != 0].all()
 
 
-@pytest.mark.backend_independent(
-    reason="argument checks in __init__, before any backend op"
-)
+@ARGUMENT_CHECKS
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -109,7 +109,7 @@ def test_bad_args(kwargs, message):
         SqueezeExcite(**kwargs)
 
 
-@pytest.mark.backend_independent(reason="input-shape checks in build, in Python")
+@INPUT_SHAPE_CHECKS
 def test_bad_input_shape():
     with pytest.raises(ValueError, match=re.escape("Expected a 4D tensor")):
         SqueezeExcite().build((None, 16))
