@@ -21,8 +21,10 @@ with why:
   pass that runs it in KERAS_BLOCKS_INDEPENDENT_PASS, and the others
   deselect it.
 
-`slow` marks what the quick tier (`python -m tools.run_all --quick`) leaves
-out; CI runs everything.
+`slow` marks what the quick tier (`python -m tools.run_all --quick`, which
+sets KERAS_BLOCKS_QUICK) leaves out; CI runs everything. `slow("jax")` is
+slow under the backends it names only (JAX compiles each new computation:
+a model that takes a second under PyTorch can take thirty under JAX).
 """
 
 import os
@@ -35,6 +37,7 @@ import pytest
 
 BACKENDS = ("tensorflow", "jax", "torch")
 INDEPENDENT_PASS = "KERAS_BLOCKS_INDEPENDENT_PASS"
+QUICK = "KERAS_BLOCKS_QUICK"
 
 _COMMON = dict(
     deadline=None,
@@ -71,7 +74,11 @@ def pytest_configure(config):
         "backend_independent(reason): the test's result is the same under any "
         "backend; tools/run_all.py runs it in one pass",
     )
-    config.addinivalue_line("markers", "slow: left out of the quick tier; CI runs it")
+    config.addinivalue_line(
+        "markers",
+        "slow(*names): left out of the quick tier (under the backends named, "
+        "or all); CI runs it",
+    )
 
 
 def backend_scope(item):
@@ -114,12 +121,30 @@ def _closest(item, *names):
     return [item.get_closest_marker(name) for name in names]
 
 
+def is_slow(item, backend):
+    """Whether the quick tier leaves `item` out under `backend`."""
+    (marker,) = _closest(item, "slow")
+    if marker is None:
+        return False
+    unknown = [name for name in marker.args if name not in BACKENDS]
+    if unknown:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.slow{marker.args}: expected none or "
+            f"some of {BACKENDS}"
+        )
+    return not marker.args or backend in marker.args
+
+
 def pytest_collection_modifyitems(config, items):
     backend = keras.config.backend()
     independent_pass = os.environ.get(INDEPENDENT_PASS)
+    quick = bool(os.environ.get(QUICK))
     kept, deselected = [], []
     for item in items:
         scope = backend_scope(item)
+        if is_slow(item, backend) and quick:
+            deselected.append(item)
+            continue
         if scope == "independent":
             if independent_pass and independent_pass != backend:
                 deselected.append(item)

@@ -17,13 +17,17 @@ OTHER = "jax" if BACKEND != "jax" else "torch"
 def run(pytester, monkeypatch):
     pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
 
-    def run(source, independent_pass=None):
+    def run(source, independent_pass=None, quick=False, args=()):
         if independent_pass:
             monkeypatch.setenv("KERAS_BLOCKS_INDEPENDENT_PASS", independent_pass)
         else:
             monkeypatch.delenv("KERAS_BLOCKS_INDEPENDENT_PASS", raising=False)
+        if quick:
+            monkeypatch.setenv("KERAS_BLOCKS_QUICK", "1")
+        else:
+            monkeypatch.delenv("KERAS_BLOCKS_QUICK", raising=False)
         pytester.makepyfile(test_scoped=source)
-        return pytester.runpytest_inprocess("-rs", "-p", "no:cacheprovider")
+        return pytester.runpytest_inprocess("-rs", "-p", "no:cacheprovider", *args)
 
     return run
 
@@ -81,6 +85,7 @@ def test_independent_tests_run_in_the_pass_named_for_them(run):
         ('backend_independent(reason="")', "needs a reason="),
         ('backends("tf", reason="r")', "expected one or more of"),
         ('backends(reason="r")', "expected one or more of"),
+        ('slow("tf")', "expected none or some of"),
     ],
 )
 def test_a_wrong_marker_stops_the_run_naming_the_test(run, marker, message):
@@ -98,3 +103,41 @@ def test_both_markers_are_refused(run):
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*test_x: both*keep one*"])
+
+
+SLOW = f"""
+import pytest
+
+def test_fast():
+    pass
+
+@pytest.mark.slow
+def test_slow_everywhere():
+    pass
+
+@pytest.mark.slow({BACKEND!r})
+def test_slow_here():
+    pass
+
+@pytest.mark.slow({OTHER!r})
+def test_slow_elsewhere():
+    pass
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [
+    "function",
+    pytest.param("fast_here", marks=pytest.mark.slow({OTHER!r})),
+])
+def test_parameters(case):
+    pass
+"""
+
+
+def test_the_quick_tier_leaves_out_what_is_slow_under_its_backend(run):
+    run(SLOW).assert_outcomes(passed=6)
+    result = run(SLOW, quick=True, args=["-v"])
+    result.assert_outcomes(passed=3, deselected=3)
+    passed = [
+        line.split("::")[1].split()[0] for line in result.outlines if "PASSED" in line
+    ]
+    assert passed == ["test_fast", "test_slow_elsewhere", "test_parameters[fast_here]"]

@@ -124,7 +124,12 @@ def main(argv=None):
             **os.environ,
             "KERAS_BACKEND": backend,
             "KERAS_BLOCKS_INDEPENDENT_PASS": independent_pass,
-            **({"HYPOTHESIS_PROFILE": "quick"} if args.quick else {}),
+            # The quick tier: no `slow` test (tests/conftest.py), fewer examples.
+            **(
+                {"KERAS_BLOCKS_QUICK": "1", "HYPOTHESIS_PROFILE": "quick"}
+                if args.quick
+                else {}
+            ),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "OMP_NUM_THREADS": threads,
             "TF_NUM_INTRAOP_THREADS": threads,
@@ -166,7 +171,6 @@ def main(argv=None):
                 # The slowest tests in every CI report: where time goes.
                 "--durations=25",
                 f"--junitxml={junit}",
-                *(["-m", "not slow"] if args.quick else []),
                 *([] if paths else ["keras_blocks", "tests"]),
                 *args.pytest_args,
             ],
