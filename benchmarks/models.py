@@ -24,7 +24,7 @@ def measure(args):
                 lambda run=run, model=ours: run(model),
                 lambda run=run, model=reference: run(model),
                 repeats=args.repeats,
-                warmup=2,
+                warmup=1 if args.smoke else 2,  # the first call traces
             )
             rows.append(
                 {

@@ -17,7 +17,7 @@ the 3x3, "v1.5": the same convolutions as torchvision's), and
 `keras_blocks.efficientnet.EfficientNetB0` (keras.applications'
 architecture, which also rescales and normalizes its input in the model;
 torchvision's leaves that to the data pipeline). On other backends the
-section measures nothing. `--smoke`: ResNet-50 only.
+section measures nothing. `--smoke`: ResNet-50 only, one warm-up call.
 """
 
 import sys
@@ -70,6 +70,7 @@ def measure(args):
     y_torch = torch.from_numpy(labels).to(device)
     rows = []
     models_measured = {"ResNet50": MODELS["ResNet50"]} if args.smoke else MODELS
+    warmup = 1 if args.smoke else 2
     for name, (build_ours, constructor) in models_measured.items():
         torch.manual_seed(0)
         theirs = getattr(models, constructor)().to(device)
@@ -110,7 +111,7 @@ def measure(args):
                 ),
             ):
                 result = _harness.compare(
-                    run_ours, run_theirs, repeats=args.repeats, warmup=2
+                    run_ours, run_theirs, repeats=args.repeats, warmup=warmup
                 )
                 rows.append(
                     {

@@ -123,7 +123,14 @@ def parse_args(argv):
         "--note",
         help="said with the sections this run measures, e.g. 'a shared machine'",
     )
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repeat")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, 1 repeat: batches of 2 32x32 images, one warm-up "
+        "call in models and native (ResNet50 only); build's EfficientNetB0 and "
+        "ResNet50 built once each; callbacks', distribute's and deploy's CIFAR "
+        "ResNet-8 on 8x8 images; growth's phi 0 and 1",
+    )
     parser.add_argument(
         "--render",
         action="store_true",

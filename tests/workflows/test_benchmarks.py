@@ -1,6 +1,5 @@
 """The benchmark scripts run (one short repeat); their figures come from full runs."""
 
-import gc
 import json
 
 import keras
@@ -9,23 +8,6 @@ import pytest
 
 from benchmarks import _harness, _pairs, efficientnet_build, lrn, run
 from keras_blocks.layers import LocalResponseNormalization
-
-
-@pytest.fixture
-def without_forced_collections(monkeypatch):
-    """`gc.collect()` made a no-op for a smoke run.
-
-    The harness collects garbage before every timed call, and Keras'
-    `clear_session` before every build, so that a full benchmark's timings
-    hold no collection. Each forced collection walks the whole heap, which
-    TensorFlow's traced graphs (a ResNet50 training step keeps ~170,000
-    objects alive after `clear_session`) and the tests before this one in
-    its pytest worker had grown to over a million objects: 1-5 s a
-    collection, ~45% of a smoke run under TensorFlow (py-spy, outside
-    pytest). A smoke run checks that every section runs and what its rows
-    hold, not its timings; the automatic collections still run.
-    """
-    monkeypatch.setattr(gc, "collect", lambda generation=2: 0)
 
 
 @pytest.mark.slow
@@ -98,6 +80,7 @@ SMOKE_COMPARISONS = {
 
 @pytest.mark.slow
 @pytest.mark.backends("torch", reason="torchvision in plain PyTorch")
+@pytest.mark.usefixtures("without_forced_collections")
 def test_native_smoke(tmp_path):
     output, table = tmp_path / "results.json", tmp_path / "table.md"
     options = ["--smoke", "--output", str(output), "--markdown", str(table)]
@@ -129,7 +112,12 @@ def test_smoke_runs_hold_every_section_but_deploy():
     "only; the whole smoke run goes there once (test_lrn_functions covers each "
     "backend)",
 )
-@pytest.mark.usefixtures("without_forced_collections", "pairs_built_once")
+@pytest.mark.usefixtures(
+    "without_forced_collections",
+    "optimizers_built_at_compile",
+    "without_graph_optimizations",
+    "pairs_built_once",
+)
 @pytest.mark.parametrize("sections", SMOKE_RUNS, ids="-".join)
 def test_run_smoke(tmp_path, sections):
     output, table = tmp_path / "results.json", tmp_path / "table.md"

@@ -13,6 +13,7 @@ from benchmarks import deploy, run
     "tensorflow",
     reason="LiteRT exports from TensorFlow only: the section's rows are there",
 )
+@pytest.mark.usefixtures("without_forced_collections")
 def test_deploy_smoke(tmp_path):
     """Every runtime against Keras for each batch, timed in one loop: the
     same Keras times in the rows of a batch, each ratio its times' ratio,

@@ -34,6 +34,7 @@ def png_size(path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("without_forced_collections")
 def test_smoke_runs_every_experiment_and_writes_plot_table_and_json(tmp_path):
     # One test for the whole smoke run: pytest-xdist could split tests sharing
     # a module-scoped fixture between workers and run it twice.
@@ -197,6 +198,7 @@ def test_missing_cifar10_files_are_named(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("without_forced_collections")
 def test_only_selects_experiments_on_a_local_cifar10(tmp_path):
     folder = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
     output = tmp_path / "out"
