@@ -145,6 +145,20 @@ def check_mixed_precision(cls, kwargs, x, policy):
         assert weight.dtype == "float32"
 
 
+def assert_matches_reference(layer, reference, x, atol, rtol):
+    """`layer` computes what the plain-Keras `reference` (holding the same
+    weights) computes on `x`: at inference, then in training (which moves
+    both models' BN statistics alike)."""
+    for training in (False, True):
+        np.testing.assert_allclose(
+            to_numpy(layer(x, training=training)),
+            run_reference(reference, x, training=training),
+            atol=atol,
+            rtol=rtol,
+            err_msg=f"training={training}",
+        )
+
+
 def run_reference(model, x, training=False):
     """Runs a plain-Keras reference model and returns NumPy.
 

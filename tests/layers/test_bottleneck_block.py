@@ -10,6 +10,7 @@ from tests.layers.layer_checks import (
     INPUT_SHAPE_CHECKS,
     WEIGHT_SHAPES,
     assert_close_to_scale,
+    assert_matches_reference,
     check_layer,
     random_inputs,
     run_reference,
@@ -52,18 +53,9 @@ from tests.layers.residual_reference import (
             (2, 8, 8, 16),
             (2, 4, 4, 16),
         ),
-        # ResNet-D shortcut, SE and stochastic depth together.
-        (
-            dict(
-                filters=2,
-                strides=2,
-                shortcut="avg_pool",
-                se_ratio=0.25,
-                drop_path_rate=0.2,
-            ),
-            (2, 5, 5, 4),
-            (2, 3, 3, 8),
-        ),
+        # The ResNet-D shortcut, SE and stochastic depth are the residual
+        # base's, which ResidualBlock shares: test_residual_block.py's
+        # test_layer checks them together (strides=3, shortcut="avg_pool").
     ],
 )
 def test_layer(kwargs, input_shape, output_shape, tmp_path):
@@ -185,14 +177,9 @@ def test_matches_plain_keras(kwargs):
     randomize_weights(reference)
     block.build(input_shape)
     transfer_by_name(reference, block)
-    x = random_inputs(input_shape)
-    for training in (False, True):
-        np.testing.assert_allclose(
-            to_numpy(block(x, training=training)),
-            run_reference(reference, x, training=training),
-            atol=2e-5,
-            rtol=1e-4,
-        )
+    assert_matches_reference(
+        block, reference, random_inputs(input_shape), atol=2e-5, rtol=1e-4
+    )
 
 
 @WEIGHT_SHAPES
@@ -208,6 +195,7 @@ def test_parameter_counts_match_torchvision():
         assert count == trainable
 
 
+@WEIGHT_SHAPES
 def test_use_bias_rules():
     def biased(block):
         return sorted(

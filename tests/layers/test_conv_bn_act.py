@@ -1,7 +1,4 @@
-import os
 import re
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -11,6 +8,7 @@ from keras_blocks.layers import ConvBNAct
 from tests.layers.layer_checks import (
     ARGUMENT_CHECKS,
     INPUT_SHAPE_CHECKS,
+    WEIGHT_SHAPES,
     check_layer,
     random_inputs,
     run_reference,
@@ -163,6 +161,7 @@ def test_symmetric_padding_differs_from_same_on_strided_even_inputs():
     assert not np.allclose(to_numpy(same(x)), to_numpy(symmetric(x)))
 
 
+@WEIGHT_SHAPES
 @pytest.mark.parametrize(
     "kernel_size, expected",
     [(3, (3, 3)), ([3, 1], (3, 1)), ((np.int64(1), 3), (1, 3))],
@@ -180,6 +179,7 @@ def test_kernel_size_is_stored_as_keras_conv2d_stores_it(kernel_size, expected):
     assert tuple(unit.conv.kernel.shape) == (*expected, 2, 4)
 
 
+@WEIGHT_SHAPES
 def test_bias_only_without_batch_norm():
     def weight_names(unit):
         unit.build((None, 5, 5, 3))
@@ -312,48 +312,3 @@ def test_bad_args(kwargs, message):
 def test_bad_input_shapes(kwargs, shape, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ConvBNAct(**kwargs).build(shape)
-
-
-# Run in a fresh process: TensorFlow reads TF_ENABLE_ONEDNN_OPTS when imported.
-# Without oneDNN (its default off x86 Linux), TensorFlow's CPU kernels have no
-# NCHW convolution. A GPU is simulated: TensorFlow is told it has one.
-CPU_SCOPE_ON_A_GPU_MACHINE = """
-import numpy as np
-import tensorflow as tf
-
-gpu = tf.config.LogicalDevice("/job:localhost/replica:0/task:0/device:GPU:0", "GPU")
-real = tf.config.list_logical_devices
-tf.config.list_logical_devices = lambda kind=None: (
-    [gpu] if kind == "GPU" else real(kind)
-)
-from keras_blocks.layers import ConvBNAct
-
-x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype("float32")
-first = ConvBNAct(4, 3, data_format="channels_first")
-last = ConvBNAct(4, 3, data_format="channels_last")
-with tf.device("/CPU:0"):
-    y = first(x).numpy()
-    last.build((2, 8, 8, 3))
-    last.set_weights(first.get_weights())
-    expected = last(np.transpose(x, (0, 2, 3, 1))).numpy()
-np.testing.assert_allclose(y, np.transpose(expected, (0, 3, 1, 2)), atol=1e-5)
-print("EQUAL")
-"""
-
-
-@pytest.mark.slow
-@pytest.mark.backends("tensorflow", reason="TensorFlow's CPU kernels")
-def test_channels_first_under_a_cpu_scope_on_a_machine_with_a_gpu():
-    # On a machine with a GPU, a call placed on the CPU must still take the
-    # NHWC path: the decision is made per call, not once from whether a GPU
-    # exists.
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run(
-        [sys.executable, "-c", CPU_SCOPE_ON_A_GPU_MACHINE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,  # generous: 80-95 s on a loaded two-core machine
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "EQUAL" in result.stdout

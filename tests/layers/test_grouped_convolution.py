@@ -9,7 +9,14 @@ machine would pick; the grouped route is forced only where the machine runs
 it (see `machine.py`). Processes with oneDNN turned off and on check the
 predicate on both kinds of machine: the per-group route is taken where a
 single grouped convolution cannot train, the grouped one where it can.
+
+The process without oneDNN is started once (TensorFlow takes 10-15 s to
+import) for the three checks that need one: the route predicate, a
+SavedModel exported here, and `channels_first` under a CPU scope on a
+machine with a GPU.
 """
+
+import importlib.util
 
 import keras
 import numpy as np
@@ -139,12 +146,15 @@ print("TRAINED")
 
 @pytest.mark.slow
 @pytest.mark.parametrize("onednn", (False, True), ids=("without_onednn", "onednn"))
-def test_the_route_predicate_on_machines_with_and_without_onednn(onednn):
+def test_the_route_predicate_on_machines_with_and_without_onednn(onednn, request):
     # A process with TensorFlow's oneDNN CPU kernels off (Eigen's, as on an
     # AMD EPYC or any build without oneDNN) or on (Intel's default): the
     # predicate picks one grouped convolution exactly where one trains, and
     # the layer trains on its choice in full and mixed precision.
-    output = run_tensorflow(ROUTE_PREDICATE, onednn=onednn)
+    if onednn:
+        output = run_tensorflow(ROUTE_PREDICATE, onednn=True)
+    else:
+        output = _part(request.getfixturevalue("without_onednn"), "route_predicate")
     assert "TRAINED" in output
     if onednn and "ONEDNN True" not in output:
         pytest.skip("this TensorFlow build has no oneDNN to turn on")
@@ -164,13 +174,86 @@ print("DIFFERENCE", np.abs(ExportedModel(sys.argv[3])(x) - expected).max())
 """
 
 
+# Run in the process without oneDNN, before anything else there: TensorFlow's
+# CPU kernels have no NCHW convolution without oneDNN (its default off x86
+# Linux). A GPU is simulated: TensorFlow is told it has one (until the end of
+# this part).
+CPU_SCOPE_ON_A_GPU_MACHINE = """
+import numpy as np
+import tensorflow as tf
+
+gpu = tf.config.LogicalDevice("/job:localhost/replica:0/task:0/device:GPU:0", "GPU")
+real = tf.config.list_logical_devices
+tf.config.list_logical_devices = lambda kind=None: (
+    [gpu] if kind == "GPU" else real(kind)
+)
+try:
+    from keras_blocks.layers import ConvBNAct
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype("float32")
+    first = ConvBNAct(4, 3, data_format="channels_first")
+    last = ConvBNAct(4, 3, data_format="channels_last")
+    with tf.device("/CPU:0"):
+        y = first(x).numpy()
+        last.build((2, 8, 8, 3))
+        last.set_weights(first.get_weights())
+        expected = last(np.transpose(x, (0, 2, 3, 1))).numpy()
+    np.testing.assert_allclose(y, np.transpose(expected, (0, 3, 1, 2)), atol=1e-5)
+    print("EQUAL")
+finally:
+    tf.config.list_logical_devices = real
+"""
+
+# Each part in turn in one process, in a namespace of its own; a part that
+# raises is reported, and the next runs.
+RUN_PARTS = """
+import sys, traceback
+for name, code in PARTS:
+    print("@@ PART", name, flush=True)
+    try:
+        exec(compile(code, name, "exec"), {"__name__": "__main__"})
+    except BaseException:
+        traceback.print_exc(file=sys.stdout)
+        print("FAILED", flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def without_onednn(tmp_path_factory):
+    """The output of each part run in one process with oneDNN off: the
+    CPU-scope check first (in a process where no layer has run yet, so that
+    nothing decided earlier can pass it), a SavedModel exported here (with the
+    export extra), and the route predicate."""
+    parts, args = {"cpu_scope": CPU_SCOPE_ON_A_GPU_MACHINE}, []
+    if importlib.util.find_spec("onnxruntime"):  # the export extra
+        args = _export_grouped_saved_model(tmp_path_factory.mktemp("saved_model"))
+        parts["saved_model"] = LOAD_WITHOUT_ONEDNN
+    parts["route_predicate"] = ROUTE_PREDICATE
+    code = f"PARTS = {list(parts.items())!r}\n{RUN_PARTS}"
+    output = run_tensorflow(code, *args, onednn=False)
+    return {
+        section.split("\n", 1)[0]: section.split("\n", 1)[1]
+        for section in output.split("@@ PART ")[1:]
+    }
+
+
+def _part(outputs, name):
+    output = outputs[name]
+    assert "FAILED" not in output.splitlines()[-1:], output[-3000:]
+    return output
+
+
 @pytest.mark.slow
-def test_a_saved_model_runs_on_tensorflow_without_onednn(tmp_path):
-    # Exported here (oneDNN runs one grouped convolution), served where
-    # TensorFlow has no grouped CPU kernels: export_model traces one
-    # convolution per group for SavedModels, so the file runs there too. A
-    # grouped convolution with a bias and ReLU, which TensorFlow fuses.
-    pytest.importorskip("onnxruntime")  # the export extra
+def test_channels_first_under_a_cpu_scope_on_a_machine_with_a_gpu(without_onednn):
+    # On a machine with a GPU, a call placed on the CPU must still take the
+    # NHWC path: the decision is made per call, not once from whether a GPU
+    # exists.
+    assert "EQUAL" in _part(without_onednn, "cpu_scope")
+
+
+def _export_grouped_saved_model(folder):
+    """A grouped convolution with a bias and ReLU, which TensorFlow fuses,
+    exported as a SavedModel: (its input, its Keras output, its path)."""
     from keras_blocks.deploy import export_model
     from keras_blocks.layers import ConvBNAct
 
@@ -178,15 +261,18 @@ def test_a_saved_model_runs_on_tensorflow_without_onednn(tmp_path):
     unit = ConvBNAct(8, 3, groups=2, batch_norm=False, activation="relu")
     model = keras.Model(inputs, unit(inputs))
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "expected.npy", keras.ops.convert_to_numpy(model(x)))
-    path = export_model(model, tmp_path / "model", "tf_saved_model")
-    output = run_tensorflow(
-        LOAD_WITHOUT_ONEDNN,
-        tmp_path / "x.npy",
-        tmp_path / "expected.npy",
-        path,
-        onednn=False,
-    )
+    np.save(folder / "x.npy", x)
+    np.save(folder / "expected.npy", keras.ops.convert_to_numpy(model(x)))
+    path = export_model(model, folder / "model", "tf_saved_model")
+    return folder / "x.npy", folder / "expected.npy", path
+
+
+@pytest.mark.slow
+def test_a_saved_model_runs_on_tensorflow_without_onednn(request):
+    # Exported here (oneDNN runs one grouped convolution), served where
+    # TensorFlow has no grouped CPU kernels: export_model traces one
+    # convolution per group for SavedModels, so the file runs there too.
+    pytest.importorskip("onnxruntime")  # the export extra
+    output = _part(request.getfixturevalue("without_onednn"), "saved_model")
     difference = float(output.split("DIFFERENCE")[1])
     assert difference < 1e-5

@@ -569,6 +569,10 @@ def configurations(draw, spec):
     return (kwargs, *shapes)
 
 
+# Integer image dtypes and the values drawn for each.
+INTEGER_IMAGES = {"uint8": (0, 256), "int32": (-5, 6), "bool": (0, 2)}
+
+
 def built(spec, kwargs, input_shape):
     """A functional model around one layer."""
     inputs = keras.Input(input_shape[1:])
@@ -578,46 +582,48 @@ def built(spec, kwargs, input_shape):
 @pytest.mark.parametrize("name", by_cost(NAMES))
 @settings(max_examples=COMPUTE_EXAMPLES)
 @given(data=st.data())
-def test_output_shape_and_finite(name, data):
+def test_outputs_initial_weights_and_integer_images(name, data):
+    # Three properties of one layer, built by its first call, checked on each
+    # example: under JAX an example compiles every operation of the layer
+    # anew, and the initial weights and the integer images (a cast, then the
+    # same operations on the same shape) then cost no compile of their own.
     spec = REGISTRY[name]
     kwargs, input_shape, expected = data.draw(configurations(spec))
     layer = spec.cls(**kwargs)
     assert tuple(layer.compute_output_shape(input_shape)) == expected
-    x = random_inputs(input_shape, seed=data.draw(st.integers(0, 2**16)))
+    seed = data.draw(st.integers(0, 2**16))
+    x = random_inputs(input_shape, seed=seed)
     for training in (False, True):
         y = to_numpy(layer(x, training=training))
         assert y.shape == expected
         assert np.isfinite(y).all()
+        if not training:
+            # Sublayers start from weights of their own (checked before a
+            # training call moves the BN statistics).
+            assert correlated_pairs(layer.weights) == []
     # The symbolic path agrees, with an unknown batch size.
     symbolic = layer(keras.Input(input_shape[1:]))
     assert tuple(symbolic.shape) == (None, *expected[1:])
 
-
-@pytest.mark.parametrize("dtype", ["uint8", "int32", "bool"])
-@pytest.mark.parametrize("name", by_cost(NAMES))
-@settings(max_examples=examples(2))
-@given(data=st.data())
-def test_integer_images_are_cast_to_the_compute_dtype(name, dtype, data):
     # Decoded images are uint8: every layer computes on them as on the same
     # values in floats, as Keras' Dense, BatchNormalization and preprocessing
     # layers do on every backend (Keras' Conv2D casts them on JAX only, and
     # fails on TensorFlow and PyTorch).
-    spec = REGISTRY[name]
-    kwargs, input_shape, _ = data.draw(configurations(spec))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-    low, high = {"uint8": (0, 256), "int32": (-5, 6), "bool": (0, 2)}[dtype]
-    x = rng.integers(low, high, input_shape).astype(dtype)
-    layer = spec.cls(**kwargs)
-    expected = to_numpy(layer(x.astype("float32"), training=False))
-    for training in (False, True):
-        y = layer(x, training=training)
-        assert keras.backend.standardize_dtype(y.dtype) == layer.compute_dtype
-        if not training:
-            scale = max(1.0, float(np.abs(expected).max()))
-            np.testing.assert_allclose(to_numpy(y), expected, atol=1e-6 * scale)
-        assert np.isfinite(to_numpy(y)).all()
-    symbolic = layer(keras.Input(input_shape[1:], dtype=dtype))
-    assert keras.backend.standardize_dtype(symbolic.dtype) == layer.compute_dtype
+    rng = np.random.default_rng(seed)
+    for dtype, (low, high) in INTEGER_IMAGES.items():
+        x = rng.integers(low, high, input_shape).astype(dtype)
+        expected = to_numpy(layer(x.astype("float32"), training=False))
+        scale = max(1.0, float(np.abs(expected).max()))
+        for training in (False, True):
+            y = layer(x, training=training)
+            assert keras.backend.standardize_dtype(y.dtype) == layer.compute_dtype
+            if not training:
+                np.testing.assert_allclose(
+                    to_numpy(y), expected, atol=1e-6 * scale, err_msg=dtype
+                )
+            assert np.isfinite(to_numpy(y)).all(), dtype
+        symbolic = layer(keras.Input(input_shape[1:], dtype=dtype))
+        assert keras.backend.standardize_dtype(symbolic.dtype) == layer.compute_dtype
 
 
 @pytest.mark.backend_independent(reason="configs are Python values; no weights")
@@ -641,7 +647,7 @@ def test_config_round_trip(name, data):
 @pytest.mark.parametrize("name", by_cost(NAMES))
 @settings(max_examples=SAVE_EXAMPLES)
 @given(data=st.data())
-def test_keras_file_round_trip(name, data, tmp_path_factory):
+def test_keras_file_and_checkpoint_round_trips(name, data, tmp_path_factory):
     spec = REGISTRY[name]
     kwargs, input_shape, _ = data.draw(configurations(spec))
     model = built(spec, kwargs, input_shape)
@@ -654,6 +660,13 @@ def test_keras_file_round_trip(name, data, tmp_path_factory):
         to_numpy(loaded(x, training=False)),
         to_numpy(model(x, training=False)),
         atol=1e-6,
+    )
+    # The same model, saved by CheckpointManager and restored into a new one:
+    # every variable comes back.
+    assert_checkpoint_holds_every_variable(
+        lambda: built(spec, kwargs, input_shape),
+        tmp_path_factory.mktemp(f"{name}_checkpoint"),
+        saved=model,
     )
 
 
@@ -773,23 +786,15 @@ def test_invalid_argument_raises_naming_it(name, data):
         spec.cls(**kwargs)
 
 
-# What every layer must have at the start of training and across a checkpoint.
+# Seeded initializers. (Unseeded ones are checked with the outputs, in
+# test_outputs_initial_weights_and_integer_images; checkpoints with the .keras
+# file, in test_keras_file_and_checkpoint_round_trips.)
 
 INITIALIZER_LAYERS = [
     name
     for name in NAMES
     if "kernel_initializer" in inspect.signature(REGISTRY[name].cls).parameters
 ]
-
-
-@pytest.mark.parametrize("name", by_cost(NAMES))
-@settings(max_examples=COMPUTE_EXAMPLES)
-@given(data=st.data())
-def test_sublayers_start_from_their_own_weights(name, data):
-    spec = REGISTRY[name]
-    kwargs, input_shape, _ = data.draw(configurations(spec))
-    model = built(spec, kwargs, input_shape)
-    assert correlated_pairs(model.weights) == []
 
 
 @pytest.mark.parametrize("name", by_cost(INITIALIZER_LAYERS))
@@ -810,17 +815,6 @@ def test_a_seeded_initializer_gives_reproducible_distinct_sublayers(name, data):
     for a, b in zip(first.weights, second.weights, strict=True):
         np.testing.assert_array_equal(to_numpy(a), to_numpy(b), err_msg=a.path)
     assert correlated_pairs(first.weights) == []
-
-
-@pytest.mark.parametrize("name", by_cost(NAMES))
-@settings(max_examples=SAVE_EXAMPLES)
-@given(data=st.data())
-def test_checkpoint_holds_every_variable(name, data, tmp_path_factory):
-    spec = REGISTRY[name]
-    kwargs, input_shape, _ = data.draw(configurations(spec))
-    assert_checkpoint_holds_every_variable(
-        lambda: built(spec, kwargs, input_shape), tmp_path_factory.mktemp(name)
-    )
 
 
 # What Keras 3.15 exports from each backend, with the export extra (ONNX from

@@ -8,6 +8,7 @@ from keras_blocks.layers import SqueezeExcite
 from tests.layers.layer_checks import (
     ARGUMENT_CHECKS,
     INPUT_SHAPE_CHECKS,
+    WEIGHT_SHAPES,
     check_layer,
     random_inputs,
     run_reference,
@@ -51,6 +52,7 @@ def test_matches_plain_keras(data_format):
     )
 
 
+@WEIGHT_SHAPES
 @pytest.mark.parametrize(
     "kwargs, channels, squeeze",
     [
