@@ -1,5 +1,9 @@
 """Checks shared by the tests of whole models (the builders and examples/)."""
 
+import contextlib
+import math
+
+import keras
 import numpy as np
 import pytest
 
@@ -50,6 +54,77 @@ FAMILY_MEMBERS = (
     "googlenet_aux",
     "efficientnet_b0",
 )
+
+
+# Keras' random initializers (every kernel of the reference models: he_normal,
+# glorot_uniform and EfficientNet's are VarianceScaling) took most of a build's
+# time: under JAX one compile of the draw per new weight shape (a phi=0.5
+# EfficientNet: ~12 s of CPU against ~2 s; ~2 s for one 4096x4096 kernel), under
+# PyTorch ~1 s for that kernel (truncated normal). A test whose claim is not
+# Keras' draws builds with NumPy's.
+
+
+@contextlib.contextmanager
+def kernels(kind, seed=None):
+    """Keras' variance-scaling initializers replaced, within it, for tests
+    whose claim is not the initial values.
+
+    `"drawn"`: NumPy draws from the initializer's distribution (scale, mode,
+    truncation at two standard deviations, as Keras draws), seeded by `seed`
+    or else by the test's `keras.utils.set_random_seed`: for a model whose
+    values must be random but need not be Keras' draws (weights copied into
+    another model, a forward pass). `"zeros"`: for a model whose kernels a
+    test never reads (parameter counts, layer settings, shapes) or
+    overwrites before reading (the model that weights are copied, restored or
+    loaded into: a weight left out would stay zero, unlike the source's).
+    Under JAX NumPy's zeros: keras.ops' compile once per new shape too.
+    """
+    if seed is None:
+        seed = np.random.randint(2**31)
+    rng = np.random.default_rng(seed)
+
+    def draw(self, shape, dtype=None):
+        shape = tuple(shape)
+        if kind == "zeros" and keras.config.backend() != "jax":
+            return keras.ops.zeros(shape, dtype)  # no copy, as NumPy's
+        if kind == "zeros":
+            return keras.ops.convert_to_tensor(np.zeros(shape, "float32"), dtype)
+        receptive = math.prod(shape[:-2])  # as keras.initializers' fans
+        fan_in = shape[-2] * receptive if len(shape) > 1 else shape[0]
+        fan_out = shape[-1] * receptive
+        fan = {"fan_in": fan_in, "fan_out": fan_out}.get(
+            self.mode, (fan_in + fan_out) / 2
+        )
+        scale = self.scale / max(1.0, fan)
+        if self.distribution == "uniform":
+            limit = math.sqrt(3 * scale)
+            values = (2 * rng.random(shape, "float32") - 1) * limit
+        elif self.distribution == "untruncated_normal":
+            values = rng.standard_normal(shape, "float32") * math.sqrt(scale)
+        else:  # truncated at two standard deviations, as Keras draws
+            values = rng.standard_normal(math.prod(shape), "float32")
+            outside = np.flatnonzero(np.abs(values) > 2)
+            while outside.size:
+                values[outside] = rng.standard_normal(outside.size, "float32")
+                outside = outside[np.abs(values[outside]) > 2]
+            values = values.reshape(shape) * (math.sqrt(scale) / 0.87962566103423978)
+        return keras.ops.convert_to_tensor(values, dtype)
+
+    if kind not in ("drawn", "zeros"):
+        raise ValueError(f"kind: 'drawn' or 'zeros', not {kind!r}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.initializers.VarianceScaling, "__call__", draw)
+        yield
+
+
+def zero_kernels():
+    """`kernels("zeros")`."""
+    return kernels("zeros")
+
+
+def random_kernels(seed=None):
+    """`kernels("drawn", seed)`."""
+    return kernels("drawn", seed)
 
 
 def randomize(model, seed=0):

@@ -18,7 +18,7 @@ import pytest
 from examples import backbones, resnet, train
 from examples._common import image_shape
 from examples._pretrained import load_pretrained
-from tests.models.model_checks import same_blocks_as
+from tests.models.model_checks import kernels, same_blocks_as
 from tests.porting.torch_references import (
     randomized,
     save_state_dict,
@@ -125,37 +125,14 @@ def expected_sizes(name, size, strides):
     return [math.ceil(size / stride) for stride in strides]
 
 
-def _kernels(monkeypatch, make):
-    monkeypatch.setattr(
-        keras.initializers.VarianceScaling,
-        "__call__",
-        lambda self, shape, dtype=None: make(shape, dtype),
-    )
-
-
-def _numpy_zeros(shape, dtype=None):
-    return keras.ops.convert_to_tensor(np.zeros(shape, "float32"), dtype)
-
-
-# Under JAX, keras.ops' empty and zeros compile once per new shape: NumPy's
-# zeros halved the levels checks of the EVERY_BACKEND models there (7.3 s of
-# CPU to 3.7 s). Elsewhere keras.ops' are the cheaper (no copy).
-_JAX = keras.config.backend() == "jax"
-
-
 @pytest.fixture
-def no_kernels(monkeypatch):
-    """Kernels left unset (`keras.ops.empty`; NumPy's zeros under JAX), for
-    symbolic shape checks and for weights that a test loads: Keras' random
-    initializers (every kernel of the reference models) and filling the
-    memory took most of the time."""
-    _kernels(monkeypatch, _numpy_zeros if _JAX else keras.ops.empty)
-
-
-@pytest.fixture
-def zero_kernels(monkeypatch):
-    """Zero kernels, for a model that runs but whose values do not matter."""
-    _kernels(monkeypatch, _numpy_zeros if _JAX else keras.ops.zeros)
+def no_kernels():
+    """Zero kernels (`model_checks.kernels`), for symbolic shape checks, for
+    weights that a test loads and for a model that runs but whose values do
+    not matter: Keras' random initializers (every kernel of the reference
+    models) took most of the time."""
+    with kernels("zeros"):
+        yield
 
 
 def check_levels(name, data_format, include_top=True):
@@ -199,7 +176,7 @@ def test_levels_of_every_other_reference_model(no_kernels):
 
 
 @pytest.mark.parametrize("name", ["cifar_resnet20", "resnet18v2", "alexnet"])
-def test_channels_first_runs(name, zero_kernels):
+def test_channels_first_runs(name, no_kernels):
     keras.config.set_image_data_format("channels_first")
     try:
         _, features = check_levels(name, "channels_first")
@@ -233,7 +210,7 @@ def test_levels_in_channels_first(no_kernels):
 @pytest.mark.parametrize(
     "name", ["cifar_resnet20", "cifar10_cnn", "resnet18", "vgg11", "googlenet"]
 )
-def test_with_and_without_top_the_same_levels(name, zero_kernels):
+def test_with_and_without_top_the_same_levels(name, no_kernels):
     with_top, _ = check_levels(name, "channels_last")
     without, features = check_levels(name, "channels_last", include_top=False)
     assert backbones.pyramid_layers(with_top) == backbones.pyramid_layers(without)

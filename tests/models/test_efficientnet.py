@@ -1,7 +1,6 @@
 """The EfficientNet builder: rounding rules, compound scaling, parameter counts
 and weight compatibility with keras.applications, custom scaling, bad input."""
 
-import contextlib
 import math
 import re
 import sys
@@ -30,6 +29,7 @@ from tests.models.model_checks import (
     assert_same_predictions,
     assert_same_weight_shapes,
     builders_arithmetic,
+    kernels,
     randomize,
     same_blocks_as,
 )
@@ -76,59 +76,15 @@ def pixels(shape, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, shape).astype("float32")
 
 
-@contextlib.contextmanager
-def kernels(kind, seed=0):
-    """Keras' variance-scaling initializers (every kernel and classifier of
-    ours and keras.applications' EfficientNets) replaced, for tests whose
-    claim is not the initial values. `"drawn"`: NumPy draws from the
-    initializer's distribution (scale, mode, truncation); JAX compiles its
-    own draw once per new weight shape (a phi=0.5 build: ~12 s of CPU
-    against ~2 s), and NumPy's is faster under the other backends too (B7:
-    ~2.5 s against ~4 s). `"unset"`: zeros (NumPy's under JAX, where
-    keras.ops' compile per shape too), for a model whose every weight is
-    then set (`set_weights`, a weights file) or never read (shapes, counts,
-    settings)."""
-    rng = np.random.default_rng(seed)
-
-    def draw(self, shape, dtype=None):
-        shape = tuple(shape)
-        if kind == "unset" and keras.config.backend() != "jax":
-            return keras.ops.zeros(shape, dtype)  # no copy, as NumPy's
-        if kind == "unset":
-            return keras.ops.convert_to_tensor(np.zeros(shape, "float32"), dtype)
-        receptive = math.prod(shape[:-2])  # as keras.initializers' fans
-        fan_in = shape[-2] * receptive if len(shape) > 1 else shape[0]
-        fan_out = shape[-1] * receptive
-        fan = {"fan_in": fan_in, "fan_out": fan_out}.get(
-            self.mode, (fan_in + fan_out) / 2
-        )
-        scale = self.scale / max(1.0, fan)
-        if self.distribution == "uniform":
-            limit = math.sqrt(3 * scale)
-            values = (2 * rng.random(shape, "float32") - 1) * limit
-        else:  # truncated at two standard deviations, as Keras draws
-            values = rng.standard_normal(math.prod(shape), "float32")
-            outside = np.flatnonzero(np.abs(values) > 2)
-            while outside.size:
-                values[outside] = rng.standard_normal(outside.size, "float32")
-                outside = outside[np.abs(values[outside]) > 2]
-            values = values.reshape(shape) * (math.sqrt(scale) / 0.87962566103423978)
-        return keras.ops.convert_to_tensor(values, dtype)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(keras.initializers.VarianceScaling, "__call__", draw)
-        yield
-
-
 @pytest.fixture
 def drawn_kernels():
-    with kernels("drawn"):
+    with kernels("drawn", seed=0):
         yield
 
 
 @pytest.fixture
 def unset_kernels():
-    with kernels("unset"):
+    with kernels("zeros"):
         yield
 
 
@@ -139,10 +95,10 @@ def layer_output(model, layer, x):
 def applications_pair(variant, **kwargs):
     """keras.applications' `variant` with random weights, and ours with them."""
     name = f"EfficientNet{variant.upper()}"
-    with kernels("drawn"):
+    with kernels("drawn", seed=0):
         theirs = getattr(keras.applications, name)(weights=None, **kwargs)
     randomize(theirs)
-    with kernels("unset"):
+    with kernels("zeros"):
         ours = getattr(efficientnet, name)(**kwargs)
     assert_same_weight_shapes(ours, theirs)
     ours.set_weights(theirs.get_weights())
@@ -313,7 +269,7 @@ def test_imagenet_weights_load_with_the_same_predictions(tmp_path, monkeypatch):
     `load_keras_applications_weights`."""
     # At SIZE, the shapes the other comparisons compiled under JAX.
     kwargs = dict(include_top=False, pooling="avg", input_shape=(*SIZE, 3))
-    with kernels("drawn"):
+    with kernels("drawn", seed=0):
         source = keras.applications.EfficientNetB0(weights=None, **kwargs)
     randomize(source)
     # The real file holds the standard deviations where variances belong.
@@ -335,7 +291,7 @@ def test_imagenet_weights_load_with_the_same_predictions(tmp_path, monkeypatch):
     monkeypatch.setattr(
         sys.modules[keras.utils.get_file.__module__], "get_file", fake_get_file
     )
-    with kernels("unset"):  # every weight is loaded or set below
+    with kernels("zeros"):  # every weight is loaded or set below
         imagenet = keras.applications.EfficientNetB0(weights="imagenet", **kwargs)
         ours = efficientnet.EfficientNetB0(**kwargs)
     load_keras_applications_weights(ours, imagenet)
@@ -357,7 +313,7 @@ def test_imagenet_weights_load_with_the_same_predictions(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_weights_load_without_preprocessing(b0_pair):
     theirs, _ = b0_pair
-    with kernels("unset"):  # every weight is loaded below
+    with kernels("zeros"):  # every weight is loaded below
         ours = efficientnet.EfficientNetB0(
             include_preprocessing=False,
             input_shape=(*SIZE, 3),
@@ -458,7 +414,7 @@ def test_custom_table_builds_trains_and_saves(tmp_path, drawn_kernels):
     train_one_epoch(model, x, 5)
     path = tmp_path / "efficientnet.keras"
     model.save(path)
-    with kernels("unset"):  # every weight comes from the file
+    with kernels("zeros"):  # every weight comes from the file
         loaded = keras.saving.load_model(path, safe_mode=True)
     # On two images, the batch the other TINY checks call (JAX compiles
     # eager calls per shape).
@@ -469,9 +425,9 @@ def test_custom_table_builds_trains_and_saves(tmp_path, drawn_kernels):
 
 @pytest.mark.slow
 def test_channels_first_equals_channels_last():
-    with kernels("drawn"):
+    with kernels("drawn", seed=0):
         last = EfficientNet(**TINY, include_top=False, pooling="avg")
-    with kernels("unset"):  # set from `last` below
+    with kernels("zeros"):  # set from `last` below
         first = EfficientNet(
             **{**TINY, "input_shape": (3, 32, 32)},
             include_top=False,
@@ -541,7 +497,7 @@ def test_unknown_spatial_size_and_mixed_precision(drawn_kernels):
 )
 def test_builder_over_random_phi(phi, step, height, width):
     kwargs = dict(include_top=False, input_shape=(height, width, 3))
-    with kernels("unset"):
+    with kernels("zeros"):
         small = EfficientNet(phi=phi, **kwargs)
         large = EfficientNet(phi=phi + step, **kwargs)
     top = round_filters(1280, compound_scaling(phi).width_coefficient)

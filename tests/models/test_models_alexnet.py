@@ -9,7 +9,12 @@ import pytest
 from examples import alexnet
 from keras_blocks.layers import LocalResponseNormalization
 from tests.layers.layer_checks import to_numpy
-from tests.models.model_checks import argument_checks, builders_arithmetic
+from tests.models.model_checks import (
+    argument_checks,
+    builders_arithmetic,
+    random_kernels,
+    zero_kernels,
+)
 
 SMALL = (alexnet.MIN_SIZE, alexnet.MIN_SIZE, 3)
 
@@ -21,14 +26,17 @@ def pixels(shape, seed=0):
 @builders_arithmetic
 @pytest.mark.parametrize("groups, expected", [(2, 60_965_224), (1, 62_378_344)])
 def test_parameter_counts(groups, expected):
-    model = alexnet.AlexNet(groups=groups)
+    with zero_kernels():  # counts only
+        model = alexnet.AlexNet(groups=groups)
     assert model.count_params() == expected == alexnet.GROUPS[groups]
     assert model.input_shape == (None, 227, 227, 3)
     assert model.get_layer("flatten").output.shape == (None, 6 * 6 * 256)
 
 
 def test_paper_layers():
-    model = alexnet.AlexNet(input_shape=SMALL, classes=5)
+    with zero_kernels():  # layer settings and shapes only
+        model = alexnet.AlexNet(input_shape=SMALL, classes=5)
+        without = alexnet.AlexNet(input_shape=SMALL, classes=5, lrn=False)
     # The two-GPU split: conv2, conv4 and conv5 see their own GPU's maps only.
     groups = [model.get_layer(f"conv{i}").groups for i in range(1, 6)]
     assert groups == [1, 2, 1, 2, 2]
@@ -45,7 +53,6 @@ def test_paper_layers():
     assert all(p.pool_size == (3, 3) and p.strides == (2, 2) for p in pools)
     assert [model.get_layer(f"drop{i}").rate for i in (6, 7)] == [0.5, 0.5]
     assert model.get_layer("pool5").output.shape == (None, 1, 1, 256)
-    without = alexnet.AlexNet(input_shape=SMALL, classes=5, lrn=False)
     assert not any(
         isinstance(layer, LocalResponseNormalization) for layer in without.layers
     )
@@ -54,7 +61,8 @@ def test_paper_layers():
 
 @builders_arithmetic
 def test_torchvision_parameter_count():
-    model = alexnet.MODELS["alexnet_torchvision"]()
+    with zero_kernels():  # counts only
+        model = alexnet.MODELS["alexnet_torchvision"]()
     assert model.count_params() == alexnet.TORCHVISION_PARAMS == 61_100_840
     assert model.input_shape == (None, 224, 224, 3)
     assert model.get_layer("flatten").output.shape == (None, 6 * 6 * 256)
@@ -66,7 +74,8 @@ def test_torchvision_layers():
     # Conv(5, padding 2), ReLU, MaxPool, 3x Conv(3, padding 1) + ReLU,
     # MaxPool; Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear.
     size = alexnet.TORCHVISION_MIN_SIZE
-    model = alexnet.AlexNet(variant="torchvision", input_shape=(size, size, 3))
+    with zero_kernels():  # layer settings and shapes only
+        model = alexnet.AlexNet(variant="torchvision", input_shape=(size, size, 3))
     convs = [model.get_layer(f"conv{i}") for i in range(1, 6)]
     assert [c.filters for c in convs] == [64, 192, 384, 256, 256]
     assert [c.kernel_size for c in convs] == [(11, 11), (5, 5)] + [(3, 3)] * 3
@@ -82,7 +91,8 @@ def test_torchvision_layers():
 
 @pytest.mark.parametrize("groups", [2, 1])
 def test_forward_at_the_smallest_size(groups):
-    model = alexnet.AlexNet(groups=groups, input_shape=SMALL, classes=5)
+    with random_kernels():
+        model = alexnet.AlexNet(groups=groups, input_shape=SMALL, classes=5)
     y = to_numpy(model(pixels((2, *SMALL))))
     assert y.shape == (2, 5)
     np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
@@ -92,14 +102,16 @@ def test_forward_at_the_smallest_size(groups):
     "pooling, shape", [(None, (2, 1, 1, 256)), ("avg", (2, 256)), ("max", (2, 256))]
 )
 def test_feature_extractor(pooling, shape):
-    model = alexnet.AlexNet(include_top=False, pooling=pooling, input_shape=SMALL)
+    with zero_kernels():  # shapes only
+        model = alexnet.AlexNet(include_top=False, pooling=pooling, input_shape=SMALL)
     assert to_numpy(model(pixels((2, *SMALL)))).shape == shape
 
 
 def test_unknown_size_without_top():
-    model = alexnet.AlexNet(
-        include_top=False, pooling="avg", input_shape=(None, None, 3)
-    )
+    with zero_kernels():  # shapes only
+        model = alexnet.AlexNet(
+            include_top=False, pooling="avg", input_shape=(None, None, 3)
+        )
     assert to_numpy(model(pixels((1, 80, 99, 3)))).shape == (1, 256)
 
 

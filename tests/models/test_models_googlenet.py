@@ -11,7 +11,12 @@ from examples import googlenet
 from examples._common import trainable_count
 from keras_blocks.layers import InceptionModule, LocalResponseNormalization
 from tests.layers.layer_checks import to_numpy
-from tests.models.model_checks import argument_checks, builders_arithmetic
+from tests.models.model_checks import (
+    argument_checks,
+    builders_arithmetic,
+    random_kernels,
+    zero_kernels,
+)
 
 # A training step compiles the whole graph, ~30-40 s under JAX on two cores;
 # the layers' own tests train them under JAX.
@@ -41,7 +46,8 @@ def pixels(shape, seed=0):
     ],
 )
 def test_trainable_parameter_counts(kwargs, expected):
-    model = googlenet.GoogLeNet(**kwargs)
+    with zero_kernels():  # counts only
+        model = googlenet.GoogLeNet(**kwargs)
     assert trainable_count(model) == expected
     assert model.input_shape == (None, 224, 224, 3)
     assert model.get_layer("inception_5b").output.shape == (None, 7, 7, 1024)
@@ -52,7 +58,10 @@ def aux_model():
     """A GoogLeNet with both auxiliary classifiers, shared by several tests:
     under JAX its first build alone takes ~45 s (an initializer compiled per
     new weight shape)."""
-    model = googlenet.GoogLeNet(aux_classifiers=True, input_shape=AUX_SMALL, classes=3)
+    with random_kernels():
+        model = googlenet.GoogLeNet(
+            aux_classifiers=True, input_shape=AUX_SMALL, classes=3
+        )
     # BN statistics away from their start, so that saving must keep them.
     rng = np.random.default_rng(0)
     for weight in model.non_trainable_weights:
@@ -150,7 +159,8 @@ def test_save_and_load(aux_model, tmp_path):
     model = aux_model
     path = tmp_path / "googlenet.keras"
     model.save(path)
-    loaded = keras.saving.load_model(path, safe_mode=True)
+    with zero_kernels():  # the file's are loaded in
+        loaded = keras.saving.load_model(path, safe_mode=True)
     x = pixels((2, *AUX_SMALL), seed=2)
     for restored, original in zip(loaded(x), model(x), strict=True):
         np.testing.assert_array_equal(to_numpy(restored), to_numpy(original))
@@ -162,9 +172,10 @@ def test_save_and_load(aux_model, tmp_path):
 def test_feature_extractor_at_any_size(pooling, shape):
     # Symbolic: a forward pass at a new size costs ~15 s under JAX (each
     # operation compiled per shape); the VGG and AlexNet tests run theirs.
-    model = googlenet.GoogLeNet(
-        include_top=False, pooling=pooling, input_shape=(None, None, 3)
-    )
+    with zero_kernels():
+        model = googlenet.GoogLeNet(
+            include_top=False, pooling=pooling, input_shape=(None, None, 3)
+        )
     assert model.output_shape == shape
 
 

@@ -4,10 +4,12 @@ evaluates as it ended: test_examples.py's test_train_demo_learns_digits).
 
 One model of each family (with every kind of block) is checked on every
 backend, starting weights and checkpoint; on PyTorch, the starting weights of
-every other named model too (they build there in ~110 s against ~180 s under
-TensorFlow, on two busy cores): each repeats its family member's blocks. Deeper members repeat the same blocks, and
-checkpoints of all 47 models take about 9 minutes on two cores:
-`KERAS_BLOCKS_ALL_MODELS=1` checks every model on every backend.
+the other named models that build their blocks with other options. The
+deeper and wider models that repeat a checked model's blocks with the same
+options (REPEATS) are left to it: the same code creates the same sublayers,
+only more of them (they took ~180 of the PyTorch pass's ~200 s here).
+`KERAS_BLOCKS_ALL_MODELS=1` checks every model, starting weights and
+checkpoint, on every backend (about 9 minutes on two cores).
 """
 
 import os
@@ -19,18 +21,43 @@ from tests.layers.state_checks import (
     assert_checkpoint_holds_every_variable,
     correlated_pairs,
 )
-from tests.models.model_checks import FAMILY_MEMBERS, same_blocks_as
+from tests.models.model_checks import FAMILY_MEMBERS, same_blocks_as, zero_kernels
 
 pytest.importorskip("sklearn")  # the examples extra
 
-from examples import train  # after the skip: it needs scikit-learn
+from examples import resnet, train  # after the skip: it needs scikit-learn
 
 ALL = os.environ.get("KERAS_BLOCKS_ALL_MODELS") == "1"
 # Models whose starting weights and checkpoint are both checked (one build
 # serves both: on JAX a build compiles an initializer per weight shape).
 CHECKPOINT_NAMES = tuple(train.MODELS) if ALL else FAMILY_MEMBERS
+# Named models that repeat the blocks of a smaller one, built by the same
+# builder with the same options, in a deeper or wider stage table (depth,
+# ResNeXt's width, EfficientNet's scaling): repeat -> the checked model.
+# Their tables are pinned by the parameter counts (test_models_resnet.py's
+# test_paper_configuration_counts and test_cifar_resnet_counts,
+# test_models_vgg.py's test_parameter_counts, test_efficientnet.py's
+# test_parameter_count_equals_keras_applications) and the backbone levels
+# (test_backbones.py); their names by those counts, test_models_resnet.py's
+# test_named_models_carry_their_names and, for EfficientNet, code_path below.
+REPEATS = {
+    **{f"cifar_resnet{d}": "cifar_resnet20" for d in (32, 44, 56, 110)},
+    **{
+        f"{p}resnet34{v}": f"{p}resnet18{v}"
+        for p, v in (("", ""), ("", "v2"), ("se_", ""))
+    },
+    **{
+        f"{p}resnet{d}{v}": f"{p}resnet50{v}"
+        for d in (101, 152)
+        for p, v in (("", ""), ("", "v2"), ("se_", ""))
+    },
+    "resnext101_32x8d": "resnext50_32x4d",
+    **{f"vgg{d}{bn}": f"vgg11{bn}" for d in (13, 16, 19) for bn in ("", "_bn")},
+    **{f"efficientnet_b{k}": "efficientnet_b0" for k in range(1, 8)},
+}
 # Models whose starting weights alone are checked, under one backend: each
-# repeats the blocks of its family's member.
+# builds its family member's blocks with other options (no BN, LRN, 1x1
+# convolutions, torchvision's variant...).
 INIT_ONLY_NAMES = [
     pytest.param(
         name,
@@ -39,7 +66,7 @@ INIT_ONLY_NAMES = [
         ),
     )
     for name, family in train.FAMILY.items()
-    if name not in CHECKPOINT_NAMES
+    if name not in CHECKPOINT_NAMES and name not in REPEATS
 ]
 
 
@@ -50,9 +77,39 @@ def build(name):
     return train.build(name, train.MODELS[name][1], classes=10)
 
 
+def build_zero(name):
+    """`build(name)` with zero kernels: a model a checkpoint is restored into
+    (the check scrambles every variable before restoring)."""
+    with zero_kernels():
+        return build(name)
+
+
 @pytest.mark.backend_independent(reason="names in Python tables")
 def test_family_members_are_named_models():
     assert set(FAMILY_MEMBERS) <= set(train.MODELS)
+
+
+def code_path(name):
+    """What a named model's builder does, less its depth and width: the
+    function (EfficientNet's presets: one builder), a ResNet's kind of block,
+    the options."""
+    builder = train.MODELS[name][0]  # a builder or a functools.partial of one
+    options = dict(getattr(builder, "keywords", {}))
+    assert options.pop("name", name) == name  # EfficientNet's are passed
+    options.pop("base_width", None)
+    function = getattr(builder, "func", builder).__name__.rstrip("0123456789")
+    depth = getattr(builder, "args", ())[:1]
+    block = resnet.DEPTHS[depth[0]][0] if function == "ResNet" else None
+    return function, block, options
+
+
+@pytest.mark.backend_independent(reason="the named models' builders, in Python")
+def test_repeats_run_the_code_of_a_checked_model():
+    checked = {*CHECKPOINT_NAMES, *(p.values[0] for p in INIT_ONLY_NAMES)}
+    for name, model in REPEATS.items():
+        assert name not in FAMILY_MEMBERS and model in checked, name
+        assert train.FAMILY[name] is train.FAMILY[model], name
+        assert code_path(name) == code_path(model), name
 
 
 @pytest.mark.slow
@@ -69,4 +126,6 @@ def test_starting_weights_and_checkpoint(name, tmp_path):
     first = build(name)
     assert first.name == name
     assert correlated_pairs(first.weights) == []
-    assert_checkpoint_holds_every_variable(lambda: build(name), tmp_path, saved=first)
+    assert_checkpoint_holds_every_variable(
+        lambda: build_zero(name), tmp_path, saved=first
+    )
