@@ -64,9 +64,14 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """4 epochs, uninterrupted, keeping 2 checkpoints; tests only read it."""
+    return run(tmp_path_factory.mktemp("straight"), 4, max_to_keep=2)
+
+
 @pytest.mark.slow
-def test_resume_is_exact(tmp_path):
-    straight = run(tmp_path / "straight", 4)
+def test_resume_is_exact(tmp_path, straight):
     first = run(tmp_path / "resumed", 2)
     assert first[-1].epoch == [0, 1]
     resumed = run(tmp_path / "resumed", 4)
@@ -97,11 +102,13 @@ def test_resume_after_the_end_runs_nothing_and_extends(tmp_path):
 
 @pytest.mark.slow
 @STORES
-def test_rotation_keeps_the_newest(tmp_path):
-    _, manager, *_ = run(tmp_path, 4, max_to_keep=2)
+def test_rotation_keeps_the_newest(straight):
+    _, manager, *_ = straight
     # 48 training samples in batches of 16: 3 batches an epoch.
     assert [os.path.basename(p) for p in manager.checkpoints] == ["ckpt-9", "ckpt-12"]
-    names = {n.split(".")[0] for n in os.listdir(tmp_path) if n.startswith("ckpt-")}
+    names = {
+        n.split(".")[0] for n in os.listdir(manager.directory) if n.startswith("ckpt-")
+    }
     assert names == {"ckpt-9", "ckpt-12"}
 
 
@@ -368,7 +375,11 @@ def run_with_best_weights(directory, epochs, stopper_first):
 @pytest.mark.slow
 @pytest.mark.parametrize("stopper_first", [False, True])
 def test_early_stopping_best_weights_resume(tmp_path, stopper_first):
-    straight, stopper, _ = run_with_best_weights(tmp_path / "a", 4, stopper_first)
+    # The uninterrupted run, 5 epochs: it ends on epoch 0's weights, which
+    # EarlyStopping restores (a run of 4 ends on the same ones).
+    reference, stopper, reference_history = run_with_best_weights(
+        tmp_path / "a", 5, stopper_first
+    )
     assert stopper.best_epoch == 0
     run_with_best_weights(tmp_path / "b", 2, stopper_first)
     resumed, resumed_stopper, history = run_with_best_weights(
@@ -376,19 +387,16 @@ def test_early_stopping_best_weights_resume(tmp_path, stopper_first):
     )
     assert history.epoch == [2, 3]
     assert resumed_stopper.best_epoch == 0
-    assert_same_weights(straight, resumed)  # epoch 0's, not epoch 2's
+    assert_same_weights(reference, resumed)  # epoch 0's, not epoch 2's
     # Run again when complete: nothing trains, the model gets the best weights.
     again, _, history = run_with_best_weights(tmp_path / "b", 4, stopper_first)
     assert history.epoch == []
-    assert_same_weights(straight, again)
+    assert_same_weights(reference, again)
     # The checkpoint holds the weights training reached, not the best ones:
     # extending the run trains on from them. Both runs end on the epoch 0
     # weights that EarlyStopping restores, so epoch 4's loss is what shows
     # where training went on from.
     extended, _, history = run_with_best_weights(tmp_path / "b", 5, stopper_first)
-    reference, _, reference_history = run_with_best_weights(
-        tmp_path / "c", 5, stopper_first
-    )
     assert history.epoch == [4]
     assert history.history["loss"] == reference_history.history["loss"][4:]
     assert_same_weights(reference, extended)
@@ -436,10 +444,13 @@ def run_wrapped(directory, epochs, explicit=True):
 
 
 @pytest.mark.slow
-def test_explicit_callbacks_keep_state_when_wrapped(tmp_path):
-    straight, straight_reducer = run_wrapped(tmp_path / "a", 4)
-    run_wrapped(tmp_path / "b", 2)
-    resumed, reducer = run_wrapped(tmp_path / "b", 4)
+def test_explicit_callbacks_keep_state_when_wrapped(tmp_path, straight):
+    # `straight` trained as an uninterrupted `run_wrapped` does: the same
+    # model, data, seeds and reducer (its EarlyStopping and Keras reducer,
+    # with patience 50 and 40, never act in 4 epochs).
+    straight, _, straight_reducer, *_ = straight
+    run_wrapped(tmp_path, 2)
+    resumed, reducer = run_wrapped(tmp_path, 4)
     assert straight_reducer.get_state()["multiplier"] < 1
     assert reducer.get_state() == straight_reducer.get_state()
     assert_same_weights(straight, resumed)

@@ -1,11 +1,11 @@
-"""Training runs under `tf.distribute` that `test_distribute_callbacks_tf.py` starts.
+"""Training runs under `tf.distribute` for `test_distribute_callbacks_tf.py`.
 
-    python tests/children/distribute_child_callbacks.py mirrored OUTPUT
     python tests/children/distribute_child_callbacks.py worker OUTPUT INDEX PORT,PORT
 
-A strategy's devices are set before TensorFlow starts, once per process,
-hence a process per run. Each trains a small CNN for 2 epochs with
-`TensorBoardImageLogger` (every feature at every epoch, into OUTPUT/logs) and
+and `mirrored(OUTPUT, STRATEGY)`, which distribute_child_tf.py runs in its
+process of 2 logical CPUs (a strategy's devices are set before TensorFlow
+starts, once per process, hence a process per kind of run). Each trains a
+small CNN for 2 epochs with `TensorBoardImageLogger` (every feature at every epoch, into OUTPUT/logs) and
 `ReduceLROnPlateau`, then has a logger of the same settings write the trained
 weights on one device into OUTPUT/reference (through its hooks, as `fit`
 calls them), for the test to compare.
@@ -104,14 +104,9 @@ def write_reference(model, log_dir, x_val, y_val):
     return keras.ops.convert_to_numpy(one_device.predict(x_val, verbose=0)).tolist()
 
 
-def mirrored(output):
-    import tensorflow as tf
-
-    cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(
-        cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-    )
-    strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+def mirrored(output, strategy):
+    """In distribute_child_tf.py's process, which splits the CPU in 2, under
+    its `MirroredStrategy`."""
     x, y, x_val, y_val = data()
     with strategy.scope():
         model = build_model()
@@ -201,7 +196,5 @@ def worker(output, index, ports):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "mirrored":
-        mirrored(sys.argv[2])
-    else:
-        worker(sys.argv[2], int(sys.argv[3]), sys.argv[4].split(","))
+    assert sys.argv[1] == "worker", sys.argv
+    worker(sys.argv[2], int(sys.argv[3]), sys.argv[4].split(","))

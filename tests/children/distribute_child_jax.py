@@ -1,11 +1,13 @@
 """Runs under `keras.distribution` on JAX that `test_distribute_jax.py` starts.
 
-    python tests/children/distribute_child_jax.py batch_norm OUTPUT
-    python tests/children/distribute_child_jax.py registry OUTPUT [CASE ...]
+    python tests/children/distribute_child_jax.py two_devices OUTPUT [CASE ...]
     python tests/children/distribute_child_jax.py worker OUTPUT INDEX PORT [--checkpoints]
 
 JAX's CPU devices are set before JAX starts (`JAX_NUM_CPU_DEVICES`, which the
-test sets), once per process, hence a process per run.
+test sets), once per process, hence a process per kind of run: `two_devices`
+runs `batch_norm` then `registry` (the CASEs) in one process of 2 devices;
+a part that raises writes its traceback to OUTPUT/PART.error, and the next
+part runs.
 
 - `batch_norm` (2 devices): a CNN of `ConvBNAct`, `ResidualBlock`,
   `BottleneckBlock` and `DropPath` trained with SGD on the same global batches
@@ -420,10 +422,26 @@ def worker(output, index, port, checkpoints):
 if __name__ == "__main__":
     os.environ["KERAS_BACKEND"] = "jax"
     command, output, *rest = sys.argv[1:]
-    if command == "batch_norm":
-        batch_norm(output)
-    elif command == "registry":
-        registry(output, rest)
+    if command == "two_devices":
+        import traceback
+
+        parts = {
+            "batch_norm": lambda: batch_norm(output),
+            "registry": lambda: registry(output, rest),
+        }
+        for name, part in parts.items():
+            try:
+                part()
+            except Exception:  # reported to the part's tests; the next runs
+                traceback.print_exc()
+                with open(os.path.join(output, f"{name}.error"), "w") as file:
+                    file.write(traceback.format_exc())
+        # Everything the tests read is written and closed: the interpreter's
+        # teardown of JAX (seconds of CPU) is skipped. (Not in a worker, whose
+        # exit takes it out of the processes' cluster.)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     elif command == "worker":
         worker(output, int(rest[0]), int(rest[1]), "--checkpoints" in rest)
     else:

@@ -1,6 +1,6 @@
-"""Child of tests/distribute/test_distribute_registry_tf.py: every layer of the property
-registry and one reference model per family under `MirroredStrategy` over 2
-logical CPUs.
+"""Part of distribute_child_tf.py's process (test_distribute_registry_tf.py):
+every layer of the property registry and reference models under
+`MirroredStrategy` over 2 logical CPUs, which that script sets up.
 
 Each case is built and compiled in the strategy's scope, `fit` for one step on
 a global batch of 4 (2 images per replica), saved to `.keras`, loaded back with
@@ -8,47 +8,26 @@ a global batch of 4 (2 images per replica), saved to `.keras`, loaded back with
 batch normalization is synchronized (`bn_synchronized=True`, and
 `batch_norm=True` where a layer makes BN optional).
 
-Run as `python tests/children/distribute_child_registry.py DIRECTORY [CASE ...]`, a
-case being a registry name or a model of `examples/train.py` (default: every
-layer and `FAMILY_MODELS`); prints a JSON line with the number of replicas,
-then one per case (its error, if any, instead of failing). Logical devices must be
-set before TensorFlow starts, so this runs in a process of its own.
+`main(DIRECTORY, STRATEGY, CASES, FILE)`: a case is a registry name or a
+model of `examples/train.py` (none: every layer and `FAMILY_MODELS`); writes
+to FILE a JSON line with the number of replicas, then one per case (its
+error, if any, instead of failing).
 """
 
 import inspect
 import json
 import math
 import os
-import sys
 import time
 import traceback
-from pathlib import Path
 
-# Only when run as a script: a process that imports this file keeps its
-# backend.
-if __name__ == "__main__":
-    os.environ["KERAS_BACKEND"] = "tensorflow"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+import hypothesis
+import keras
+import numpy as np
 import tensorflow as tf
 
-# Only the CPUs: traced under a strategy on a machine with a GPU, the library's
-# channels_first convolution would take the GPU's path on the CPU devices.
-tf.config.set_visible_devices([], "GPU")
-cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-)
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-import hypothesis  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from examples import train  # noqa: E402
-from tests.layers.test_properties import REGISTRY, configurations  # noqa: E402
+from examples import train
+from tests.layers.test_properties import REGISTRY, configurations
 
 GLOBAL_BATCH = 4  # 2 per replica
 CLASSES = 10
@@ -162,10 +141,9 @@ def run_case(strategy, name, directory):
     }
 
 
-def main(directory, names):
-    strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync}), flush=True)
-    for name in names:
+def main(directory, strategy, names, file):
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync}), file=file)
+    for name in names or CASES:
         start, cpu = time.perf_counter(), time.process_time()
         try:
             result = run_case(strategy, name, directory)
@@ -178,8 +156,4 @@ def main(directory, names):
         result["case"] = name
         result["seconds"] = round(time.perf_counter() - start, 2)
         result["cpu_seconds"] = round(time.process_time() - cpu, 2)
-        print(json.dumps(result), flush=True)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:] or CASES)
+        print(json.dumps(result), file=file, flush=True)

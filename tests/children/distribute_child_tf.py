@@ -1,13 +1,28 @@
-"""Child of tests/distribute/test_distribute_tf.py: MirroredStrategy over 2 logical CPUs.
+"""The TensorFlow runs of tests/distribute under `MirroredStrategy` over 2
+logical CPUs, in one process for three test files (logical devices are set
+before TensorFlow starts, once per process: one start instead of three).
 
-Run as `python tests/children/distribute_child_tf.py DIRECTORY`; prints one JSON line
-of measurements. Logical devices must be set before TensorFlow starts, so
-this runs in a process of its own.
+Run as `python tests/children/distribute_child_tf.py DIRECTORY [CASE ...]`;
+runs, in order, each into DIRECTORY/PART:
+
+- `blocks` (test_distribute_tf.py): the library's blocks trained with
+  synchronized and unsynchronized batch normalization against one device,
+  DropPath's masks, checkpoints across replica counts; writes
+  DIRECTORY/blocks/results.json.
+- `callbacks` (test_distribute_callbacks_tf.py):
+  `distribute_child_callbacks.mirrored`.
+- `registry` (test_distribute_registry_tf.py): `distribute_child_registry.main`
+  for the CASEs (registry layers and models).
+
+A part that raises writes its traceback to DIRECTORY/PART/error.txt, and the
+next part runs: each test reports its own part.
 """
 
 import json
 import os
 import sys
+import traceback
+from pathlib import Path
 
 # Only when run as a script: a process that imports this file keeps its
 # backend.
@@ -17,17 +32,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
 
-cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-)
+if __name__ == "__main__":
+    # Only the CPUs: traced under a strategy on a machine with a GPU, the
+    # library's channels_first convolution would take the GPU's path on the
+    # CPU devices.
+    tf.config.set_visible_devices([], "GPU")
+    cpus = tf.config.list_physical_devices("CPU")
+    tf.config.set_logical_device_configuration(
+        cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_blocks import layers  # noqa: E402
-from keras_blocks.callbacks import CheckpointManager  # noqa: E402
-from keras_blocks.distribute import synchronize_batch_statistics  # noqa: E402
+from keras_blocks import layers
+from keras_blocks.callbacks import CheckpointManager
+from keras_blocks.distribute import synchronize_batch_statistics
 
 GLOBAL_BATCH = 8
 STEPS = 3
@@ -65,8 +86,8 @@ def moving_statistics(model):
     return [i for i, w in enumerate(model.weights) if "moving" in w.path]
 
 
-def main(directory):
-    strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+def measure(directory, strategy):
+    """The blocks' measurements (a dict for JSON)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(GLOBAL_BATCH * STEPS, 8, 8, 3)).astype("float32")
     y = rng.integers(0, 10, GLOBAL_BATCH * STEPS)
@@ -170,8 +191,49 @@ def main(directory):
         for i in stats
         for r in range(2)
     )
-    print(json.dumps(results))
+    return results
+
+
+def blocks(directory, strategy):
+    results = measure(directory, strategy)
+    with open(os.path.join(directory, "results.json"), "w") as file:
+        json.dump(results, file)
+
+
+def callbacks(directory, strategy):
+    from tests.children import distribute_child_callbacks
+
+    distribute_child_callbacks.mirrored(directory, strategy)
+
+
+def registry(directory, strategy, cases):
+    from tests.children import distribute_child_registry
+
+    with open(os.path.join(directory, "results.jsonl"), "w") as file:
+        distribute_child_registry.main(directory, strategy, cases, file)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    directory, cases = Path(sys.argv[1]), sys.argv[2:]
+    # One strategy for every part: each instance numbers its collective
+    # operations from the same start, and a second one's all-reduce met the
+    # first one's ("Shape mismatch in the collective instance 100").
+    strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+    parts = {
+        "blocks": blocks,
+        "callbacks": callbacks,
+        "registry": lambda path, strategy: registry(path, strategy, cases),
+    }
+    for name, part in parts.items():
+        path = directory / name
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            part(str(path), strategy)
+        except Exception:  # reported to the part's tests; the next part runs
+            traceback.print_exc()
+            (path / "error.txt").write_text(traceback.format_exc())
+    # Everything the tests read is written and closed: the interpreter's
+    # teardown of TensorFlow (seconds of CPU) is skipped.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,13 +1,19 @@
-"""One rank of a 2-process DDP run that `test_distribute_torch.py` starts.
+"""One rank of the 2-process DDP run that tests/distribute/conftest.py's
+`ddp_ranks` starts, for test_distribute_torch.py and
+test_distribute_checkpoint.py.
 
     RANK=r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=p \\
-        python tests/children/distribute_child_torch.py CASE OUTPUT_DIRECTORY
+        python tests/children/distribute_child_torch.py OUTPUT_DIRECTORY CASE ...
 
-Joins the gloo group through `examples._ddp.init_process_group_from_env` and
-runs CASE: `steps` (gradients, weights and batch statistics across ranks),
-`loop` (`_ddp.fit` with the library's callbacks, then a resumed run) or
-`equal` (`_ddp.fit` on 2 ranks against Keras' `fit` on one). Every rank writes
-what it saw to OUTPUT_DIRECTORY/rank<r>.npz (and .json); the test compares.
+Joins the gloo group through `examples._ddp.init_process_group_from_env` once
+(the start of a process and its group is most of what a case costs) and runs
+each CASE in order, into OUTPUT_DIRECTORY/CASE: `steps` (gradients, weights
+and batch statistics across ranks), `loop` (`_ddp.fit` with the library's
+callbacks, then a resumed run), `checkpoint` (`CheckpointManager` in a
+directory both ranks see, then in one each) or `equal` (`_ddp.fit` on 2 ranks
+against Keras' `fit` on one; it leaves the group, so it comes last). Every
+rank writes what it saw to rank<r>.npz (and .json, .jsonl); the tests
+compare.
 """
 
 import json
@@ -213,15 +219,61 @@ def equal_case(rank, output):
     (output / f"rank{rank}.json").write_text(json.dumps({"ddp": logs, "one": one}))
 
 
-CASES = {"steps": steps_case, "loop": loop_case, "equal": equal_case}
+def checkpoint_run(rank, directory, epochs):
+    """A new model and manager in `directory`, as in a new process; returns
+    the error raised, if any, and what the rank restored."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    manager = CheckpointManager(directory, verbose=0)
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 1), "float32")
+    result = {"rank": rank, "directory": str(directory), "error": None}
+    try:
+        history = model.fit(x, y, epochs=epochs, verbose=0, callbacks=[manager])
+        result["epochs_run"] = history.epoch
+        result["restored_epoch"] = manager.epoch
+    except ValueError as error:
+        result["error"] = str(error)
+    return result
+
+
+def checkpoint_case(rank, output):
+    """Both ranks in `checkpoints`, 2 epochs then 3; then rank 0 in `chief`
+    (where the test wrote a checkpoint alone) and rank 1 in `elsewhere`: a
+    directory the other rank cannot see."""
+    runs = [
+        (output / "checkpoints", 2),
+        (output / "checkpoints", 3),
+        (output / ("chief" if rank == 0 else "elsewhere"), 2),
+    ]
+    results = [checkpoint_run(rank, directory, epochs) for directory, epochs in runs]
+    (output / f"rank{rank}.jsonl").write_text(
+        "".join(json.dumps(result) + "\n" for result in results)
+    )
+
+
+CASES = {
+    "steps": steps_case,
+    "loop": loop_case,
+    "checkpoint": checkpoint_case,
+    "equal": equal_case,
+}
 
 if __name__ == "__main__":
-    case, output = sys.argv[1], Path(sys.argv[2])
+    output, cases = Path(sys.argv[1]), sys.argv[2:]
     # A collective waits this long for the other rank: generous, for a
-    # loaded machine; the test's own deadline (400 s) is the bound.
+    # loaded machine; the test's own deadline is the bound.
     cluster = _ddp.init_process_group_from_env(timeout_seconds=300)
     try:
-        CASES[case](cluster.process_index, output)
+        for case in cases:
+            (output / case).mkdir(parents=True, exist_ok=True)
+            CASES[case](cluster.process_index, output / case)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    # Everything the tests read is written and closed, and the group is gone:
+    # the interpreter's teardown of PyTorch and TensorFlow (seconds of CPU)
+    # is skipped.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -1,11 +1,12 @@
 """`TensorBoardImageLogger` and `ReduceLROnPlateau` under `tf.distribute`.
 
-The runs are `distribute_child_callbacks.py`, in processes of their own (a
+The runs are `distribute_child_callbacks.py`'s, in processes of their own (a
 strategy's devices are set before TensorFlow starts), each with a timeout:
 
 - `MirroredStrategy` over 2 logical CPUs, `fit` outside and inside the
   strategy's scope: the logger writes what it writes for the same weights
-  on one device, and the reducer reduces.
+  on one device, and the reducer reduces. A part of the process that
+  conftest.py's `mirrored_parts` starts.
 - `keras_blocks.distribute.MultiWorkerMirroredStrategy` over 2 worker
   processes on 127.0.0.1 (free ports): only the chief writes events, the
   other worker leaves no file, and both take the reducer's decisions on the
@@ -15,11 +16,7 @@ strategy's devices are set before TensorFlow starts), each with a timeout:
 import io
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -27,7 +24,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from tests import CHILDREN, ROOT
+from tests import CHILDREN
+from tests.distribute.processes import free_ports, python_path, run_together
 
 # Processes of their own, each tens of seconds.
 pytestmark = [
@@ -48,64 +46,24 @@ CM_LEFT, CM_TOP, CM_CELL = 100, 28, 32
 CM_DARK = np.array((8, 48, 107))
 
 
-def free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def run_children(arguments, output):
     """Runs one child per argument list, all at once, each with its own
     TMPDIR (output/tmpN); returns their exit codes and their output's end."""
-    processes = []
+    commands = []
     for index, args in enumerate(arguments):
         temporary = output / f"tmp{index}"
         temporary.mkdir(parents=True)
-        log = open(output / f"child{index}.log", "w")  # noqa: SIM115
         env = {
             **os.environ,
             "KERAS_BACKEND": "tensorflow",
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "TMPDIR": str(temporary),
-            "PYTHONPATH": os.pathsep.join(
-                [str(ROOT), os.environ.get("PYTHONPATH", "")]
-            ),
+            "PYTHONPATH": python_path(),
             "CUDA_VISIBLE_DEVICES": "",
         }
         env.pop("TF_CONFIG", None)
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, str(CHILD), *args],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        )
-        log.close()
-    deadline = time.monotonic() + TIMEOUT
-    while any(p.poll() is None for p in processes):
-        # A worker that failed leaves the other waiting in a collective.
-        failed = any(p.returncode not in (None, 0) for p in processes)
-        if failed or time.monotonic() > deadline:
-            for p in processes:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGKILL)
-                    p.wait()
-            break
-        time.sleep(0.2)
-    codes = [p.returncode for p in processes]
-    logs = "\n".join(
-        f"--- child {index} (exit {code}) ---\n"
-        + (output / f"child{index}.log").read_text()[-3000:]
-        for index, code in enumerate(codes)
-    )
-    return codes, logs
+        commands.append(([sys.executable, str(CHILD), *args], env))
+    return run_together(commands, output, TIMEOUT)
 
 
 def read_events(log_dir):
@@ -166,9 +124,8 @@ def validation_labels():
     return np.arange(32, 32 + VAL) % CLASSES  # the child's y[TRAIN:]
 
 
-def test_logger_and_reducer_under_mirrored_strategy(tmp_path):
-    codes, logs = run_children([["mirrored", str(tmp_path)]], tmp_path)
-    assert codes == [0], logs
+def test_logger_and_reducer_under_mirrored_strategy(mirrored_parts):
+    tmp_path = mirrored_parts("callbacks")
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["replicas"] == 2
     # Fit outside the scope, then inside it (where callbacks run in the

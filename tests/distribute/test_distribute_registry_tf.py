@@ -1,9 +1,10 @@
 """Every layer of the property registry and two reference models train, save
 and load under `tf.distribute.MirroredStrategy` (2 logical CPUs).
 
-For each case, `distribute_child_registry.py` builds and compiles in the
-strategy's scope, with every batch normalization synchronized, fits one step
-on a global batch of 4 (2 per replica), saves to `.keras` and loads it back
+For each case, `distribute_child_registry.py` (a part of the process that
+conftest.py's `mirrored_parts` starts) builds and compiles in the strategy's
+scope, with every batch normalization synchronized, fits one step on a
+global batch of 4 (2 per replica), saves to `.keras` and loads it back
 with `safe_mode=True` in the scope. The loaded model must give the outputs of
 the one it saved and keep its BN synchronized. One process for all cases
 (logical devices are set before TensorFlow starts); TensorFlow backend only.
@@ -16,22 +17,17 @@ of CPU each; their blocks are in the registry) runs with
 import inspect
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests import CHILDREN
 from tests.layers.test_properties import REGISTRY
 
-# Processes of their own, each tens of seconds.
+# A process of its own, tens of seconds.
 pytestmark = [
     pytest.mark.backends("tensorflow", reason="tf.distribute is TensorFlow's"),
     pytest.mark.slow,
 ]
 
-CHILD = CHILDREN / "distribute_child_registry.py"
-TIMEOUT = 600
 ALL = os.environ.get("KERAS_BLOCKS_ALL_MODELS") == "1"
 LAYERS = tuple(sorted(REGISTRY))
 # Models at their smallest input, 10 classes: the cheapest with Dropout heads
@@ -49,6 +45,8 @@ MODELS = (
     ),
 )
 
+CASES = (*LAYERS, *MODELS)
+
 
 def has_batch_normalization(case):
     if case in REGISTRY:
@@ -57,25 +55,10 @@ def has_batch_normalization(case):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("registry")
-    scratch = directory / "tmp"  # the child's temporary files
-    scratch.mkdir()
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": "tensorflow",
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "TMPDIR": str(scratch),
-    }
-    done = subprocess.run(
-        [sys.executable, str(CHILD), str(directory), *LAYERS, *MODELS],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = [json.loads(line) for line in done.stdout.splitlines() if line[:1] == "{"]
+def results(mirrored_parts):
+    """The registry's part of distribute_child_tf.py (see conftest.py)."""
+    text = (mirrored_parts("registry") / "results.jsonl").read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
     found = {line["case"]: line for line in lines[1:]}
     return {"replicas": lines[0]["replicas"], **found}
 
@@ -84,7 +67,7 @@ def test_two_replicas(results):
     assert results["replicas"] == 2
 
 
-@pytest.mark.parametrize("case", (*LAYERS, *MODELS))
+@pytest.mark.parametrize("case", CASES)
 def test_fit_save_and_load_under_mirrored_strategy(results, case):
     result = results[case]
     assert result["error"] is None, result["error"]

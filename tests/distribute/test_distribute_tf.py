@@ -2,14 +2,17 @@
 MultiWorkerMirroredStrategy workers on 127.0.0.1 killed and resumed.
 
 Each case runs in processes of its own (logical devices and TF_CONFIG must be
-set before TensorFlow starts), with timeouts; TensorFlow backend only.
+set before TensorFlow starts), with timeouts; TensorFlow backend only. The
+MirroredStrategy measurements of the blocks are a part of the process that
+conftest.py's `mirrored_parts` starts; the workers' uninterrupted run is
+killed-and-resumed's reference and evaluate-only's trained run.
 """
 
 import contextlib
 import json
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +20,8 @@ import time
 import numpy as np
 import pytest
 
-from tests import CHILDREN, ROOT
+from tests import ROOT
+from tests.distribute.processes import free_ports
 
 # Processes of their own, each tens of seconds.
 pytestmark = [
@@ -42,17 +46,9 @@ def _env(tmp_path, **extra):
 
 
 @pytest.fixture(scope="module")
-def mirrored(tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("mirrored")
-    done = subprocess.run(
-        [sys.executable, str(CHILDREN / "distribute_child_tf.py"), str(tmp_path)],
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def mirrored(mirrored_parts):
+    """The blocks' part of distribute_child_tf.py (see conftest.py)."""
+    return json.loads((mirrored_parts("blocks") / "results.json").read_text())
 
 
 def test_synchronized_bn_equals_one_device(mirrored):
@@ -89,34 +85,25 @@ def test_checkpoints_move_between_replica_counts(mirrored):
     assert mirrored["two_to_one_unsync"] == 0.0
 
 
-# Two MultiWorkerMirroredStrategy workers, through the training command.
-
-ARGS = ["--epochs", "2", "--batch-size", "256", "--seed", "3"]
+# Two MultiWorkerMirroredStrategy workers, through the training command, with
+# synchronized batch normalization. The digits at their own 8x8 (the default
+# resizes them to 16x16): a quarter of the arithmetic; the claims are the same
+# at any size.
+ARGS = ["--epochs", "2", "--batch-size", "256", "--seed", "3", "--image-size", "8"]
+ARGS += ["--sync-bn"]
 STEPS_PER_EPOCH = 6  # 1293 digits / 256
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+COMMAND = [sys.executable, "-m", "examples.train"]
 
 
 def _start_workers(tmp_path, logdir, extra=()):
-    ports = _free_ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     workers = []
     for index in range(2):
         config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         log = open(tmp_path / f"worker{index}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
         command = [
-            sys.executable,
-            "-m",
-            "examples.train",
+            *COMMAND,
             "--distribute",
             "multi_worker",
             "--logdir",
@@ -155,10 +142,25 @@ def _checkpoint_values(directory, step):
     }
 
 
-def test_multi_worker_killed_and_resumed_equals_uninterrupted(tmp_path):
-    # Uninterrupted: two workers, two epochs.
-    whole = tmp_path / "whole"
-    _wait(_start_workers(tmp_path, whole), tmp_path)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Two workers, two epochs, never interrupted: the directory above the
+    run's --logdir (`run`) and the workers' logs and scratch (`tmp`); tests
+    only read it."""
+    tmp_path = tmp_path_factory.mktemp("uninterrupted")
+    _wait(_start_workers(tmp_path, tmp_path / "run"), tmp_path)
+    return tmp_path
+
+
+def test_multi_worker_killed_and_resumed_equals_uninterrupted(tmp_path, uninterrupted):
+    whole = uninterrupted / "run"
+
+    # The second epoch (with its save) took this long there.
+    saved = [
+        (whole / "checkpoints" / f"ckpt-{epoch * STEPS_PER_EPOCH}.index").stat()
+        for epoch in (1, 2)
+    ]
+    second_epoch = saved[1].st_mtime - saved[0].st_mtime
 
     # Interrupted: worker 1 is SIGKILLed during the second epoch, once the
     # first epoch's checkpoint is indexed; worker 0, left waiting for it in a
@@ -171,9 +173,10 @@ def test_multi_worker_killed_and_resumed_equals_uninterrupted(tmp_path):
         while not (index.exists() and f"ckpt-{STEPS_PER_EPOCH}" in index.read_text()):
             assert time.monotonic() < deadline, "no checkpoint after the first epoch"
             assert all(w.poll() is None for w in workers), "a worker stopped early"
-            time.sleep(0.2)
-        # Into the second epoch (which takes seconds), well before its end.
-        time.sleep(0.5)
+            time.sleep(0.05)
+        # Into the second epoch, well before its end: a quarter of the
+        # uninterrupted run's.
+        time.sleep(second_epoch / 4)
         workers[1].send_signal(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             workers[0].wait(timeout=5)
@@ -182,7 +185,9 @@ def test_multi_worker_killed_and_resumed_equals_uninterrupted(tmp_path):
             w.kill()
             w.wait()
     last = f"ckpt-{2 * STEPS_PER_EPOCH}"
-    assert not (broken / "checkpoints" / f"{last}.index").exists(), "killed too late"
+    assert not (broken / "checkpoints" / f"{last}.index").exists(), (
+        f"killed too late ({second_epoch:.1f} s an epoch)"
+    )
     _wait(_start_workers(tmp_path, broken, ["--resume"]), tmp_path)
 
     expected = _checkpoint_values(whole / "checkpoints", 2 * STEPS_PER_EPOCH)
@@ -200,43 +205,22 @@ def test_multi_worker_killed_and_resumed_equals_uninterrupted(tmp_path):
             events = list((logdir / folder).glob("events.out.tfevents.*"))
             assert len(events) == starts, (logdir, folder, events)
         assert (logdir / "test.json").exists()
-    assert list((tmp_path / "tmp").glob("keras_blocks-worker-*")) == []
+    for scratch in (uninterrupted / "tmp", tmp_path / "tmp"):
+        assert list(scratch.glob("keras_blocks-worker-*")) == []
 
 
-def _evaluate_only(tmp_path, logdir, *extra):
-    command = [sys.executable, "-m", "examples.train", "--logdir", str(logdir)]
-    done = subprocess.run(
-        [*command, "--evaluate-only", *extra],
-        cwd=ROOT,
-        env=_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((logdir / "test.json").read_text())["accuracy"]
-
-
-def test_train_and_evaluate_only_on_two_replicas(tmp_path):
-    # Trained on 2 replicas with synchronized BN, then tested from its
-    # checkpoint on 2 replicas: every replica gets the checkpoint's values
-    # (Keras reads a first batch even for zero epochs, which needs an image
-    # per replica), and the accuracy is the one the training run measured.
+def test_train_and_evaluate_only_on_two_replicas(tmp_path, uninterrupted):
+    # Trained on 2 replicas with synchronized BN (the two workers), then
+    # tested from its checkpoint on the 2 replicas of a MirroredStrategy:
+    # every replica gets the checkpoint's values (Keras reads a first batch
+    # even for zero epochs, which needs an image per replica), and the
+    # accuracy is the one the training run measured.
     logdir = tmp_path / "run"
+    shutil.copytree(uninterrupted / "run", logdir)  # the fixture's stays as is
+    trained = json.loads((logdir / "test.json").read_text())["accuracy"]
     mirrored = ["--distribute", "mirrored", "--cpu-devices", "2"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "examples.train",
-            "--logdir",
-            str(logdir),
-            *ARGS,
-            "--epochs",  # one is enough here: the last --epochs counts
-            "1",
-            *mirrored,
-            "--sync-bn",
-        ],
+        [*COMMAND, "--logdir", str(logdir), "--evaluate-only", *mirrored],
         cwd=ROOT,
         env=_env(tmp_path),
         capture_output=True,
@@ -245,17 +229,14 @@ def test_train_and_evaluate_only_on_two_replicas(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Distributed (mirrored): 2 replicas" in done.stdout
-    trained = json.loads((logdir / "test.json").read_text())["accuracy"]
-    assert _evaluate_only(tmp_path, logdir, *mirrored) == trained
+    assert json.loads((logdir / "test.json").read_text())["accuracy"] == trained
 
 
 def test_a_global_batch_the_replicas_cannot_share_is_refused(tmp_path):
     logdir = tmp_path / "run"
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "examples.train",
+            *COMMAND,
             "--logdir",
             str(logdir),
             "--batch-size",

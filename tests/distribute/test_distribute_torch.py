@@ -1,82 +1,28 @@
 """DDP on the PyTorch backend: what DDP does to Keras' variables,
 `synchronize_batch_statistics`, and `examples/_ddp.py`'s `fit` loop.
 
-Each test starts 2 processes of `distribute_child_torch.py` on a gloo group at
-127.0.0.1 (a free port), which exit by themselves; when one fails the other
-is stopped, so a failure costs no timeout.
+The cases run on 2 processes of `distribute_child_torch.py` on a gloo group at
+127.0.0.1 (a free port), started once for all of them (conftest.py's
+`ddp_ranks`); they exit by themselves, and when one fails the other is
+stopped, so a failure costs no timeout.
 """
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
-from tests import CHILDREN, ROOT
-
 pytestmark = pytest.mark.backends(
     "torch", reason="DistributedDataParallel is PyTorch's"
 )
 
-CHILD = CHILDREN / "distribute_child_torch.py"
 WORLD = 2
-TIMEOUT = 400  # seconds, for a whole case (each takes 10 to 40 s)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run_ranks(case, output):
-    """Runs `case` on 2 ranks; returns each rank's npz (and json, if any)."""
-    output.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "KERAS_BACKEND": "torch",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(free_port()),
-        "WORLD_SIZE": str(WORLD),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": "1",  # two processes on a shared machine
-        "CUDA_VISIBLE_DEVICES": "",  # gloo on the CPU
-    }
-    processes = []
-    for rank in range(WORLD):
-        log = open(output / f"rank{rank}.log", "w")  # noqa: SIM115
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, str(CHILD), case, str(output)],
-                env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-            )
-        )
-        log.close()
-    deadline = time.monotonic() + TIMEOUT
-    while any(p.poll() is None for p in processes):
-        failed = any(p.returncode not in (None, 0) for p in processes)
-        if failed or time.monotonic() > deadline:
-            for p in processes:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGKILL)
-                    p.wait()
-            break
-        time.sleep(0.2)
-    logs = "\n".join(
-        f"--- rank {rank} (exit {p.returncode}) ---\n"
-        + (output / f"rank{rank}.log").read_text()[-3000:]
-        for rank, p in enumerate(processes)
-    )
-    assert all(p.returncode == 0 for p in processes), logs
+def results_of(ddp_ranks, case):
+    """Each rank's npz (and json, if any) of `case`."""
+    output = ddp_ranks(case)
     results = []
     for rank in range(WORLD):
         arrays = dict(np.load(output / f"rank{rank}.npz"))
@@ -90,8 +36,8 @@ def rows_equal(rows):
 
 
 @pytest.mark.slow
-def test_ddp_gradients_weights_and_batch_statistics(tmp_path):
-    (result, _), _ = run_ranks("steps", tmp_path)
+def test_ddp_gradients_weights_and_batch_statistics(ddp_ranks):
+    (result, _), _ = results_of(ddp_ranks, "steps")
     # Each rank built its own weights; DDP broadcasts rank 0's when it wraps
     # the model, the non-trainable moving statistics included.
     assert not rows_equal(result["weights_at_start"])
@@ -116,7 +62,7 @@ def test_ddp_gradients_weights_and_batch_statistics(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_ddp_equals_one_process(tmp_path):
+def test_fit_ddp_equals_one_process(ddp_ranks):
     """2 ranks of 8 samples a step against Keras' `fit` on the 16 at once.
 
     The model has no batch normalization: in training mode it normalizes with
@@ -124,7 +70,7 @@ def test_fit_ddp_equals_one_process(tmp_path):
     gradients. Without it the mean of the ranks' gradients is the gradient of
     the global batch, and the runs agree up to float32 rounding.
     """
-    (first, logs), (_, second_logs) = run_ranks("equal", tmp_path)
+    (first, logs), (_, second_logs) = results_of(ddp_ranks, "equal")
     assert rows_equal(first["ddp_weights"])  # equal across ranks
     assert second_logs["ddp"] == logs["ddp"]  # every rank logged the same
     np.testing.assert_allclose(first["ddp_weights"][0], first["one_weights"], atol=1e-5)
@@ -137,10 +83,10 @@ def test_fit_ddp_equals_one_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_ddp_with_the_library_callbacks(tmp_path):
+def test_fit_ddp_with_the_library_callbacks(ddp_ranks):
     """`CheckpointManager`, `TensorBoardImageLogger` and `ReduceLROnPlateau` in
     `_ddp.fit` on 2 ranks, in directories they share; then a resumed run."""
-    (first, logs), (second, second_logs) = run_ranks("loop", tmp_path)
+    (first, logs), (second, second_logs) = results_of(ddp_ranks, "loop")
     for result in (first, second):
         assert rows_equal(result["weights"])  # BN statistics included
         assert rows_equal(result["learning_rate"])
@@ -155,7 +101,7 @@ def test_fit_ddp_with_the_library_callbacks(tmp_path):
     # Only rank 0 writes: every event file carries the pid of its writer.
     # (Needs TensorBoardImageLogger's chief gating; without it rank 1 writes
     # event files too and this fails, as it did at 9915ff8.)
-    run = tmp_path / "run"
+    run = ddp_ranks("loop") / "run"
     # events.out.tfevents.<time>.<host>.<pid>.<n>.v2
     writers = {p.name.split(".")[-3] for p in run.rglob("events.out.tfevents.*")}
     assert writers == {str(logs["pid"])}
