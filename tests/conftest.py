@@ -1,8 +1,7 @@
 """Test set-up: the backends each test runs under, quiet TensorFlow, and
 Hypothesis settings fit for TF's slow first calls.
 
-A test declares the backends its claim depends on (STYLE.md rule 23), once,
-with why:
+A test declares the backends its claim depends on, once, with why:
 
     @pytest.mark.backends("tensorflow", reason="LiteRT exports from TensorFlow")
     def test_litert_file_runs(): ...
@@ -25,6 +24,12 @@ with why:
 sets KERAS_BLOCKS_QUICK) leaves out; CI runs everything. `slow("jax")` is
 slow under the backends it names only (JAX compiles each new computation:
 a model that takes a second under PyTorch can take thirty under JAX).
+
+A marker written wrong (no reason, an unknown backend, both scope markers)
+makes its test an error (at setup) with a message naming the marker, under every backend and
+in every tier (pytest-xdist's workers collect, where an error raised in
+collection would only show as an internal error). The summary says how
+many tests each rule deselected (pytest-xdist's own counts leave them out).
 """
 
 import os
@@ -38,6 +43,13 @@ import pytest
 BACKENDS = ("tensorflow", "jax", "torch")
 INDEPENDENT_PASS = "KERAS_BLOCKS_INDEPENDENT_PASS"
 QUICK = "KERAS_BLOCKS_QUICK"
+MARKER_ERROR = pytest.StashKey[str]()
+DESELECTED = pytest.StashKey[dict]()
+
+
+class MarkerError(Exception):
+    """A backend or slow marker written wrong."""
+
 
 _COMMON = dict(
     deadline=None,
@@ -83,17 +95,23 @@ def pytest_configure(config):
 
 def backend_scope(item):
     """The backends `item` runs under: a tuple of names, "independent", or
-    None (unmarked: every backend). Raises pytest.UsageError on a marker
-    without a reason or with an unknown backend."""
+    None (unmarked: every backend). Raises MarkerError on a marker without
+    a reason or with an unknown backend."""
     scoped, independent = _closest(item, "backends", "backend_independent")
     for marker in filter(None, (scoped, independent)):
         if not marker.kwargs.get("reason"):
-            raise pytest.UsageError(
+            why = (
+                "does not depend on the backend"
+                if marker.name == "backend_independent"
+                else "depends on those backends"
+            )
+            raise MarkerError(
                 f"{item.nodeid}: @pytest.mark.{marker.name} needs a reason= "
-                "saying why the claim depends on those backends (or on none)"
+                f"saying why the claim {why} (a reason must be passed by "
+                "keyword: a positional string is read as a backend's name)"
             )
     if scoped and independent:
-        raise pytest.UsageError(
+        raise MarkerError(
             f"{item.nodeid}: both @pytest.mark.backends and "
             "@pytest.mark.backend_independent; keep one"
         )
@@ -103,7 +121,7 @@ def backend_scope(item):
         return None
     unknown = [name for name in scoped.args if name not in BACKENDS]
     if unknown or not scoped.args:
-        raise pytest.UsageError(
+        raise MarkerError(
             f"{item.nodeid}: @pytest.mark.backends{scoped.args}: expected one "
             f"or more of {BACKENDS}"
         )
@@ -128,7 +146,7 @@ def is_slow(item, backend):
         return False
     unknown = [name for name in marker.args if name not in BACKENDS]
     if unknown:
-        raise pytest.UsageError(
+        raise MarkerError(
             f"{item.nodeid}: @pytest.mark.slow{marker.args}: expected none or "
             f"some of {BACKENDS}"
         )
@@ -139,15 +157,21 @@ def pytest_collection_modifyitems(config, items):
     backend = keras.config.backend()
     independent_pass = os.environ.get(INDEPENDENT_PASS)
     quick = bool(os.environ.get(QUICK))
-    kept, deselected = [], []
+    kept, slow, independent = [], [], []
     for item in items:
-        scope = backend_scope(item)
-        if is_slow(item, backend) and quick:
-            deselected.append(item)
+        try:
+            scope, item_is_slow = backend_scope(item), is_slow(item, backend)
+        except MarkerError as error:
+            # Kept in every pass and tier: it fails, naming its marker.
+            item.stash[MARKER_ERROR] = str(error)
+            kept.append(item)
+            continue
+        if item_is_slow and quick:
+            slow.append(item)
             continue
         if scope == "independent":
             if independent_pass and independent_pass != backend:
-                deselected.append(item)
+                independent.append(item)
                 continue
         elif scope is not None and backend not in scope:
             reason = _closest(item, "backends")[0].kwargs["reason"]
@@ -155,9 +179,48 @@ def pytest_collection_modifyitems(config, items):
                 pytest.mark.skip(reason=f"under {' and '.join(scope)}: {reason}")
             )
         kept.append(item)
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
+    deselected = {
+        "backend": backend,
+        "slow": len(slow),
+        "independent": len(independent),
+        "independent_pass": independent_pass,
+    }
+    config.stash[DESELECTED] = deselected
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker
+        config.workeroutput["keras_blocks_deselected"] = deselected
+    if slow or independent:
+        config.hook.pytest_deselected(items=slow + independent)
         items[:] = kept
+
+
+def pytest_runtest_setup(item):
+    error = item.stash.get(MARKER_ERROR, None)
+    if error:
+        pytest.fail(error, pytrace=False)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: a worker's deselection counts (every
+    worker collects the same tests)."""
+    deselected = getattr(node, "workeroutput", {}).get("keras_blocks_deselected")
+    if deselected:
+        node.config.stash[DESELECTED] = deselected
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    deselected = config.stash.get(DESELECTED, None)
+    if not deselected or not (deselected["slow"] or deselected["independent"]):
+        return
+    parts = []
+    if deselected["slow"]:
+        parts.append(f"{deselected['slow']} slow under {deselected['backend']}")
+    if deselected["independent"]:
+        parts.append(
+            f"{deselected['independent']} backend-independent (they run in the "
+            f"{deselected['independent_pass']} pass)"
+        )
+    terminalreporter.write_line("deselected by tests/conftest.py: " + ", ".join(parts))
 
 
 @pytest.fixture(autouse=True)
