@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests import ROOT
+from tests.models.model_checks import kernels
 from tests.porting.torch_references import (
     assert_logits_close,
     randomized,
@@ -72,9 +73,10 @@ def resnet18_files(resnet18_pth, tmp_path_factory):
 
 def logits_of(name, path, **options):
     """Our model `name` at SIZE with the converted file, as logits."""
-    model = resnet.MODELS[name](
-        input_shape=(SIZE, SIZE, 3), classifier_activation=None, **options
-    )
+    with kernels("zeros"):  # every weight is loaded below
+        model = resnet.MODELS[name](
+            input_shape=(SIZE, SIZE, 3), classifier_activation=None, **options
+        )
     convert_weights.load_converted(model, path, name)
     return keras.ops.convert_to_numpy(model(images(), training=False))
 

@@ -20,6 +20,7 @@ import pytest
 
 from examples import efficientnet
 from examples._pretrained import load_pretrained
+from tests.models.model_checks import kernels
 from tests.porting.torch_references import (
     assert_logits_close,
     randomized,
@@ -33,10 +34,13 @@ SOURCE = efficientnet.WEIGHTS["torchvision"]
 
 
 def build(name, shape=(None, None, 3), **kwargs):
+    """Our `name` with zero kernels: every test loads weights into it (or
+    is refused before any is assigned)."""
     _, _, options = SOURCE.files[name]
-    return efficientnet.MODELS[name](
-        input_shape=shape, classifier_activation=None, **options, **kwargs
-    )
+    with kernels("zeros"):
+        return efficientnet.MODELS[name](
+            input_shape=shape, classifier_activation=None, **options, **kwargs
+        )
 
 
 def predict(model, x):
