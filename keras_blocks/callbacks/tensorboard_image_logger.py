@@ -1,7 +1,6 @@
 """TensorBoardImageLogger: what a classifier sees and predicts, in TensorBoard."""
 
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_blocks import _validation as check
+from keras_blocks.callbacks import _validation_data as validation
 from keras_blocks.callbacks._gradients import (
     GRADIENT_BACKENDS,
     loss_gradient_function,
@@ -203,18 +203,9 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         self.validation_steps = check.optional(
             check.positive_int, "validation_steps", validation_steps
         )
-        if _is_dataset(validation_data):
-            self.validation_data = _checked_dataset(
-                validation_data, self.validation_steps, self.data_format
-            )
-        elif self.validation_steps is not None:
-            raise ValueError(
-                "Invalid value for argument `validation_steps`. It bounds a "
-                "dataset, and `validation_data` is arrays. Received: "
-                f"validation_steps={validation_steps!r}"
-            )
-        else:
-            self.validation_data = _validation_data(validation_data, self.data_format)
+        self.validation_data = validation.checked(
+            validation_data, validation_steps, self.data_format
+        )
         self.image_freq = check.non_negative_int("image_freq", image_freq)
         self.confusion_matrix_freq = check.non_negative_int(
             "confusion_matrix_freq", confusion_matrix_freq
@@ -253,27 +244,17 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
                 f"{keras.backend.backend()!r} backend"
             )
 
-        if self._from_dataset:
-            # Labels (all) and the one-hot width (or None), then the sample.
-            self._labels, self._label_width = _dataset_labels(
-                self._batches(), self.data_format
-            )
-        else:
-            x, y = self.validation_data
-            self._labels = _integer_labels(y)  # (n,)
-            self._label_width = y.shape[1] if y.ndim == 2 and y.shape[1] > 1 else None
-        _check_class_names(self.class_names, self._labels, self._label_width)
-        count = min(self.num_images, len(self._labels))
-        # Sorted, so that the grid follows the order of validation_data.
-        self._sample = np.sort(
-            np.random.default_rng(self.seed).choice(
-                len(self._labels), count, replace=False
-            )
+        self._labels, self._label_width = validation.labels(  # (n,), int or None
+            self.validation_data, self.validation_steps, self.data_format
         )
-        if self._from_dataset:
-            self._sample_x, self._sample_y = _take(self._batches(), self._sample)
-        else:
-            self._sample_x, self._sample_y = x[self._sample], y[self._sample]
+        validation.check_class_names(self.class_names, self._labels, self._label_width)
+        self._sample, self._sample_x, self._sample_y = validation.sample(
+            self.validation_data,
+            self.validation_steps,
+            len(self._labels),
+            self.num_images,
+            self.seed,
+        )
         self._display = display_images(self._sample_x, self.data_format)
         self._last_epoch = None  # the last epoch seen, and whether it was
         self._logged_last = False  # logged as the run's last
@@ -293,11 +274,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
 
     def _batches(self):
         """The dataset's `(x, y)` NumPy batches, `validation_steps` at most."""
-        dataset = self.validation_data
-        if self.validation_steps is not None:
-            dataset = dataset.take(self.validation_steps)
-        for batch in dataset.as_numpy_iterator():
-            yield batch[0], batch[1]  # without sample weights
+        return validation.batches(self.validation_data, self.validation_steps)
 
     def on_train_begin(self, logs=None):
         self._close_writer()
@@ -407,15 +384,15 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
         if grid:
             if predicted is None:
                 predicted = self._predict(self._sample_x)
-            labels = _integer_labels(self._sample_y)
+            labels = validation.integer_labels(self._sample_y)
             image = prediction_grid(self._display, labels, predicted, self.class_names)
             self._summary.image("images/predictions", image[None], step=epoch)
 
     def _confusion(self, labels, predicted):
         """Counts of (true, predicted) pairs, (classes, classes)."""
-        labels = _integer_labels(np.asarray(labels))
+        labels = validation.integer_labels(np.asarray(labels))
         classes = self._classes
-        _check_label_range(labels, classes)  # a dataset's may change
+        validation.check_label_range(labels, classes)  # a dataset's may change
         return np.bincount(
             labels * classes + predicted, minlength=classes * classes
         ).reshape(classes, classes)
@@ -477,7 +454,7 @@ class TensorBoardImageLogger(keras.callbacks.Callback):
                 f"of `validation_data` have {width}. Received: "
                 f"y.shape=({len(self._labels)}, {width})"
             )
-        _check_label_range(self._labels, classes)
+        validation.check_label_range(self._labels, classes)
         if self.class_names is not None and len(self.class_names) != classes:
             raise ValueError(
                 f"Invalid value for argument `class_names`. Expected one name "
@@ -575,159 +552,6 @@ def _names(name, value, expected, allow_empty=False):
             f"Received: {name}={value!r}"
         )
     return tuple(value)
-
-
-def _is_dataset(value):
-    """Whether `value` is a `tf.data.Dataset` (TensorFlow imported: it made it)."""
-    tf = sys.modules.get("tensorflow")
-    return tf is not None and isinstance(value, tf.data.Dataset)
-
-
-def _layout(data_format):
-    if data_format == "channels_last":
-        return "(batch, height, width, channels)"
-    return "(batch, channels, height, width)"
-
-
-def _validation_data(value, data_format):
-    """Checks `(x, y)` and returns them as NumPy arrays."""
-    if not isinstance(value, tuple | list) or len(value) != 2:
-        size = f" and length {len(value)}" if isinstance(value, tuple | list) else ""
-        raise ValueError(
-            "Invalid value for argument `validation_data`. Expected a tuple "
-            "`(x, y)` of images and labels, or a `tf.data.Dataset` of `(x, y)` "
-            f"batches. Received: validation_data of type {type(value).__name__}"
-            f"{size}"
-        )
-    x, y = (np.asarray(item) for item in value)
-    _check_images(x, data_format)
-    _check_labels(y, len(x))
-    return x, y
-
-
-def _checked_dataset(dataset, steps, data_format):
-    """Checks what a dataset's elements are, and that reading it ends."""
-    import tensorflow as tf
-
-    spec = dataset.element_spec
-    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
-        kind = type(spec).__name__
-        if isinstance(spec, tuple):
-            kind += f" of length {len(spec)}"
-        raise ValueError(
-            "Invalid value for argument `validation_data`. Expected a dataset of "
-            f"`(x, y)` batches. Received: a dataset of {kind}"
-        )
-    shape = spec[0].shape
-    if shape.rank != 4:
-        raise ValueError(
-            "Invalid value for argument `validation_data`. Expected a dataset of "
-            f"`(x, y)` batches: 4D images `x` of shape {_layout(data_format)}. "
-            f"Received: x of shape {tuple(shape) if shape.rank is not None else shape}"
-        )
-    if steps is None and dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
-        raise ValueError(
-            "Invalid value for argument `validation_steps`. A dataset that "
-            "repeats forever needs a number of batches to read. Received: "
-            "validation_steps=None"
-        )
-    return dataset
-
-
-def _dataset_labels(batches, data_format):
-    """All integer labels of a dataset's batches, checked as arrays' are, and
-    the width of one-hot labels (None for integer labels)."""
-    labels, width, count = [], None, 0
-    for x, y in batches:
-        count += 1
-        _check_images(x, data_format)
-        _check_labels(y, len(x))
-        if y.ndim == 2 and y.shape[1] > 1:
-            width = y.shape[1]
-        labels.append(_integer_labels(y))
-    if not labels or not sum(len(batch) for batch in labels):
-        raise ValueError(
-            "Invalid value for argument `validation_data`. The dataset holds no "
-            f"images. Received: a dataset of {count} batches"
-        )
-    return np.concatenate(labels), width
-
-
-def _take(batches, indices):
-    """The images and labels at sorted `indices` of a dataset's batches."""
-    images, labels, start = [], [], 0
-    for x, y in batches:
-        chosen = indices[(indices >= start) & (indices < start + len(x))] - start
-        images.append(x[chosen])
-        labels.append(y[chosen])
-        start += len(x)
-    if sum(len(chosen) for chosen in images) != len(indices):  # a shorter reading
-        raise ValueError(
-            "Invalid value for argument `validation_data`. The dataset gave "
-            f"{start} images at its second reading, fewer than the sample "
-            "needs. Received: a dataset that changes from one reading to the next"
-        )
-    return np.concatenate(images), np.concatenate(labels)
-
-
-def _check_images(x, data_format):
-    if x.ndim != 4 or x.dtype.kind not in "biuf" or 0 in x.shape:
-        raise ValueError(
-            "Invalid value for argument `validation_data`. Expected numeric "
-            f"images `x` of shape {_layout(data_format)}, with no empty "
-            "dimension. Received: "
-            f"x.shape={x.shape}, x.dtype={x.dtype}"
-        )
-
-
-def _check_labels(y, count):
-    if (
-        y.ndim not in (1, 2)
-        or len(y) != count
-        or y.dtype.kind not in "biuf"
-        or (y.ndim == 2 and y.shape[1] == 0)
-    ):
-        raise ValueError(
-            "Invalid value for argument `validation_data`. Expected labels `y` "
-            f"of shape (n,), (n, 1) or (n, classes) for the n={count} images. "
-            f"Received: y.shape={y.shape}, y.dtype={y.dtype}"
-        )
-    if (y.ndim == 1 or y.shape[1] == 1) and ((y < 0).any() or (y % 1).any()):
-        raise ValueError(
-            "Invalid value for argument `validation_data`. Expected "
-            "non-negative integer labels `y`. Received: y with values from "
-            f"{y.min()} to {y.max()}"
-        )
-
-
-def _check_class_names(class_names, labels, width):
-    """`labels`: all integer labels; `width`: that of one-hot labels, or None."""
-    if class_names is None:
-        return
-    if width is not None and width != len(class_names):
-        found = f"{width} one-hot classes"
-    elif width is None and labels.max() >= len(class_names):
-        found = f"labels up to {labels.max()}"
-    else:
-        return
-    raise ValueError(
-        "Invalid value for argument `class_names`. Expected one name per "
-        f"class, for {found}. Received: class_names={class_names}"
-    )
-
-
-def _check_label_range(labels, classes):
-    if labels.max() >= classes:
-        raise ValueError(
-            f"The model predicts {classes} classes, but `validation_data` has "
-            f"labels up to {labels.max()}. Labels must be in [0, {classes})."
-        )
-
-
-def _integer_labels(y):
-    if y.ndim == 2 and y.shape[1] > 1:
-        return np.argmax(y, axis=-1)  # one-hot
-    return y.reshape(-1).astype("int64")
 
 
 def _due(freq, epoch):
