@@ -1,6 +1,7 @@
 """Exporting a Keras model for deployment: one file or folder, written whole."""
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -15,30 +16,53 @@ import numpy as np
 from keras_blocks import _validation as check
 from keras_blocks.layers._conv import grouped_convolution_route
 
-FORMATS = ("tf_saved_model", "litert", "onnx")
-# What a format's file is called, and what users type for it instead.
-SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
-ALIASES = {
-    "saved_model": "tf_saved_model",
-    "savedmodel": "tf_saved_model",
-    "tflite": "litert",
-    "tf_lite": "litert",
-}
-# The backends Keras 3.15 exports each format from, with what it needs there.
-BACKENDS = {
-    "tf_saved_model": ("tensorflow", "jax"),
-    "litert": ("tensorflow",),
-    "onnx": ("tensorflow", "jax", "torch"),
-}
 EXTRA = 'pip install "keras-blocks[export]"'
-# package: how to install it
-REQUIREMENTS = {
-    "onnx": {
-        "tensorflow": {"tf2onnx": EXTRA, "onnx": EXTRA},
-        "jax": {"jax2onnx": "pip install jax2onnx (not in the export extra)"},
-        "torch": {"onnx": EXTRA, "onnxscript": EXTRA},
-    },
+
+
+@dataclasses.dataclass(frozen=True)
+class _FormatSpec:
+    """What `export_model` knows of one format."""
+
+    name: str  # Keras' name for it
+    suffix: str | None  # its file's suffix; None: it is a folder
+    aliases: tuple[str, ...]  # what users type for it instead
+    # The backends Keras 3.15 exports it from, and the packages it needs on
+    # each: {backend: {package: how to install it}}.
+    backends: tuple[str, ...]
+    requirements: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+
+
+# One spec per format, in the order of FORMATS.
+_FORMAT_SPECS = {
+    spec.name: spec
+    for spec in (
+        _FormatSpec(
+            "tf_saved_model",
+            suffix=None,
+            aliases=("saved_model", "savedmodel"),
+            backends=("tensorflow", "jax"),
+        ),
+        _FormatSpec(
+            "litert",
+            suffix=".tflite",
+            aliases=("tflite", "tf_lite"),
+            backends=("tensorflow",),
+        ),
+        _FormatSpec(
+            "onnx",
+            suffix=".onnx",
+            aliases=(),
+            backends=("tensorflow", "jax", "torch"),
+            requirements={
+                "tensorflow": {"tf2onnx": EXTRA, "onnx": EXTRA},
+                "jax": {"jax2onnx": "pip install jax2onnx (not in the export extra)"},
+                "torch": {"onnx": EXTRA, "onnxscript": EXTRA},
+            },
+        ),
+    )
 }
+FORMATS = tuple(_FORMAT_SPECS)  # Keras' names of the formats
+
 # Samples of the representative data the int8 calibration reads at most.
 CALIBRATION_SAMPLES = 256
 # The largest difference from Keras, relative to the output scale, of a file
@@ -206,7 +230,10 @@ def export_model(
 def _format(format):
     if isinstance(format, str) and format not in FORMATS:
         typed = format.strip().lower().replace("-", "_")
-        meant = ALIASES.get(typed, typed if typed in FORMATS else None)
+        aliased = (
+            spec.name for spec in _FORMAT_SPECS.values() if typed in spec.aliases
+        )
+        meant = next(aliased, typed if typed in FORMATS else None)
         if meant:
             raise ValueError(
                 f"Invalid value for argument `format`. Expected one of {FORMATS} "
@@ -250,13 +277,14 @@ def check_output_path(path: str | os.PathLike, format: str) -> str:
             "Invalid value for argument `path`. Expected a str or path-like. "
             f"Received: path={path!r}"
         ) from error
-    suffix = SUFFIXES.get(format)
+    suffix = _FORMAT_SPECS[format].suffix
     if suffix and not path.endswith(suffix):
         raise ValueError(
             f"Invalid value for argument `path`. The {format} format writes a "
             f"'{suffix}' file. Received: path={path!r}"
         )
-    if not suffix and path.endswith((*SUFFIXES.values(), ".pb", ".h5", ".keras")):
+    files = tuple(spec.suffix for spec in _FORMAT_SPECS.values() if spec.suffix)
+    if not suffix and path.endswith((*files, ".pb", ".h5", ".keras")):
         raise ValueError(
             "Invalid value for argument `path`. A tf_saved_model is a folder, "
             f"not a {os.path.splitext(path)[1]} file. Received: path={path!r}"
@@ -286,17 +314,17 @@ def check_output_path(path: str | os.PathLike, format: str) -> str:
 
 
 def _check_backend(format):
-    backend = keras.config.backend()
-    if backend not in BACKENDS[format]:
+    spec, backend = _FORMAT_SPECS[format], keras.config.backend()
+    if backend not in spec.backends:
         raise ValueError(
-            f"Keras exports {format} from the {' or '.join(BACKENDS[format])} "
+            f"Keras exports {format} from the {' or '.join(spec.backends)} "
             f"backend, not {backend}: set KERAS_BACKEND before importing "
             "Keras, load the model there (a .keras file loads on any "
             "backend), and export it."
         )
     import importlib.util
 
-    for package, install in REQUIREMENTS.get(format, {}).get(backend, {}).items():
+    for package, install in spec.requirements.get(backend, {}).items():
         if importlib.util.find_spec(package) is None:
             raise ImportError(
                 f"Exporting {format} from {backend} needs the package "
