@@ -71,12 +71,20 @@ class AugmentationPipeline(keras.layers.Pipeline):
         data_format: `"channels_last"`, `"channels_first"` or None.
         name: str or None.
 
+    Output shape:
+        That of the layers in order, each given the last one's output
+        shape: `compute_output_shape` asks each layer's own, and raises the
+        error of a call on images of another size.
+
     Examples:
     >>> import numpy as np, keras
     >>> from keras_blocks.augmentation import AugmentationPipeline
     >>> flip = AugmentationPipeline([keras.layers.RandomFlip("horizontal")], 8)
     >>> tuple(flip(np.zeros((2, 8, 8, 3)), training=True).shape)
     (2, 8, 8, 3)
+    >>> crop = AugmentationPipeline([keras.layers.CenterCrop(6, 6)], 8)
+    >>> crop.compute_output_shape((None, 8, 8, 3))
+    (None, 6, 6, 3)
     """
 
     def __init__(
@@ -92,18 +100,35 @@ class AugmentationPipeline(keras.layers.Pipeline):
 
     def call(self, inputs, training=True, mask=None):
         images = inputs["images"] if isinstance(inputs, dict) else inputs
-        shape = tuple(images.shape)
-        if self.image_size is not None and len(shape) in (3, 4):
-            first = len(shape) - (3 if self.data_format == "channels_last" else 2)
-            size = shape[first : first + 2]
-            if any(s is not None and s != self.image_size for s in size):
-                raise ValueError(
-                    f"Invalid input shape for '{self.name}': it takes "
-                    f"{self.image_size}x{self.image_size} images "
-                    f"({self.data_format}; a crop recipe's `source_size`). "
-                    f"Received: images of shape {shape}"
-                )
+        self._check_image_size(tuple(images.shape))
         return super().call(inputs, training=training, mask=mask)
+
+    def compute_output_shape(self, input_shape):
+        """The shape through each layer's own `compute_output_shape`, in order."""
+        self._check_image_size(tuple(input_shape))
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    def compute_output_spec(self, *args, **kwargs):
+        # A symbolic call traces `call`, as Keras' Pipeline's does (Layer's
+        # own would use compute_output_shape): the size check, dict inputs
+        # and the layers' own output dtypes, as in an eager call.
+        return super(keras.layers.Layer, self).compute_output_spec(*args, **kwargs)
+
+    def _check_image_size(self, shape):
+        if self.image_size is None or len(shape) not in (3, 4):
+            return
+        first = len(shape) - (3 if self.data_format == "channels_last" else 2)
+        size = shape[first : first + 2]
+        if any(s is not None and s != self.image_size for s in size):
+            raise ValueError(
+                f"Invalid input shape for '{self.name}': it takes "
+                f"{self.image_size}x{self.image_size} images "
+                f"({self.data_format}; a crop recipe's `source_size`). "
+                f"Received: images of shape {shape}"
+            )
 
     def get_config(self):
         return {

@@ -269,6 +269,38 @@ def test_a_recipe_refuses_images_of_another_size():
         augment(keras.Input((20, 20, 3)))
 
 
+@pytest.mark.parametrize(
+    "recipe, shape",
+    [
+        (lambda: augmentation.cifar_augmentation(8, seed=0), (2, 8, 8, 3)),
+        (lambda: augmentation.crop_flip_augmentation(8, seed=0), (2, 9, 9, 3)),
+        (lambda: augmentation.alexnet_augmentation(8, seed=0), (2, 9, 9, 3)),
+        (
+            lambda: augmentation.crop_flip_augmentation(
+                8, seed=0, data_format="channels_first"
+            ),
+            (2, 3, 9, 9),
+        ),
+    ],
+)
+def test_compute_output_shape_is_the_layers_in_order(recipe, shape):
+    augment = recipe()
+    expected = shape
+    for layer in augment.layers:
+        expected = layer.compute_output_shape(expected)
+    assert augment.compute_output_shape(shape) == expected
+    assert augment.compute_output_shape((None, *shape[1:])) == (None, *expected[1:])
+    images = np.zeros(shape, "float32")
+    for training in (True, False):
+        assert tuple(augment(images, training=training).shape) == expected
+    # Images of another size: the error of a call, at model-building time.
+    height = 1 if augment.data_format == "channels_last" else 2
+    wrong = (*shape[:height], shape[height] + 1, *shape[height + 1 :])
+    size = shape[height + 1]
+    with pytest.raises(ValueError, match=f"it takes {size}x{size} images"):
+        augment.compute_output_shape(wrong)
+
+
 @pytest.mark.slow
 def test_a_model_with_a_recipe_saves_and_loads(tmp_path):
     images = distinct_images(4, 18)
