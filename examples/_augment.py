@@ -4,33 +4,27 @@
 import keras
 import numpy as np
 
-from examples import (
-    alexnet,
-    cifar10_cnn,
-    cifar_resnet,
-    datasets,
-    efficientnet,
-    googlenet,
-)
+from examples import datasets
 from examples._cli import TTA_SCHEMES
-from examples._common import image_shape
+from examples.models import image_shape
 from keras_blocks import augmentation
 from keras_blocks.evaluation import crop_count, evaluate_with_tta
 from keras_blocks.layers import PCAColorAugmentation
+from keras_blocks.models import googlenet
 
 # The family's --augment recipe; the other families crop and mirror.
 RECIPES = {
-    alexnet: "alexnet",
-    cifar_resnet: "cifar",
-    cifar10_cnn: "cifar",
-    efficientnet: "efficientnet",
+    "alexnet": "alexnet",
+    "cifar_resnet": "cifar",
+    "cifar10_cnn": "cifar",
+    "efficientnet": "efficientnet",
 }
 SCHEMES = TTA_SCHEMES
 
 
 def recipe(family, augment):
-    """The --augment recipe of a model `family` ("cifar", "alexnet", ...), or
-    None without --augment."""
+    """The --augment recipe ("cifar", "alexnet", ...) of a model `family` (a
+    module name of `keras_blocks.models`), or None without --augment."""
     return RECIPES.get(family, "crop_flip") if augment else None
 
 

@@ -2,10 +2,11 @@
 
 Importing Keras (and with it TensorFlow, JAX or PyTorch) takes seconds, so
 each command parses its arguments before it does: `--help` and a wrong
-argument answer at once. This module holds what the parsers need and imports
-nothing but the standard library: the help formatter, the argument types,
-the reference models' names and the choices of options whose values live in
-heavier modules (which take them from here).
+argument answer at once (a --model name is checked against
+`keras_blocks.models`' registry, which loads Keras). This module holds what
+the parsers need and imports nothing but the standard library at its top:
+the help formatter, the argument types and the choices of options whose
+values live in heavier modules (which take them from here).
 """
 
 import argparse
@@ -13,48 +14,7 @@ import contextlib
 import difflib
 import math
 import sys
-from pathlib import Path
 
-# The reference models by family module, with their smallest input size:
-# what --model accepts and the help lists. The families' MODELS hold the
-# builders; tests/workflows/test_examples.py checks that both name the same models.
-FAMILY_MODELS = {
-    "cifar_resnet": {
-        "cifar_resnet20": 4,
-        "cifar_resnet32": 4,
-        "cifar_resnet44": 4,
-        "cifar_resnet56": 4,
-        "cifar_resnet110": 4,
-    },
-    "cifar10_cnn": {"cifar10_cnn": 8},
-    "resnet": {
-        **{f"resnet{depth}": 32 for depth in (18, 34, 50, 101, 152)},
-        **{f"resnet{depth}v2": 32 for depth in (18, 34, 50, 101, 152)},
-        **{f"se_resnet{depth}": 32 for depth in (18, 34, 50, 101, 152)},
-        "resnext50_32x4d": 32,
-        "resnext101_32x8d": 32,
-    },
-    "alexnet": {
-        "alexnet": 67,
-        "alexnet_ungrouped": 67,
-        "alexnet_no_lrn": 67,
-        "alexnet_torchvision": 63,
-    },
-    "vgg": {
-        **{f"vgg{depth}": 32 for depth in (11, 13, 16, 19)},
-        **{f"vgg{depth}_bn": 32 for depth in (11, 13, 16, 19)},
-        "vgg11_lrn": 32,
-        "vgg16_1x1": 32,
-    },
-    "googlenet": {
-        "googlenet": 32,
-        "googlenet_no_bn_lrn": 32,
-        "googlenet_aux": 65,
-        "googlenet_torchvision": 15,
-    },
-    "efficientnet": {f"efficientnet_b{index}": 32 for index in range(8)},
-}
-MODEL_NAMES = tuple(name for models in FAMILY_MODELS.values() for name in models)
 DATASETS = ("digits", "cifar10")  # examples/datasets.py loads them
 TTA_SCHEMES = ("ten_crop", "multi_crop")  # examples/_augment.py evaluates them
 # --distribute: the engines of examples/_distribute.py, by backend.
@@ -139,45 +99,20 @@ def _argument(text, convert, valid, expected):
 
 
 def model_name(name):
-    """argparse `type=` for --model: a misspelled name gets the nearest ones."""
-    if name in MODEL_NAMES:
+    """argparse `type=` for --model: one of `keras_blocks.models.list_models()`;
+    a misspelled name gets the nearest ones. Checking it loads Keras (the
+    registry is the family modules'), so only a given --model pays for it."""
+    from keras_blocks.models import list_models
+
+    names = list_models()
+    if name in names:
         return name
-    close = difflib.get_close_matches(name, MODEL_NAMES, n=3)
+    close = difflib.get_close_matches(name, names, n=3)
     hint = ""
     if close:
         *first, last = close
         hint = f"did you mean {', '.join(first) + ' or ' if first else ''}{last}? "
     raise argparse.ArgumentTypeError(
-        f"invalid choice: {name!r} ({hint}--help lists the {len(MODEL_NAMES)} models)"
+        f"invalid choice: {name!r} ({hint}`python -m examples.models --list` "
+        f"lists the {len(names)} models)"
     )
-
-
-def model_parser(description, sizes):
-    """The command line of a family module (`python -m examples.resnet`):
-    `sizes` maps its models' names, the first the default, to their smallest
-    input size."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--model", choices=sorted(sizes), default=next(iter(sizes)))
-    parser.add_argument(
-        "--input-size", type=int, help="image height and width (default: native)"
-    )
-    parser.add_argument("--classes", type=int, help="default: the model's")
-    # The family's smallest size (most of its models'), then the others'.
-    smallest = max(sizes.values(), key=list(sizes.values()).count)
-    others = "".join(
-        f", {name}: {size}" for name, size in sizes.items() if size != smallest
-    )
-    parser.add_argument(
-        "--smoke",
-        action="store_true",
-        help=f"build at the model's smallest size ({smallest}{others}) unless "
-        "--input-size is given, and run one training step and one prediction "
-        "on random images",
-    )
-    parser.add_argument("--no-summary", action="store_true")
-    return parser
-
-
-def family_parser(path, description):
-    """`model_parser` of the family module at `path` (its `__file__`)."""
-    return model_parser(description, FAMILY_MODELS[Path(path).stem])

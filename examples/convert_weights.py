@@ -95,8 +95,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 
-from examples import train
-from examples._pretrained import load_pretrained
+from keras_blocks.models import (
+    WeightSource,
+    families,
+    load_pretrained,
+    model_entry,
+)
+from keras_blocks.models import (
+    list_models as registered_models,
+)
 from keras_blocks.porting import weight_layers
 
 
@@ -105,14 +112,19 @@ class ConversionError(ValueError):
 
 
 def sources(name):
-    """{source name: WeightSource} with published weights for model `name`."""
-    family_sources = getattr(train.FAMILY[name], "WEIGHTS", {})
-    return {key: value for key, value in family_sources.items() if name in value.files}
+    """{source name: WeightSource} of the state dicts (torchvision's, timm's)
+    published for model `name`; keras.applications' load by `get_model`."""
+    family_sources = families()[model_entry(name).family].weights
+    return {
+        key: value
+        for key, value in family_sources.items()
+        if isinstance(value, WeightSource) and name in value.files
+    }
 
 
 def models_with_weights():
     """{model name: [source names]} for every model with published weights."""
-    found = {name: list(sources(name)) for name in train.MODELS}
+    found = {name: list(sources(name)) for name in registered_models()}
     return {name: names for name, names in found.items() if names}
 
 
@@ -139,7 +151,7 @@ def _nearest(word, choices):
 def check_model_and_source(name, source_name):
     """The model's WeightSource; a ConversionError names what exists."""
     available = models_with_weights()
-    if name not in train.MODELS:
+    if name not in registered_models():
         raise ConversionError(
             f"Unknown model {name!r}.{_nearest(name, available)} --list "
             f"shows the {len(available)} models with published weights and "
@@ -176,7 +188,7 @@ def file_model(file_name):
                 return name
     starts = [
         name
-        for name in train.MODELS
+        for name in registered_models()
         if file_name.startswith(name)
         and not file_name[len(name) : len(name) + 1].isalnum()
     ]
@@ -247,8 +259,7 @@ def convert(name, source_name, input_path, output, overwrite=False):
         raise ConversionError(f"No such input file: {input_path}")
     seconds = {}
     start = time.perf_counter()
-    builder, _ = train.MODELS[name]
-    model = builder(**build_options(name, source_name))
+    model = model_entry(name).builder(**build_options(name, source_name))
     seconds["build"] = time.perf_counter() - start
     start = time.perf_counter()
     try:
@@ -328,7 +339,7 @@ def source_model(metadata):
     """The model the file was converted from: its classes, input size and the
     source's layout."""
     name = metadata["model"]
-    builder, _ = train.MODELS[name]
+    builder = model_entry(name).builder
     height, width = metadata["image_size"]
     shape = (height, width, 3)
     if keras.config.image_data_format() == "channels_first":

@@ -67,12 +67,10 @@ dataset, a --distribute choice of another backend.
 
 import argparse
 import csv
-import inspect
 import json
 import os
 import re
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -82,7 +80,6 @@ if __package__ in (None, ""):  # run as `python examples/train.py`
 from examples._cli import (
     DATASETS,
     DISTRIBUTE_CHOICES,
-    MODEL_NAMES,
     TTA_SCHEMES,
     HelpFormatter,
     Refusal,
@@ -116,12 +113,11 @@ def parse_args(argv):
         description=__doc__,
         formatter_class=HelpFormatter,
         allow_abbrev=False,  # saved_settings reads the options given by name
-        epilog=textwrap.fill(
-            f"models ({len(MODEL_NAMES)}): " + ", ".join(MODEL_NAMES), 79
-        ),
+        epilog="models: `python -m examples.models --list` lists them (the "
+        "registry of keras_blocks.models)",
     )
     parser.add_argument(
-        "--model", type=model_name, default=MODEL, metavar="NAME", help="listed below"
+        "--model", type=model_name, default=MODEL, metavar="NAME", help="see below"
     )
     parser.add_argument(
         "--dataset",
@@ -220,49 +216,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from examples import (
-    _augment,
-    _distribute,
-    alexnet,
-    cifar10_cnn,
-    cifar_resnet,
-    datasets,
-    efficientnet,
-    googlenet,
-    resnet,
-    vgg,
-)
-from examples._common import image_shape
+from examples import _augment, _distribute, datasets
+from examples.models import image_shape
 from keras_blocks.callbacks import (
     CheckpointManager,
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
-
-FAMILIES = (cifar_resnet, cifar10_cnn, resnet, alexnet, vgg, googlenet, efficientnet)
-# name: (builder, smallest input size)
-MODELS = {
-    name: (builder, getattr(family, "MIN_SIZES", {}).get(name, family.MIN_SIZE))
-    for family in FAMILIES
-    for name, builder in family.MODELS.items()
-}
-FAMILY = {name: family for family in FAMILIES for name in family.MODELS}
+from keras_blocks.models import get_model, googlenet, model_entry
 
 
 def build(name, image_size, classes, sync_bn=False, **options):
-    """Model `name` for `image_size` images; `options`: the builder's others
-    (a weights source's layout)."""
-    builder, _ = MODELS[name]
+    """Model `name` of `keras_blocks.models` for `image_size` images;
+    `options`: the builder's others (a weights source's layout)."""
     if sync_bn:
         options["bn_synchronized"] = True
-    if sync_bn and "bn_synchronized" not in inspect.signature(builder).parameters:
+    if sync_bn and "bn_synchronized" not in (model_entry(name).options or ()):
         raise Refusal(f"--sync-bn: {name} has no batch normalization.")
-    return builder(input_shape=image_shape(image_size), classes=classes, **options)
+    return get_model(
+        name, input_shape=image_shape(image_size), classes=classes, **options
+    )
 
 
 def default_image_size(name, dataset):
     """16x16 for the 8x8 digits, 32x32 for CIFAR-10, or the model's smallest."""
-    return max(16 if dataset == "digits" else 32, MODELS[name][1])
+    return max(16 if dataset == "digits" else 32, model_entry(name).min_size)
 
 
 def accuracy_metric(model):
@@ -656,7 +634,7 @@ def train_and_test(args, argv, engine, logdir):
         weights = run_weights(logdir)  # normalize as the run did
     # Nothing is written before the data are loaded and the model is built:
     # a start that fails leaves --logdir free for the next try.
-    kind = _augment.recipe(FAMILY[args.model], args.augment)
+    kind = _augment.recipe(model_entry(args.model).family, args.augment)
     size = _augment.data_size(image_size, kind)
     train_data, validation_data, test_data = (
         normalized(data, weights)

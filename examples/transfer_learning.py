@@ -188,15 +188,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from examples import convert_weights, datasets, train
-from examples._common import image_shape
+from examples import convert_weights, datasets
+from examples.models import image_shape
 from keras_blocks import layers
 from keras_blocks.callbacks import (
     CheckpointManager,
     ReduceLROnPlateau,
     TensorBoardImageLogger,
 )
-from keras_blocks.efficientnet import IMAGENET_MEAN, IMAGENET_STDDEV
+from keras_blocks.layers.image_preprocessing import IMAGENET_MEAN, IMAGENET_STDDEV
+from keras_blocks.models import model_entry
 from keras_blocks.porting import weight_layers
 
 
@@ -230,7 +231,7 @@ def set_trainable(backbone, unfreeze):
 def build_backbone(name, image_size, weights):
     """The model without its classifier; with `weights` (a converted file),
     in its source's layout and loaded. Returns (backbone, metadata)."""
-    builder, _ = train.MODELS[name]
+    builder = model_entry(name).builder
     metadata, options = None, {}
     if weights:
         metadata = convert_weights.read_metadata(weights)
@@ -404,7 +405,7 @@ def run(args):
     saved = (logdir / "checkpoints").rglob("*")
     if (logdir / "results.json").exists() or any(path.is_file() for path in saved):
         raise Refusal(f"{logdir} already holds a run: choose another --logdir.")
-    image_size = args.image_size or max(32, train.MODELS[args.model][1])
+    image_size = args.image_size or max(32, model_entry(args.model).min_size)
     # The data first: nothing is built or written for a folder that fails.
     training, validation, names = load_data(
         args.data_dir,

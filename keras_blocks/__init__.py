@@ -8,6 +8,7 @@ from keras_blocks import (
     efficientnet,
     evaluation,
     layers,
+    models,
     porting,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "efficientnet",
     "evaluation",
     "layers",
+    "models",
     "porting",
 ]

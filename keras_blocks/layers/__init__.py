@@ -4,6 +4,7 @@ from keras_blocks.layers.bottleneck_block import BottleneckBlock
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 from keras_blocks.layers.drop_path import DropPath
 from keras_blocks.layers.dropout import Dropout
+from keras_blocks.layers.image_preprocessing import ImagePreprocessing
 from keras_blocks.layers.inception_module import InceptionModule
 from keras_blocks.layers.local_response_normalization import (
     LocalResponseNormalization,
@@ -19,6 +20,7 @@ __all__ = [
     "ConvBNAct",
     "DropPath",
     "Dropout",
+    "ImagePreprocessing",
     "InceptionModule",
     "LocalResponseNormalization",
     "MBConvBlock",

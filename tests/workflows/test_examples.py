@@ -24,7 +24,8 @@ from tests import ROOT
 
 pytest.importorskip("sklearn")  # the examples extra
 
-from examples import _augment, _cli, train  # after the skip: needs scikit-learn
+from examples import _augment, train  # after the skip: needs scikit-learn
+from keras_blocks.models import list_models, model_entry
 
 pytestmark = pytest.mark.backend_independent(
     reason="train.py's arguments, files, resume bookkeeping and reports; the "
@@ -197,12 +198,12 @@ def test_cifar10_offline_is_a_clear_message(tmp_path, monkeypatch):
 
 
 def test_every_model_name_is_a_reference_model():
-    assert train.MODEL in train.MODELS
-    names = ("alexnet", "vgg16", "googlenet", "googlenet_aux", "resnet50")
-    for name in (*names, "resnext50_32x4d"):
-        assert name in train.MODELS
-    assert "efficientnet_b7" in train.MODELS
-    assert "cifar10_cnn" in train.MODELS
+    names = list_models()
+    assert train.MODEL in names
+    for name in ("alexnet", "vgg16", "googlenet", "googlenet_aux", "resnet50"):
+        assert name in names
+    for name in ("resnext50_32x4d", "efficientnet_b7", "cifar10_cnn"):
+        assert name in names
 
 
 # What a new user met (issue 16); test_resume_continues_where_the_run_stopped
@@ -294,7 +295,7 @@ def test_help_shows_every_default(capsys):
         assert f"(default: {default})" in out
     assert f"(default: {train.MODEL})" in out and "(default: digits)" in out
     assert "python -m examples.train --model cifar10_cnn" in out  # the usage text
-    assert all(name in out for name in train.MODELS)  # the list of models
+    assert "python -m examples.models --list" in out  # where the models are
 
 
 def test_a_misspelled_model_gets_a_suggestion(capsys):
@@ -303,7 +304,7 @@ def test_a_misspelled_model_gets_a_suggestion(capsys):
     assert error.value.code == 2
     err = capsys.readouterr().err
     assert "argument --model: invalid choice: 'resnet5' (did you mean resnet50" in err
-    assert "--help lists the" in err
+    assert "`python -m examples.models --list` lists the" in err
     assert "cifar_resnet20" not in err  # not the whole list
 
 
@@ -340,7 +341,7 @@ def test_augment_and_ten_crops_report_their_effect(tmp_path, capsys):
     ],
 )
 def test_each_family_gets_its_papers_recipe(name, kind):
-    family = train.FAMILY[name]
+    family = model_entry(name).family
     assert _augment.recipe(family, True) == kind
     assert _augment.recipe(family, False) is None
 
@@ -544,16 +545,6 @@ def test_every_command_answers_help_and_wrong_arguments_at_once(args):
     assert not slow, f"a heavy import (or over 30 s): {slow}"
 
 
-def test_the_command_lines_name_the_families_models():
-    # What --model accepts and --help lists before Keras loads (examples/_cli)
-    # is what the families build, with their smallest input sizes.
-    for family in train.FAMILIES:
-        sizes = {name: train.MODELS[name][1] for name in family.MODELS}
-        listed = _cli.FAMILY_MODELS[family.__name__.split(".")[-1]]
-        assert list(listed.items()) == list(sizes.items()), family.__name__
-    assert list(_cli.FAMILY_MODELS) == [f.__name__[9:] for f in train.FAMILIES]
-
-
 def test_the_tools_command_lines_name_what_they_run():
     # The choices parsed before Keras loads are the names the tools run.
     from benchmarks import efficientnet_build
@@ -563,3 +554,31 @@ def test_the_tools_command_lines_name_what_they_run():
     assert tuple(efficientnet.PRESETS) == efficientnet_build.VARIANTS
     assert tuple(export_table.FORMAT_NAMES) == deploy.FORMATS
     assert tuple(model_tables.FAMILIES) == model_tables.FAMILY_NAMES
+
+
+def test_the_old_family_imports_forward_with_a_deprecation_warning():
+    import examples
+    from keras_blocks.models import resnet
+
+    examples.__dict__.pop("resnet", None)  # warned once per process
+    with pytest.warns(DeprecationWarning, match="moved to keras_blocks.models"):
+        from examples import resnet as old
+    assert old is resnet
+    with pytest.raises(AttributeError):
+        examples.no_such_family  # noqa: B018
+
+
+def test_the_models_command_lists_builds_and_refuses(capsys):
+    from examples import models
+
+    models.main(["--list", "cifar_resnet*"])
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == list_models("cifar_resnet*")
+    model = models.main(["--model", "cifar10_cnn", "--smoke", "--no-summary"])
+    out = capsys.readouterr().out
+    assert f"cifar10_cnn: {model.count_params():,} parameters" in out
+    assert "one step: loss" in out
+    with pytest.raises(SystemExit) as error:
+        models.main(["--model", "resnet18", "--weights", "missing.pth"])
+    assert error.value.code == 2
+    assert "No weights file at 'missing.pth'" in capsys.readouterr().err

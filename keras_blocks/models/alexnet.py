@@ -20,7 +20,7 @@ see the kernel maps on their own GPU, which is a convolution with two groups
 - `groups=1`: the same layers, ungrouped (the "one GPU" AlexNet of later
   reimplementations, with the paper's widths), 62,378,344 parameters. No
   published weights.
-- `variant="torchvision"`: torchvision's `alexnet` (the "one weird trick"
+- `layout="torchvision"`: torchvision's `alexnet` (the "one weird trick"
   network): 64, 192, 384, 256 and 256 filters, ungrouped, no LRN, the first
   convolution padded by 2, 224x224 inputs, dropout before fc6 and fc7 (not
   after them); 61,100,840 parameters, as torchvision's. Its ImageNet weights
@@ -35,8 +35,8 @@ N(0, 0.01) with unit biases.
 Load torchvision's ImageNet weights (56.522% top-1), downloaded from
 https://download.pytorch.org/models/alexnet-owt-7be5be79.pth:
 
-    from examples._pretrained import load_pretrained
-    model = AlexNet(variant="torchvision")   # 224x224, include_top=True
+    from keras_blocks.models._weights import load_pretrained
+    model = AlexNet(layout="torchvision")   # 224x224, include_top=True
     load_pretrained(model, "alexnet-owt-7be5be79.pth", WEIGHTS["torchvision"])
     # inputs: RGB in [0, 1], minus the mean (0.485, 0.456, 0.406), divided by
     # the standard deviation (0.229, 0.224, 0.225) (torchvision's transforms:
@@ -45,23 +45,19 @@ https://download.pytorch.org/models/alexnet-owt-7be5be79.pth:
 
 import functools
 
-if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
-    from examples._cli import family_parser
-
-    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
-
 import keras
 
-from examples._common import (
+from keras_blocks import _validation as check
+from keras_blocks import layers
+from keras_blocks.models._common import (
     POOLINGS,
     classifier,
     dense_head,
     image_input,
-    model_main,
 )
-from examples._pretrained import WeightSource, flattened
-from keras_blocks import _validation as check
-from keras_blocks import layers
+from keras_blocks.models._registry import register_family
+from keras_blocks.models._weights import WeightSource, flattened
+from keras_blocks.models.backbones import PyramidSpec
 from keras_blocks.porting import weight_layers
 
 DEFAULT_SIZE = 227
@@ -86,7 +82,7 @@ TORCHVISION_CONVOLUTIONS = (
     (256, 3, 1, "same", False, False, False),  # conv4 (13, 13, 256)
     (256, 3, 1, "same", False, False, True),  # conv5 (13, 13, 256) -> (6, 6)
 )
-VARIANTS = ("paper", "torchvision")
+LAYOUTS = ("paper", "torchvision")
 TORCHVISION_SIZE = 224
 # 63 -> conv1 15 -> pool1 7 -> pool2 3 -> pool5 1 (torchvision's min_size)
 TORCHVISION_MIN_SIZE = 63
@@ -103,7 +99,7 @@ TORCHVISION_PARAMS = 61_100_840  # torchvision's alexnet
 
 def AlexNet(
     *,
-    variant="paper",
+    layout="paper",
     groups=None,
     lrn=None,
     include_top=True,
@@ -113,13 +109,13 @@ def AlexNet(
     classifier_activation="softmax",
     name=None,
 ):
-    """AlexNet, the paper's (`variant="paper"`, with its two-GPU grouping,
-    `groups=2`, or without) or torchvision's (`variant="torchvision"`).
+    """AlexNet, the paper's (`layout="paper"`, with its two-GPU grouping,
+    `groups=2`, or without) or torchvision's (`layout="torchvision"`).
 
     Only torchvision's variant has published weights (`WEIGHTS`).
 
     Args:
-        variant: str. `"paper"` (the default: 96, 256, 384, 384 and 256
+        layout: str. `"paper"` (the default: 96, 256, 384, 384 and 256
             filters, LRN, 227x227 inputs) or `"torchvision"` (64, 192, 384,
             256 and 256 filters, ungrouped, no LRN, 224x224 inputs).
         groups: int or None. 2 (the paper's two-GPU split of conv2, conv4 and
@@ -129,19 +125,19 @@ def AlexNet(
             (on for the paper's, off for torchvision's, which takes no other).
 
     Raises:
-        ValueError: an unknown `variant`, `groups` other than 1 or 2, a
+        ValueError: an unknown `layout`, `groups` other than 1 or 2, a
             non-boolean `lrn`, or `groups=2` or `lrn=True` with torchvision's
             variant.
     """
-    check.one_of("variant", variant, VARIANTS)
+    check.one_of("layout", layout, LAYOUTS)
     check.optional(check.choice, "groups", groups, tuple(GROUPS))
     check.optional(check.boolean, "lrn", lrn)
-    torchvision = variant == "torchvision"
+    torchvision = layout == "torchvision"
     for argument, value, own in (("groups", groups, 1), ("lrn", lrn, False)):
         if torchvision and value not in (None, own):
             raise ValueError(
                 f"Invalid value for argument `{argument}`. torchvision's AlexNet "
-                f"(variant='torchvision') takes {argument}={own} or None. "
+                f"(layout='torchvision') takes {argument}={own} or None. "
                 f"Received: {argument}={value!r}"
             )
     groups = groups or (1 if torchvision else 2)
@@ -149,7 +145,7 @@ def AlexNet(
     check.choice("pooling", pooling, POOLINGS)
     if include_top:
         check.positive_int("classes", classes)
-    name = name or _name(variant, groups, lrn)
+    name = name or _name(layout, groups, lrn)
     inputs = image_input(
         input_shape,
         TORCHVISION_SIZE if torchvision else DEFAULT_SIZE,
@@ -198,8 +194,8 @@ def AlexNet(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _name(variant, groups, lrn):
-    if variant == "torchvision":
+def _name(layout, groups, lrn):
+    if layout == "torchvision":
         return "alexnet_torchvision"
     return f"alexnet{'' if groups == 2 else '_ungrouped'}{'' if lrn else '_no_lrn'}"
 
@@ -208,7 +204,7 @@ MODELS = {
     "alexnet": AlexNet,
     "alexnet_ungrouped": functools.partial(AlexNet, groups=1),
     "alexnet_no_lrn": functools.partial(AlexNet, lrn=False),
-    "alexnet_torchvision": functools.partial(AlexNet, variant="torchvision"),
+    "alexnet_torchvision": functools.partial(AlexNet, layout="torchvision"),
 }
 
 
@@ -230,7 +226,7 @@ TORCHVISION_FEATURES = (256, 6, 6)  # (channels, height, width)
 
 
 def torchvision_mapping(model):
-    """Keras layer path -> torchvision key prefix, for `variant="torchvision"`
+    """Keras layer path -> torchvision key prefix, for `layout="torchvision"`
     (torchvision's `alexnet`); raises ValueError for another layout."""
     paths = weight_layers(model)
     conv1 = paths.get("conv1/conv")
@@ -273,7 +269,7 @@ WEIGHTS = {
         bn_epsilon=None,  # no batch normalization
         head=("classifier.",),
         layout=(
-            "Build AlexNet(variant='torchvision') at 224x224 (the default "
+            "Build AlexNet(layout='torchvision') at 224x224 (the default "
             "input_shape) for torchvision's weights."
         ),
         files=_TORCHVISION_FILES,
@@ -281,9 +277,25 @@ WEIGHTS = {
 }
 
 
-def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv, MIN_SIZES)
+# The levels of `keras_blocks.models.backbone`: the last trunk layer at
+# each stride.
+PYRAMID = PyramidSpec(
+    {
+        "conv1": layers.ConvBNAct,
+        "conv5": layers.ConvBNAct,
+        "pool5": keras.layers.MaxPooling2D,
+    },
+    r"conv\d|norm\d|pool\d",
+)
 
-
-if __name__ == "__main__":
-    main()
+register_family(
+    __name__,
+    MODELS,
+    pyramid=PYRAMID,
+    min_size=MIN_SIZE,
+    default_size=DEFAULT_SIZE,
+    layouts=LAYOUTS,
+    weights=WEIGHTS,
+    min_sizes=MIN_SIZES,
+    default_sizes={"alexnet_torchvision": TORCHVISION_SIZE},
+)

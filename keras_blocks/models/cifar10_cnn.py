@@ -24,16 +24,13 @@ References:
 
 import functools
 
-if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
-    from examples._cli import family_parser
-
-    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
-
 import keras
 
-from examples._common import POOLINGS, image_input, model_main
 from keras_blocks import _validation as check
 from keras_blocks import layers
+from keras_blocks.models._common import POOLINGS, image_input
+from keras_blocks.models._registry import register_family
+from keras_blocks.models.backbones import PyramidSpec
 
 DEFAULT_SIZE = 32
 MIN_SIZE = 8  # three 2x2 max poolings
@@ -176,9 +173,19 @@ def _is_initializer(value):
 MODELS = {"cifar10_cnn": functools.partial(CIFAR10CNN)}
 
 
-def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv)
+# The levels of `keras_blocks.models.backbone`: the last trunk layer at
+# each stride.
+PYRAMID = PyramidSpec(
+    {"block1_conv1": layers.ConvBNAct},
+    r"block\d+_(?:conv\d+|pool)",
+    first_level=0,
+)
 
-
-if __name__ == "__main__":
-    main()
+register_family(
+    __name__,
+    MODELS,
+    pyramid=PYRAMID,
+    min_size=MIN_SIZE,
+    default_size=DEFAULT_SIZE,
+    preprocessing=lambda options: "unit",  # trained on pixels in [0, 1]
+)

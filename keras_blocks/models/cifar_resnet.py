@@ -14,16 +14,13 @@ section 4.2 (CIFAR-10 and Analysis).
 
 import functools
 
-if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
-    from examples._cli import family_parser
-
-    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
-
 import keras
 
-from examples._common import classifier, image_input, model_main
 from keras_blocks import _validation as check
 from keras_blocks import layers
+from keras_blocks.models._common import classifier, image_input
+from keras_blocks.models._registry import register_family
+from keras_blocks.models.backbones import PyramidSpec
 
 DEFAULT_SIZE = 32
 MIN_SIZE = 4  # total stride 4
@@ -90,9 +87,19 @@ MODELS = {
 }
 
 
-def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv)
+# The levels of `keras_blocks.models.backbone`: the last trunk layer at
+# each stride.
+PYRAMID = PyramidSpec(
+    {"conv1": layers.ConvBNAct, "stage1_block1": layers.ResidualBlock},
+    r"conv1|stage\d+_block\d+",
+    first_level=0,
+)
 
-
-if __name__ == "__main__":
-    main()
+register_family(
+    __name__,
+    MODELS,
+    pyramid=PYRAMID,
+    min_size=MIN_SIZE,
+    default_size=DEFAULT_SIZE,
+    preprocessing=lambda options: "unit",  # trained on pixels in [0, 1]
+)

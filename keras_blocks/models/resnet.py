@@ -16,37 +16,34 @@ Two configurations:
 - the paper's (default): bias-free convolutions, each followed by BN, the
   stride in the 3x3 convolution ("v1.5", as torchvision); the trainable
   parameters are torchvision's.
-- `keras_applications=True`: the layers, biases, paddings, initializers and
+- `layout="keras_applications"`: the layers, biases, paddings, initializers and
   weight order of `keras.applications.ResNet50/101/152` (v1: biases
   everywhere, stride in the first 1x1) and `ResNet50V2/101V2/152V2` (v2:
   stride in a stage's last block, subsampling shortcut, a final BN). Their
   ImageNet weights load with `set_weights` (see "Load ImageNet weights from
   keras.applications" below).
 
-    python -m examples.resnet --model resnext50_32x4d --smoke
+    python -m examples.models --model resnext50_32x4d --smoke
 
-Load ImageNet weights from keras.applications:
+Load ImageNet weights from keras.applications (downloaded once) or
+torchvision (a file), with the preprocessing they expect inside the model:
 
-    source = keras.applications.ResNet50(weights="imagenet")   # downloads
-    model = ResNet(50, keras_applications=True)
-    model.set_weights(source.get_weights())
-    # inputs: keras.applications.resnet.preprocess_input (v2: resnet_v2's)
+    from keras_blocks.models import get_model
+    model = get_model("resnet50", weights="imagenet", include_preprocessing=True)
+    model = get_model("resnet50", weights="resnet50-11ad3fa6.pth")
 """
 
 import functools
 import re
 
-if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
-    from examples._cli import family_parser
-
-    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
-
 import keras
 
-from examples._common import classifier, image_input, model_main
-from examples._pretrained import WeightSource
 from keras_blocks import _validation as check
 from keras_blocks import layers
+from keras_blocks.models._common import classifier, image_input
+from keras_blocks.models._registry import register_family
+from keras_blocks.models._weights import KerasApplicationsSource, WeightSource
+from keras_blocks.models.backbones import PyramidSpec
 from keras_blocks.porting import weight_layers
 
 DEFAULT_SIZE = 224
@@ -54,7 +51,7 @@ MIN_SIZE = 32  # total stride 32
 STAGE_FILTERS = (64, 128, 256, 512)  # a bottleneck block outputs 4x as many
 STAGE_STRIDES = (1, 2, 2, 2)
 # depth: (block, blocks per stage)  # trainable parameters, paper configuration
-# (= torchvision); all parameters with keras_applications=True, v1 and v2
+# (= torchvision); all parameters with layout="keras_applications", v1 and v2
 DEPTHS = {
     18: ("basic", (2, 2, 2, 2)),  # 11,689,512
     34: ("basic", (3, 4, 6, 3)),  # 21,797,672
@@ -63,6 +60,7 @@ DEPTHS = {
     152: ("bottleneck", (3, 8, 36, 3)),  # 60,192,808; 60,419,944 and 60,380,648
 }
 KERAS_BN_EPSILON = 1.001e-5
+LAYOUTS = ("paper", "keras_applications")
 
 
 def ResNet(
@@ -72,7 +70,7 @@ def ResNet(
     se_ratio=None,
     groups=1,
     base_width=64,
-    keras_applications=False,
+    layout="paper",
     bn_synchronized=False,
     include_top=True,
     classes=1000,
@@ -87,11 +85,17 @@ def ResNet(
     `groups=32, base_width=4` ResNeXt-50 (32x4d) (bottleneck depths only).
 
     Args:
+        layout: str. `"paper"` (the default; torchvision's and timm's
+            networks, whose weights load) or `"keras_applications"`
+            (keras.applications' ResNet50/101/152 and their V2, whose weights
+            load with `set_weights`).
         bn_synchronized: bool. Synchronized batch normalization over the
             replicas of a `tf.distribute` strategy (TensorFlow); see
             `keras_blocks.layers.ConvBNAct`.
     """
     check.choice("depth", depth, DEPTHS)
+    check.one_of("layout", layout, LAYOUTS)
+    keras_applications = layout == "keras_applications"
     check.boolean("bn_synchronized", bn_synchronized)
     block, repeats = DEPTHS[depth]
     if block == "basic" and (groups, base_width) != (1, 64):
@@ -102,9 +106,9 @@ def ResNet(
         )
     if keras_applications and (block == "basic" or se_ratio or groups != 1):
         raise ValueError(
-            "Invalid value for argument `keras_applications`. keras.applications "
+            "Invalid value for argument `layout`. keras.applications "
             "has plain ResNet50/101/152 and their V2 only. Received: "
-            f"keras_applications=True, depth={depth}, se_ratio={se_ratio}, "
+            f"layout='keras_applications', depth={depth}, se_ratio={se_ratio}, "
             f"groups={groups}"
         )
     # keras.applications' layers: biased convolutions, its BN epsilon and
@@ -249,7 +253,7 @@ _TORCHVISION_FILES = {
     "resnext101_32x8d": ("resnext101_32x8d-110c445d.pth", 82.834, {}),  # V2
 }
 LAYOUT = (
-    "Build the paper configuration: ResNet(depth) with keras_applications=False "
+    "Build the paper configuration: ResNet(depth) with layout='paper' "
     "(the default) and preact=False."
 )
 WEIGHTS = {
@@ -273,11 +277,76 @@ WEIGHTS = {
         license="Apache-2.0 (timm)",
     ),
 }
+KERAS_APPLICATIONS = {"layout": "keras_applications"}
+WEIGHTS["keras_applications"] = KerasApplicationsSource(
+    applications={
+        **{f"resnet{d}": f"ResNet{d}" for d in (50, 101, 152)},
+        **{f"resnet{d}v2": f"ResNet{d}V2" for d in (50, 101, 152)},
+    },
+    files={
+        # MODELS name: (the file keras.applications downloads, its top-1 as
+        # keras.io's table gives it, build options)
+        "resnet50": (
+            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+            74.9,
+            KERAS_APPLICATIONS,
+        ),
+        "resnet101": (
+            "resnet101_weights_tf_dim_ordering_tf_kernels.h5",
+            76.4,
+            KERAS_APPLICATIONS,
+        ),
+        "resnet152": (
+            "resnet152_weights_tf_dim_ordering_tf_kernels.h5",
+            76.6,
+            KERAS_APPLICATIONS,
+        ),
+        "resnet50v2": (
+            "resnet50v2_weights_tf_dim_ordering_tf_kernels.h5",
+            76.0,
+            KERAS_APPLICATIONS,
+        ),
+        "resnet101v2": (
+            "resnet101v2_weights_tf_dim_ordering_tf_kernels.h5",
+            77.2,
+            KERAS_APPLICATIONS,
+        ),
+        "resnet152v2": (
+            "resnet152v2_weights_tf_dim_ordering_tf_kernels.h5",
+            78.0,
+            KERAS_APPLICATIONS,
+        ),
+    },
+    license="MIT (the ResNet authors' Caffe weights, as keras.applications)",
+)
 
 
-def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv)
+def preprocessing(options):
+    """What the layout's weights take: keras.applications' v1 "caffe" and
+    v2 "tf" modes, torchvision's and timm's ImageNet normalization."""
+    if options.get("layout") != "keras_applications":
+        return "torch"
+    return "tf" if options.get("preact") else "caffe"
 
 
-if __name__ == "__main__":
-    main()
+# The levels of `keras_blocks.models.backbone`: the last trunk layer at
+# each stride.
+PYRAMID = PyramidSpec(
+    {
+        "conv1": layers.ConvBNAct,
+        "pool1_pool": keras.layers.MaxPooling2D,
+        "conv2_block1": (layers.ResidualBlock, layers.BottleneckBlock),
+    },
+    r"conv1|pool1_pool|conv\d+_block\d+|post_relu",
+)
+
+register_family(
+    __name__,
+    MODELS,
+    pyramid=PYRAMID,
+    min_size=MIN_SIZE,
+    default_size=DEFAULT_SIZE,
+    layouts=LAYOUTS,
+    weights=WEIGHTS,
+    preprocessing=preprocessing,
+)

@@ -19,7 +19,7 @@ Load torchvision's ImageNet weights (the file `torch.hub` downloads for
 `torchvision.models.efficientnet_b0(weights="DEFAULT")`) into the same model
 built with `layout="torchvision"` (the build options of `WEIGHTS`' files):
 
-    from examples._pretrained import load_pretrained
+    from keras_blocks.models._weights import load_pretrained
     model = MODELS["efficientnet_b0"](layout="torchvision")
     load_pretrained(model, "efficientnet_b0_rwightman-7f5810bc.pth",
                     WEIGHTS["torchvision"])
@@ -30,15 +30,11 @@ built with `layout="torchvision"` (the build options of `WEIGHTS`' files):
 import functools
 import re
 
-if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
-    from examples._cli import family_parser
-
-    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
-
-from examples._common import model_main
-from examples._pretrained import WeightSource
 from keras_blocks import efficientnet
 from keras_blocks.layers import ConvBNAct, MBConvBlock, Normalization
+from keras_blocks.models._registry import register_family
+from keras_blocks.models._weights import KerasApplicationsSource, WeightSource
+from keras_blocks.models.backbones import PyramidSpec
 from keras_blocks.porting import weight_layers
 
 MIN_SIZE = 32  # total stride 32
@@ -159,11 +155,44 @@ WEIGHTS = {
         files=_TORCHVISION_FILES,
     ),
 }
+KERAS_APPLICATIONS = {"layout": "keras_applications"}
+# keras.io's top-1 of keras.applications' EfficientNetB0 ... B7.
+KERAS_TOP1 = (77.1, 79.1, 80.1, 81.6, 82.9, 83.6, 84.0, 84.3)
+WEIGHTS["keras_applications"] = KerasApplicationsSource(
+    applications={
+        f"efficientnet_{variant}": f"EfficientNet{variant.upper()}"
+        for variant in VARIANTS
+    },
+    files={
+        f"efficientnet_{variant}": (
+            f"efficientnet{variant}.h5",
+            top1,
+            KERAS_APPLICATIONS,
+        )
+        for variant, top1 in zip(VARIANTS, KERAS_TOP1, strict=True)
+    },
+    copy=efficientnet.load_keras_applications_weights,
+    license="Apache-2.0 (keras.applications)",
+)
 
+# The levels of `keras_blocks.models.backbone`: the last trunk layer at
+# each stride.
+PYRAMID = PyramidSpec(
+    {"stem": ConvBNAct, "block1a": MBConvBlock},
+    r"stem|block\d+(?:[a-z]|_\d+)",
+)
 
-def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv)
-
-
-if __name__ == "__main__":
-    main()
+register_family(
+    __name__,
+    MODELS,
+    pyramid=PYRAMID,
+    min_size=MIN_SIZE,
+    default_size=efficientnet.BASE_RESOLUTION,
+    layouts=efficientnet.LAYOUTS,
+    weights=WEIGHTS,
+    default_sizes={
+        f"efficientnet_{variant}": preset.resolution
+        for variant, preset in efficientnet.PRESETS.items()
+    },
+    preprocessing=lambda options: None,  # the builder's include_preprocessing
+)

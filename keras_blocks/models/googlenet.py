@@ -21,7 +21,7 @@ Three configurations:
   biases and ReLU, LRN after the first pooling and after the 3x3 stem
   convolution). The paper gives no LRN constants; these are the BVLC Caffe
   GoogLeNet's (n = 5, k = 1, alpha = 1e-4 / n, beta = 0.75).
-- `variant="torchvision"`: torchvision's `googlenet(transform_input=True)`,
+- `layout="torchvision"`: torchvision's `googlenet(transform_input=True)`,
   the network of its ImageNet weights (`WEIGHTS["torchvision"]`, loaded with
   `examples._pretrained.load_pretrained`); 6,624,904 trainable parameters.
   The default's units, with: 3x3 convolutions in the "5x5" branches (a bug
@@ -51,7 +51,7 @@ paper weights their losses by 0.3:
 
 torchvision's ImageNet weights (its `GoogLeNet_Weights.IMAGENET1K_V1`):
 
-    model = GoogLeNet(variant="torchvision")
+    model = GoogLeNet(layout="torchvision")
     load_pretrained(model, "googlenet-1378be20.pth", WEIGHTS["torchvision"])
     # inputs: RGB in [0, 1], normalized with the ImageNet mean and std
 """
@@ -59,29 +59,25 @@ torchvision's ImageNet weights (its `GoogLeNet_Weights.IMAGENET1K_V1`):
 import functools
 import re
 
-if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
-    from examples._cli import family_parser
-
-    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
-
 import keras
 
-from examples._common import (
-    POOLINGS,
-    classifier,
-    image_input,
-    model_main,
-)
-from examples._pretrained import WeightSource
 from keras_blocks import _validation as check
 from keras_blocks import layers
 from keras_blocks.efficientnet import IMAGENET_MEAN, IMAGENET_STDDEV
+from keras_blocks.models._common import (
+    POOLINGS,
+    classifier,
+    image_input,
+)
+from keras_blocks.models._registry import register_family
+from keras_blocks.models._weights import WeightSource
+from keras_blocks.models.backbones import PyramidSpec
 from keras_blocks.porting import weight_layers
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32  # total stride 32 (smaller inputs reach 1x1 before stage 5)
 AUX_MIN_SIZE = 65  # 5x5/3 average pooling on 4a's output, ceil(size / 16)
-VARIANTS = ("paper", "torchvision")
+LAYOUTS = ("paper", "torchvision")
 # torchvision's ceil-mode pooling keeps a 1x1 map down to the last pooling
 # (15 -> 8 -> 4 -> 2 -> 1 -> 1: its weights' "min_size"); a 5x5 map after 4a
 # needs 79 (40 -> 20 -> 10 -> 5).
@@ -121,7 +117,7 @@ LRN = {"depth_radius": 2, "bias": 1.0, "alpha": 1e-4 / 5, "beta": 0.75}
 
 def GoogLeNet(
     *,
-    variant="paper",
+    layout="paper",
     batch_norm=True,
     lrn=False,
     aux_classifiers=False,
@@ -136,22 +132,22 @@ def GoogLeNet(
     """GoogLeNet; with `aux_classifiers=True` three outputs: main, aux1, aux2.
 
     Args:
-        variant: str. `"paper"` (the paper's table, "same" pooling) or
+        layout: str. `"paper"` (the paper's table, "same" pooling) or
             `"torchvision"` (the network of torchvision's weights; with BN and
             without LRN only).
         bn_synchronized: bool. Synchronized batch normalization over the
             replicas of a `tf.distribute` strategy (TensorFlow); see
             `keras_blocks.layers.ConvBNAct`.
     """
-    check.one_of("variant", variant, VARIANTS)
+    check.one_of("layout", layout, LAYOUTS)
     check.choice("pooling", pooling, POOLINGS)
     check.boolean("bn_synchronized", bn_synchronized)
-    torchvision = variant == "torchvision"
+    torchvision = layout == "torchvision"
     if torchvision and (not batch_norm or lrn):
         raise ValueError(
-            "Invalid value for argument `variant`. torchvision's GoogLeNet "
+            "Invalid value for argument `layout`. torchvision's GoogLeNet "
             "has batch normalization and no LRN. Received: "
-            f"variant='torchvision', batch_norm={batch_norm}, lrn={lrn}"
+            f"layout='torchvision', batch_norm={batch_norm}, lrn={lrn}"
         )
     if include_top:
         check.positive_int("classes", classes)
@@ -229,7 +225,7 @@ def GoogLeNet(
     return keras.Model(
         inputs,
         [outputs, *aux_outputs] if aux_classifiers else outputs,
-        name=name or _name(variant, batch_norm, lrn, aux_classifiers),
+        name=name or _name(layout, batch_norm, lrn, aux_classifiers),
     )
 
 
@@ -253,9 +249,9 @@ def inference_model(model):
     return keras.Model(model.input, model.outputs[0], name=model.name)
 
 
-def _name(variant, batch_norm, lrn, aux_classifiers):
+def _name(layout, batch_norm, lrn, aux_classifiers):
     flags = (
-        ("_torchvision", variant == "torchvision"),
+        ("_torchvision", layout == "torchvision"),
         ("_no_bn", not batch_norm),
         ("_lrn", lrn),
         ("_aux", aux_classifiers),
@@ -272,7 +268,7 @@ MODELS = {
     # Three outputs (main, aux1, aux2) for training.  # 13,385,816
     "googlenet_aux": functools.partial(GoogLeNet, aux_classifiers=True),
     # torchvision's, for its ImageNet weights.  # 6,624,904
-    "googlenet_torchvision": functools.partial(GoogLeNet, variant="torchvision"),
+    "googlenet_torchvision": functools.partial(GoogLeNet, layout="torchvision"),
 }
 # The models whose smallest input is not MIN_SIZE.
 MIN_SIZES = {
@@ -297,7 +293,7 @@ AUX_HEAD = re.compile(r"aux\d(_.+)?")
 
 
 def torchvision_mapping(model):
-    """Keras layer path -> torchvision key prefix, for `variant="torchvision"`.
+    """Keras layer path -> torchvision key prefix, for `layout="torchvision"`.
 
     The auxiliary heads, if any, keep their weights: torchvision's differ
     (adaptive pooling) and its file's are not pretrained.
@@ -355,7 +351,7 @@ WEIGHTS = {
         mapping=torchvision_mapping,
         bn_epsilon=BN_EPSILON,
         head=("fc.",),
-        layout='Build torchvision\'s variant: GoogLeNet(variant="torchvision").',
+        layout='Build torchvision\'s variant: GoogLeNet(layout="torchvision").',
         files=_TORCHVISION_FILES,
         # Its file holds the auxiliary heads, which it says are "NOT pretrained".
         ignored=("aux1.", "aux2."),
@@ -363,9 +359,20 @@ WEIGHTS = {
 }
 
 
-def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv, MIN_SIZES)
+# The levels of `keras_blocks.models.backbone`: the last trunk layer at
+# each stride.
+PYRAMID = PyramidSpec(
+    {"conv1": layers.ConvBNAct, "inception_5b": layers.InceptionModule},
+    r"conv1|conv2_reduce|conv2|norm\d|pool\d|inception_\w+",
+)
 
-
-if __name__ == "__main__":
-    main()
+register_family(
+    __name__,
+    MODELS,
+    pyramid=PYRAMID,
+    min_size=MIN_SIZE,
+    default_size=DEFAULT_SIZE,
+    layouts=LAYOUTS,
+    weights=WEIGHTS,
+    min_sizes=MIN_SIZES,
+)

@@ -45,7 +45,7 @@ Load torchvision's ImageNet weights (VGG-11/13/16/19 and their `_bn`
 variants; files and top-1 in `_TORCHVISION_FILES`), downloaded from
 https://download.pytorch.org/models/ (e.g. vgg16-397923af.pth):
 
-    from examples._pretrained import load_pretrained
+    from keras_blocks.models._weights import load_pretrained
     model = VGG(16)   # VGG(16, batch_norm=True) for vgg16_bn; 224x224
     load_pretrained(model, "vgg16-397923af.pth", WEIGHTS["torchvision"])
     # inputs: RGB in [0, 1], minus the mean (0.485, 0.456, 0.406), divided by
@@ -61,23 +61,19 @@ it, `include_top=False`, any size).
 
 import functools
 
-if __name__ == "__main__":  # --help and a wrong argument answer before Keras loads
-    from examples._cli import family_parser
-
-    family_parser(__file__, __doc__.split("\n")[0]).parse_args()
-
 import keras
 
-from examples._common import (
+from keras_blocks import _validation as check
+from keras_blocks import layers
+from keras_blocks.models._common import (
     POOLINGS,
     classifier,
     dense_head,
     image_input,
-    model_main,
 )
-from examples._pretrained import WeightSource, flattened
-from keras_blocks import _validation as check
-from keras_blocks import layers
+from keras_blocks.models._registry import register_family
+from keras_blocks.models._weights import WeightSource, flattened
+from keras_blocks.models.backbones import PyramidSpec
 from keras_blocks.porting import weight_layers
 
 DEFAULT_SIZE = 224
@@ -267,9 +263,18 @@ WEIGHTS = {
 }
 
 
-def main(argv=None):
-    return model_main(MODELS, __doc__.split("\n")[0], MIN_SIZE, argv)
+# The levels of `keras_blocks.models.backbone`: the last trunk layer at
+# each stride.
+PYRAMID = PyramidSpec(
+    {"block5_conv1": layers.ConvBNAct, "block5_pool": keras.layers.MaxPooling2D},
+    r"block\d+_(?:conv\d+|lrn|pool)",
+)
 
-
-if __name__ == "__main__":
-    main()
+register_family(
+    __name__,
+    MODELS,
+    min_size=MIN_SIZE,
+    default_size=DEFAULT_SIZE,
+    weights=WEIGHTS,
+    pyramid=PYRAMID,
+)

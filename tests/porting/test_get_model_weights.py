@@ -1,0 +1,164 @@
+"""Weights and preprocessing by name: `get_model(name, weights=...)` builds the
+model in its weights' layout and loads torchvision's file (by its published
+name), keras.applications' weights, or its own; `include_preprocessing=True`
+takes raw 0-255 RGB images and equals the source's own preprocessing
+(torchvision's `Normalize`, keras.applications' `preprocess_input`); the
+model exports to ONNX as a one-input graph."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_blocks import models
+from keras_blocks.layers.image_preprocessing import IMAGENET_MEAN, IMAGENET_STDDEV
+from keras_blocks.models import _get_model
+from tests.porting.torch_references import (
+    assert_logits_close,
+    randomized,
+    save_state_dict,
+    torch_outputs,
+    torchvision,
+)
+
+SIZE = 32
+EVERY_BACKEND = pytest.mark.backends(
+    "tensorflow", "jax", "torch", reason="the loaded model runs on each backend"
+)
+RAW = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+
+
+def normalized(raw):
+    """torchvision's transforms: ToTensor's / 255, then Normalize."""
+    import torch
+
+    transforms = torchvision().transforms
+    nchw = torch.from_numpy(raw.transpose(0, 3, 1, 2).copy()) / 255.0
+    out = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STDDEV)(nchw)
+    return out.numpy().transpose(0, 2, 3, 1).copy()
+
+
+def published_file(net, name, directory):
+    """`net`'s state dict saved under the file name torchvision publishes."""
+    pth, _ = save_state_dict(net, directory, name)
+    published = directory / models.model_entry(name).weights["torchvision"].file
+    os.replace(pth, published)
+    return published
+
+
+def predict(model, x):
+    return keras.ops.convert_to_numpy(model(x, training=False))
+
+
+@pytest.fixture(scope="module")
+def resnet18(tmp_path_factory):
+    net = randomized(torchvision().models.resnet18(), size=SIZE)
+    return net, published_file(net, "resnet18", tmp_path_factory.mktemp("r18"))
+
+
+@EVERY_BACKEND
+def test_resnet18_loads_torchvisions_file_by_name(resnet18):
+    net, path = resnet18
+    options = dict(input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    model = models.get_model("resnet18", weights=path, **options)
+    x = normalized(RAW)
+    assert_logits_close(predict(model, x), torch_outputs(net, x))
+    # Raw images in: the model normalizes them as torchvision's transforms.
+    raw_in = models.get_model(
+        "resnet18", weights=path, include_preprocessing=True, **options
+    )
+    assert_logits_close(predict(raw_in, RAW), torch_outputs(net, x))
+
+
+@pytest.mark.slow
+@EVERY_BACKEND
+def test_efficientnet_b0_loads_torchvisions_file_in_its_layout(tmp_path):
+    net = randomized(torchvision().models.efficientnet_b0(), size=SIZE)
+    path = published_file(net, "efficientnet_b0", tmp_path)
+    model = models.get_model(
+        "efficientnet_b0",
+        weights=path,  # builds layout="torchvision": the file's
+        include_preprocessing=True,
+        input_shape=(SIZE, SIZE, 3),
+        classifier_activation=None,
+    )
+    assert model.get_layer("stem").padding == "symmetric"
+    assert_logits_close(predict(model, RAW), torch_outputs(net, normalized(RAW)))
+
+
+@pytest.mark.backends("torch", reason="the download's cache lookup: no model math")
+def test_torchvision_weights_come_from_the_download_cache(
+    resnet18, tmp_path, monkeypatch
+):
+    # keras.utils.get_file finds the file in its cache and downloads nothing
+    # (no network here): the path a user with internet takes after the first
+    # download.
+    net, path = resnet18
+    cache = tmp_path / "models"
+    cache.mkdir()
+    os.link(path, cache / path.name)
+    monkeypatch.setattr(_get_model, "CACHE_DIR", str(tmp_path))
+    model = models.get_model(
+        "resnet18",
+        weights="torchvision",
+        input_shape=(SIZE, SIZE, 3),
+        classifier_activation=None,
+    )
+    x = normalized(RAW)
+    assert_logits_close(predict(model, x), torch_outputs(net, x))
+
+
+@EVERY_BACKEND
+@pytest.mark.parametrize(
+    "name, application, preprocess",
+    [
+        ("resnet50", "ResNet50", keras.applications.resnet.preprocess_input),
+        ("resnet50v2", "ResNet50V2", keras.applications.resnet_v2.preprocess_input),
+    ],
+)
+def test_keras_applications_weights_and_their_preprocessing(
+    name, application, preprocess, tmp_path
+):
+    # A file of keras.applications' model at random weights stands for the
+    # ImageNet file that weights="imagenet" downloads.
+    source = getattr(keras.applications, application)(
+        weights=None, include_top=False, input_shape=(SIZE, SIZE, 3)
+    )
+    path = tmp_path / f"{name}.weights.h5"
+    source.save_weights(path)
+    options = dict(include_top=False, input_shape=(SIZE, SIZE, 3))
+    model = models.get_model(
+        name,
+        weights=path,
+        weights_source="keras_applications",
+        include_preprocessing=True,
+        **options,
+    )
+    theirs = predict(source, preprocess(RAW.copy()))
+    np.testing.assert_allclose(
+        predict(model, RAW), theirs, atol=1e-4 * np.abs(theirs).max()
+    )
+
+
+@pytest.mark.backends(
+    "tensorflow",
+    "torch",
+    reason="ONNX exports through tf2onnx from TensorFlow, torch.onnx from PyTorch",
+)
+def test_a_model_with_preprocessing_exports_to_onnx_with_one_input(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    from keras_blocks.deploy import export_model
+
+    model = models.get_model(
+        "cifar10_cnn", input_shape=(16, 16, 3), include_preprocessing=True
+    )
+    path = tmp_path / "model.onnx"
+    export_model(model, path, "onnx")  # compares the file with Keras
+    session = onnxruntime.InferenceSession(str(path))
+    assert len(session.get_inputs()) == 1
+    raw = RAW[:, :16, :16]
+    (ours,) = session.run(None, {session.get_inputs()[0].name: raw})
+    np.testing.assert_allclose(ours, predict(model, raw), atol=1e-5)
