@@ -58,6 +58,25 @@ def size_pair(name, value, odd=False, note=None):
     return tuple(int(v) for v in pair)
 
 
+def equal_pair(name, value, note):
+    """A size the same along height and width, for a layer that takes one:
+    an int, or a tuple (or list) of 2 equal ints, as `keras.layers.Conv2D`
+    takes strides; returned as the int, so that a config written with an int
+    (before pairs were taken) and one written with a pair load alike. `note`
+    says why the two must be equal (for the message)."""
+    pair = (value, value) if _is_int(value) else value
+    if (
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or not all(_is_int(v) and v > 0 for v in pair)
+        or pair[0] != pair[1]
+    ):
+        kind = "strictly positive integer"
+        expected = f"a {kind} or a tuple of 2 equal {kind}s ({note})"
+        raise _invalid(name, expected, value)
+    return int(pair[0])
+
+
 def positive_float(name, value):
     if not _is_real(value) or not value > 0 or value == float("inf"):
         raise _invalid(name, "a strictly positive finite number", value)
@@ -161,12 +180,8 @@ def regularizer(name, value):
         )
 
 
-def image_input_shape(layer, input_shape, data_format):
-    """Checks a 4D image shape with known channels; returns the channels.
-
-    Also sets the layer's `input_spec`, so that a later call on a tensor of
-    another rank or channel count fails with Keras' own clear message.
-    """
+def image_channels(layer, input_shape, data_format):
+    """Checks a 4D image shape with known channels; returns the channels."""
     if len(input_shape) != 4:
         raise ValueError(
             f"Invalid input shape for layer '{layer.name}' "
@@ -180,10 +195,23 @@ def image_input_shape(layer, input_shape, data_format):
             f"({layer.__class__.__name__}). The channel dimension must be "
             f"known ({_layout(data_format)}). Received: input_shape={input_shape}"
         )
-    layer.input_spec = keras.InputSpec(
-        ndim=4, axes={channel_axis(data_format): int(channels)}
-    )
     return int(channels)
+
+
+def image_input_spec(channels, data_format):
+    """The `InputSpec` of 4D images of `channels` channels, which a layer
+    sets in `build`: a later call on a tensor of another rank or channel
+    count then fails with Keras' own clear message."""
+    return keras.InputSpec(ndim=4, axes={channel_axis(data_format): channels})
+
+
+def image_input_shape(layer, input_shape, data_format):
+    """`image_channels`, and sets the layer's `input_spec` to
+    `image_input_spec`: for the layers that do not yet set it in `build`
+    themselves."""
+    channels = image_channels(layer, input_shape, data_format)
+    layer.input_spec = image_input_spec(channels, data_format)
+    return channels
 
 
 def channel_axis(data_format):

@@ -16,7 +16,6 @@ from keras_blocks.layers._conv import (
     Conv2D,
     batch_normalization,
     set_unit_options,
-    strided_output_shape,
     unit_options,
     unit_options_config,
 )
@@ -53,7 +52,11 @@ class ResidualBase(CompositeLayer):
     ):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
-        self.strides = check.positive_int("strides", strides)
+        self.strides = check.equal_pair(
+            "strides",
+            strides,
+            f"{self.__class__.__name__} strides height and width alike",
+        )
         self.preact = check.boolean("preact", preact)
         self.shortcut = check.one_of("shortcut", shortcut, SHORTCUTS)
         if shortcut == "identity" and self.strides != 1:
@@ -84,22 +87,29 @@ class ResidualBase(CompositeLayer):
     def output_channels(self):
         raise NotImplementedError
 
-    def _branch_units(self):
-        """The branch's convolution units, all but the last convolution."""
+    def _branch_units(self, initializer=None):
+        """The branch's convolution units, all but the last convolution
+        (`initializer`: as `_unit`'s)."""
         raise NotImplementedError
 
     _last_kernel_size = None
 
     # Construction.
 
-    def _unit(self, filters, kernel_size, strides, name, groups=1):
+    def _unit(self, filters, kernel_size, strides, name, groups=1, initializer=None):
+        """A `ConvBNAct` of the block's options; `initializer`, where given,
+        replaces the block's kernel initializer (a copy of which, made for an
+        unseeded one, draws a seed)."""
+        options = unit_options(self, name)
+        if initializer is not None:
+            options = {**unit_options_config(self), "kernel_initializer": initializer}
         return ConvBNAct(
             filters,
             kernel_size,
             strides=strides,
             padding="symmetric",
             groups=groups,
-            **unit_options(self, name),
+            **options,
             dtype=self.dtype_policy,
             name=name,
         )
@@ -128,7 +138,7 @@ class ResidualBase(CompositeLayer):
         return "projection"
 
     def build(self, input_shape):
-        channels = check.image_input_shape(self, input_shape, self.data_format)
+        channels = check.image_channels(self, input_shape, self.data_format)
         kind = self._resolve_shortcut(channels)
         if kind == "identity" and channels != self.output_channels:
             raise ValueError(
@@ -229,7 +239,7 @@ class ResidualBase(CompositeLayer):
             unit.build(shape)
             shape = unit.compute_output_shape(shape)
         self.last_conv.build(shape)
-        output_shape = self.compute_output_shape(input_shape)
+        output_shape = self.last_conv.compute_output_shape(shape)
         for layer in (self.last_bn, self.se, self.shortcut_bn):
             if layer is not None:
                 layer.build(output_shape)
@@ -238,6 +248,7 @@ class ResidualBase(CompositeLayer):
             if self.shortcut_pool is not None:
                 pooled = self.shortcut_pool.compute_output_shape(input_shape)
             self.shortcut_conv.build(pooled)
+        self.input_spec = check.image_input_spec(channels, self.data_format)
 
     @property
     def branch(self):
@@ -291,8 +302,31 @@ class ResidualBase(CompositeLayer):
         return conv_bn(self.shortcut_conv, self.shortcut_bn, x, training=training)
 
     def compute_output_shape(self, input_shape):
-        return strided_output_shape(
-            input_shape, self.strides, self.output_channels, self.data_format
+        # The branch's own layers say it (the shortcut matches it, or the
+        # addition would fail): its units, then the last convolution.
+        shape = tuple(input_shape)
+        for layer in self._branch_layers():
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    def _branch_layers(self):
+        """The branch's units and last convolution: the block's own once
+        built; before (`build` makes them, as the shortcut depends on the
+        input's channels), ones of the same configuration made for the
+        question, with kernels initialized to zeros so that making them
+        draws no seed: asking for a shape leaves the weights the block will
+        draw as they were."""
+        if getattr(self, "_branch_names", None) is not None:
+            return (*self.branch, self.last_conv)
+        return (
+            *self._branch_units("zeros"),
+            self._conv(
+                self._last_kernel_size,
+                1,
+                "last",
+                followed_by_bn=True,
+                initializer="zeros",
+            ),
         )
 
     def get_config(self):

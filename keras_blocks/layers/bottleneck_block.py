@@ -58,7 +58,9 @@ class BottleneckBlock(ResidualBase):
     Args:
         filters: int. Bottleneck filters; the output has
             `filters * expansion` channels.
-        strides: int. Spatial stride of the block.
+        strides: int or tuple of 2 equal ints. Spatial stride of the block,
+            the same along height and width (as `keras.layers.Conv2D` takes
+            it; stored as the int).
         expansion: int. Ratio of output channels to `filters` (4 in ResNet).
         groups: int. Cardinality of the grouped 3x3 convolution (ResNeXt).
         base_width: int. Width per group relative to 64; the inner width is
@@ -132,7 +134,7 @@ class BottleneckBlock(ResidualBase):
     def __init__(
         self,
         filters: int,
-        strides: int = 1,
+        strides: int | tuple[int, int] = 1,
         expansion: int = 4,
         groups: int = 1,
         base_width: int = 64,
@@ -191,12 +193,19 @@ class BottleneckBlock(ResidualBase):
     def output_channels(self):
         return self.filters * self.expansion
 
-    def _branch_units(self):
+    def _branch_units(self, initializer=None):
         stride_1x1 = self.strides if self.stride_in_1x1 else 1
         stride_3x3 = 1 if self.stride_in_1x1 else self.strides
         return [
-            self._unit(self.width, 1, stride_1x1, "conv1"),
-            self._unit(self.width, 3, stride_3x3, "conv2", groups=self.groups),
+            self._unit(self.width, 1, stride_1x1, "conv1", initializer=initializer),
+            self._unit(
+                self.width,
+                3,
+                stride_3x3,
+                "conv2",
+                groups=self.groups,
+                initializer=initializer,
+            ),
         ]
 
     def get_config(self):

@@ -9,9 +9,7 @@ from keras import ops
 from keras_blocks import _validation as check
 from keras_blocks.layers._composite_layer import CompositeLayer
 from keras_blocks.layers._conv import (
-    image_shape,
     set_unit_options,
-    spatial_shape,
     unit_options,
     unit_options_config,
 )
@@ -216,13 +214,21 @@ class InceptionModule(CompositeLayer):
         ]
 
     def build(self, input_shape):
-        check.image_input_shape(self, input_shape, self.data_format)
+        channels = check.image_channels(self, input_shape, self.data_format)
         for branch in self._branches():
-            shape = input_shape
-            for layer in branch:
-                if layer is not None:
+            self._through(branch, input_shape, build=True)
+        self.input_spec = check.image_input_spec(channels, self.data_format)
+
+    @staticmethod
+    def _through(branch, shape, build=False):
+        """The output shape of `branch` from each layer's own
+        `compute_output_shape`; `build=True` builds each with its input's."""
+        for layer in branch:
+            if layer is not None:
+                if build:
                     layer.build(shape)
-                    shape = layer.compute_output_shape(shape)
+                shape = layer.compute_output_shape(shape)
+        return shape
 
     def call(self, inputs, training=None):
         inputs = float_inputs(self, inputs)
@@ -236,12 +242,15 @@ class InceptionModule(CompositeLayer):
         return ops.concatenate(outputs, axis=check.channel_axis(self.data_format))
 
     def compute_output_shape(self, input_shape):
-        channels = input_shape[check.channel_axis(self.data_format)]
-        pool_channels = channels if self.naive else self.filters_pool_proj
-        total = self.filters_1x1 + self.filters_3x3 + self.filters_5x5
-        total = None if pool_channels is None else total + pool_channels
-        height, width = spatial_shape(input_shape, self.data_format)
-        return image_shape(input_shape[0], height, width, total, self.data_format)
+        # Each branch's shape from its own layers; their channels side by side.
+        axis = check.channel_axis(self.data_format)
+        shapes = [
+            self._through(branch, tuple(input_shape)) for branch in self._branches()
+        ]
+        channels = [shape[axis] for shape in shapes]
+        output_shape = list(shapes[0])
+        output_shape[axis] = None if None in channels else sum(channels)
+        return tuple(output_shape)
 
     def get_config(self):
         return {

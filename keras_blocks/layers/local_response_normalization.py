@@ -98,7 +98,8 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.data_format = check.data_format(data_format)
 
     def build(self, input_shape):
-        check.image_input_shape(self, input_shape, self.data_format)
+        channels = check.image_channels(self, input_shape, self.data_format)
+        self.input_spec = check.image_input_spec(channels, self.data_format)
 
     def call(self, inputs):
         inputs = float_inputs(self, inputs)

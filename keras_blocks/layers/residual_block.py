@@ -45,7 +45,9 @@ class ResidualBlock(ResidualBase):
 
     Args:
         filters: int. Output channels (and width of both convolutions).
-        strides: int. Spatial stride of the block.
+        strides: int or tuple of 2 equal ints. Spatial stride of the block,
+            the same along height and width (as `keras.layers.Conv2D` takes
+            it; stored as the int).
         preact: bool. Pre-activation (v2) instead of post-activation (v1).
         shortcut: str. One of `"auto"`, `"identity"`, `"projection"`,
             `"zero_pad"`, `"avg_pool"` (see above).
@@ -110,7 +112,7 @@ class ResidualBlock(ResidualBase):
     def __init__(
         self,
         filters: int,
-        strides: int = 1,
+        strides: int | tuple[int, int] = 1,
         preact: bool = False,
         shortcut: str = "auto",
         se_ratio: float | None = None,
@@ -149,5 +151,7 @@ class ResidualBlock(ResidualBase):
     def output_channels(self):
         return self.filters
 
-    def _branch_units(self):
-        return [self._unit(self.filters, 3, self.strides, "conv1")]
+    def _branch_units(self, initializer=None):
+        return [
+            self._unit(self.filters, 3, self.strides, "conv1", initializer=initializer)
+        ]

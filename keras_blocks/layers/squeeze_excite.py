@@ -95,7 +95,7 @@ class SqueezeExcite(CompositeLayer):
         self.data_format = check.data_format(data_format)
 
     def build(self, input_shape):
-        channels = check.image_input_shape(self, input_shape, self.data_format)
+        channels = check.image_channels(self, input_shape, self.data_format)
         squeeze = self.squeeze_channels or max(1, int(channels * self.ratio))
         # The widths depend on the input channels, so the convolutions are
         # created here rather than in __init__.
@@ -106,6 +106,7 @@ class SqueezeExcite(CompositeLayer):
             pooled[axis] = 1
         self.reduce.build(tuple(pooled))
         self.expand.build(self.reduce.compute_output_shape(tuple(pooled)))
+        self.input_spec = check.image_input_spec(channels, self.data_format)
 
     def _conv(self, filters, activation, name):
         return Conv2D(

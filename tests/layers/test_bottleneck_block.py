@@ -29,11 +29,12 @@ from tests.layers.residual_reference import (
     [
         # ResNet-50 stage 2, first block: projection to 4 * filters channels.
         (dict(filters=4), (2, 6, 6, 8), (2, 6, 6, 16)),
-        # ResNeXt: grouped 3x3, channels first, stride 2 on an odd size.
+        # ResNeXt: grouped 3x3, channels first, stride 2 on an odd size, given
+        # as keras.layers.Conv2D takes it too.
         (
             dict(
                 filters=4,
-                strides=2,
+                strides=(2, 2),
                 groups=2,
                 base_width=32,
                 data_format="channels_first",
@@ -279,6 +280,14 @@ def test_drop_path_changes_training_outputs_only():
         (
             dict(filters=4, strides=2, shortcut="identity"),
             "Invalid value for argument `shortcut`. An identity shortcut needs strides=1",
+        ),
+        (
+            dict(filters=4, strides=(1, 2)),
+            "Invalid value for argument `strides`. Expected a strictly positive integer or a tuple of 2 equal strictly positive integers (BottleneckBlock strides height and width alike). Received: strides=(1, 2)",
+        ),
+        (
+            dict(filters=4, strides=(2, 2), shortcut="identity"),
+            "Invalid value for argument `shortcut`. An identity shortcut needs strides=1; use 'auto', 'projection', 'zero_pad' or 'avg_pool' with strides=2.",
         ),
         (
             dict(filters=4, se_ratio=0),

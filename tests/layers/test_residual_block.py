@@ -171,7 +171,15 @@ def test_zero_init_last_bn():
         ),
         (
             dict(filters=4, strides=0),
-            "Invalid value for argument `strides`. Expected a strictly positive integer. Received: strides=0",
+            "Invalid value for argument `strides`. Expected a strictly positive integer or a tuple of 2 equal strictly positive integers (ResidualBlock strides height and width alike). Received: strides=0",
+        ),
+        (
+            dict(filters=4, strides=(2, 1)),
+            "Invalid value for argument `strides`. Expected a strictly positive integer or a tuple of 2 equal strictly positive integers (ResidualBlock strides height and width alike). Received: strides=(2, 1)",
+        ),
+        (
+            dict(filters=4, strides=(2, 2, 2)),
+            "Invalid value for argument `strides`. Expected a strictly positive integer or a tuple of 2 equal strictly positive integers (ResidualBlock strides height and width alike). Received: strides=(2, 2, 2)",
         ),
         (
             dict(filters=4, preact=1),
@@ -214,6 +222,21 @@ def test_zero_init_last_bn():
 def test_bad_args(kwargs, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ResidualBlock(**kwargs)
+
+
+@ARGUMENT_CHECKS
+@pytest.mark.parametrize("strides", [(2, 2), [2, 2], (np.int64(2), np.int64(2))])
+def test_an_equal_pair_of_strides_is_the_int(strides):
+    # As keras.layers.Conv2D takes strides; stored as the int, so that configs
+    # written with an int (before pairs were taken) load alike.
+    block = ResidualBlock(4, strides=strides, shortcut="zero_pad", name="block")
+    assert block.strides == 2 and type(block.strides) is int
+    config = block.get_config()
+    assert config["strides"] == 2
+    assert ResidualBlock.from_config(config).get_config() == config
+    same = ResidualBlock(4, strides=2, shortcut="zero_pad", name="block")
+    assert config == same.get_config()
+    assert block.compute_output_shape((None, 7, 8, 4)) == (None, 4, 4, 4)
 
 
 @INPUT_SHAPE_CHECKS
