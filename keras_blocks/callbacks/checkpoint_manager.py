@@ -11,6 +11,7 @@ import warnings
 
 import keras
 
+from keras_blocks import _compat
 from keras_blocks import _validation as check
 from keras_blocks.callbacks import (
     _callback_state,
@@ -312,7 +313,7 @@ class CheckpointManager(keras.callbacks.Callback):
         self._save_due = False
         self._final_weights = None
         self._pending_states = None  # from a `fit` of this instance that raised
-        model._initial_epoch = None
+        _compat.set_initial_epoch(model, None)
 
         path = self._checkpoint_to_restore()
         if path is None:
@@ -329,13 +330,13 @@ class CheckpointManager(keras.callbacks.Callback):
         if self.monitor is not None and state.get("best") is not None:
             self.best = state["best"]
         self._pending_states = (state["callbacks"], self._store.read_arrays(path))
-        # Keras' `fit` starts from `_initial_epoch` when a callback sets it in
-        # `on_train_begin`; `BackupAndRestore` resumes the same way. A run that
-        # a callback stopped trains no further, as one that ran all its epochs.
-        model._initial_epoch = self.epoch
+        # `fit` resumes from the checkpoint's epoch, as under Keras'
+        # `BackupAndRestore`. A run that a callback stopped trains no further,
+        # as one that ran all its epochs.
+        _compat.set_initial_epoch(model, self.epoch)
         if state.get("stopped"):
             epochs = (self.params or {}).get("epochs", self.epoch)
-            model._initial_epoch = max(self.epoch, epochs)
+            _compat.set_initial_epoch(model, max(self.epoch, epochs))
         self._owns_directory = True
         if self.verbose:
             stopped = ", stopped by a callback" if state.get("stopped") else ""
@@ -414,7 +415,7 @@ class CheckpointManager(keras.callbacks.Callback):
                 for callback in self._best_weights_callbacks():
                     if callback.best_weights is not None:
                         model.set_weights(callback.best_weights)
-            model._initial_epoch = None
+            _compat.set_initial_epoch(model, None)
         finally:
             self._final_weights = None
             self._release_lock()

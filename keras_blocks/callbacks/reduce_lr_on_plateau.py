@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_blocks import _compat
 from keras_blocks import _validation as check
 from keras_blocks.callbacks import _monitor
 from keras_blocks.callbacks.scaled_schedule import ScaledSchedule
@@ -139,11 +140,9 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._reset()
         optimizer = self.model.optimizer
-        # Keras keeps the rate as given, a variable or a schedule, in
-        # `_learning_rate`; its public setter refuses to replace a schedule
-        # while keeping the rate variable tracked, which a warmup over a float
-        # rate needs (the variable stays in the optimizer's saved state).
-        rate = optimizer._learning_rate
+        # The rate as given, a variable or a schedule; replaced below (see
+        # `_compat.replace_learning_rate` for why not the public setter).
+        rate = _compat.learning_rate_as_given(optimizer)
         self._unwrap_at_end = False
         if isinstance(rate, ScaledSchedule):
             self._schedule = rate
@@ -168,13 +167,13 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
             self.multiplier = float(
                 keras.ops.convert_to_numpy(self._schedule.multiplier)
             )
-        optimizer._learning_rate = self._schedule
+        _compat.replace_learning_rate(optimizer, self._schedule)
         # The train step reads the rate when traced: trace it again.
         self.model.make_train_function(force=True)
 
     def on_train_end(self, logs=None):
         if self._unwrap_at_end:
-            self.model.optimizer._learning_rate = self._schedule.base
+            _compat.replace_learning_rate(self.model.optimizer, self._schedule.base)
             self.model.make_train_function(force=True)
             self._schedule = None
             self._unwrap_at_end = False
@@ -228,7 +227,7 @@ class ReduceLROnPlateau(keras.callbacks.Callback):
         """Applies one reduction; returns False when already at `min_lr`."""
         optimizer = self.model.optimizer
         if self._schedule is None or self._unwrap_at_end:
-            variable = optimizer._learning_rate
+            variable = _compat.learning_rate_as_given(optimizer)
             if self._unwrap_at_end:
                 variable = self._schedule.base
             old = float(keras.ops.convert_to_numpy(variable))

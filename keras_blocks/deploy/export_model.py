@@ -13,8 +13,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_blocks import _compat
 from keras_blocks import _validation as check
-from keras_blocks.layers._conv import grouped_convolution_route
+from keras_blocks.layers._conv import convolutions_for_export
 
 EXTRA = 'pip install "keras-blocks[export]"'
 
@@ -206,10 +207,7 @@ def export_model(
     scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", dir=parent)
     try:
         partial = os.path.join(scratch, os.path.basename(path))
-        # ONNX's Conv has groups everywhere; TensorFlow and LiteRT builds
-        # differ, so their files get one convolution per group.
-        route = "grouped" if format == "onnx" else "per_group"
-        with grouped_convolution_route(route), _quiet_converters(verbose):
+        with convolutions_for_export(format), _quiet_converters(verbose):
             if (
                 format == "onnx"
                 and keras.config.backend() == "tensorflow"
@@ -339,7 +337,7 @@ def _check_built(model):
     model is built with its inputs known but not yet called; it is called
     here once, on zeros of batch 1.
     """
-    if getattr(model, "_called", False):
+    if _compat.has_been_called(model):
         return
     try:
         shapes = [tuple(x.shape) for x in model.inputs]
@@ -375,7 +373,7 @@ def _float32_model(model):
 
 def _layers(model):
     yield model
-    yield from model._flatten_layers(include_self=False, recursive=True)
+    yield from _compat.nested_layers(model, recursive=True)
 
 
 def _float32_config(config):

@@ -4,6 +4,8 @@ import weakref
 
 import keras
 
+from keras_blocks import _compat
+
 
 def synchronize_batch_statistics(model: keras.Layer) -> int:
     """Replaces every moving mean and variance by its mean over the processes.
@@ -102,11 +104,11 @@ def synchronize_batch_statistics(model: keras.Layer) -> int:
 
 
 def _batch_normalizations(model):
-    # Keras lists a model's layers at every depth with `_flatten_layers`; its
-    # public `layers` holds the top level only, not a block's sublayers.
+    # Every depth: `model.layers` holds the top level only, not a block's
+    # sublayers.
     return [
         layer
-        for layer in model._flatten_layers(include_self=True, recursive=True)
+        for layer in _compat.nested_layers(model, recursive=True, include_self=True)
         if isinstance(layer, keras.layers.BatchNormalization) and layer.built
     ]
 

@@ -33,6 +33,7 @@ block's arguments). A new value takes effect in functions traced after it
 
 import keras
 
+from keras_blocks import _compat
 from keras_blocks import _validation as check
 from keras_blocks.layers.drop_path import DropPath
 
@@ -50,13 +51,8 @@ _ATTRIBUTES = {"trainable"} | {attribute for _, attribute, _ in _TUNABLE}
 
 
 def _children(layer):
-    """{name: sublayer} of `layer`'s own sublayers. Keras lists them with the
-    private `_flatten_layers` only (checked with Keras 3.15; `Model.layers`
-    lists a model's)."""
-    return {
-        sub.name: sub
-        for sub in layer._flatten_layers(include_self=False, recursive=False)
-    }
+    """{name: sublayer} of `layer`'s own sublayers."""
+    return {sub.name: sub for sub in _compat.nested_layers(layer, recursive=False)}
 
 
 class CompositeLayer(keras.layers.Layer):
@@ -70,7 +66,7 @@ class CompositeLayer(keras.layers.Layer):
             self._adopt(value)
 
     def _adopt(self, sublayer):
-        if not getattr(self, "_trainable", True):
+        if not _compat.layer_trainable(self):
             sublayer.trainable = False
         pending = self.__dict__.get(_PENDING)
         if not pending:

@@ -1,8 +1,11 @@
-"""The convolution every block uses, and the shape arithmetic they share."""
+"""The convolution every block uses, and the shape arithmetic they share.
+
+The convolutions choose their route here; each backend's own lives beside
+them (`_tf_ops`, `_torch_ops`), and where it has none, Keras' runs.
+"""
 
 import contextlib
 import contextvars
-import functools
 
 import keras
 from keras import ops
@@ -10,109 +13,54 @@ from keras import ops
 from keras_blocks import _validation as check
 from keras_blocks._initializers import for_sublayer
 
-
-@functools.cache
-def _tensorflow_sees_a_gpu():
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-def _runs_on_tensorflow_cpu():
-    """Whether a convolution called now will run on TensorFlow's CPU kernels.
-
-    Decided per call. Run eagerly, an op goes where the current device scope
-    (or TensorFlow's default) puts it, which a scalar op created here shows:
-    a call under `tf.device("/CPU:0")` on a machine with a GPU takes the CPU
-    path. Traced into a function, ops do not know where the function will
-    run; there the convolution is taken to run on the CPU when TensorFlow
-    sees no GPU, where its placer puts it unless told otherwise.
-    """
-    if keras.config.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    if tf.executing_eagerly():
-        return ":GPU:" not in tf.zeros(()).device.upper()
-    return not _tensorflow_sees_a_gpu()
-
-
-@functools.cache
-def _tensorflow_uses_onednn():
-    """Whether TensorFlow's CPU kernels are oneDNN's (x86-64 Linux builds by
-    default; `TF_ENABLE_ONEDNN_OPTS=0` turns them off)."""
-    from tensorflow.python.util import _pywrap_util_port
-
-    return bool(_pywrap_util_port.IsMklEnabled())
-
-
-GROUPED_ROUTES = ("grouped", "per_group")
+# Within `convolutions_for_export`: the route every grouped TensorFlow
+# convolution traced takes (see `_tf_ops.GROUPED_ROUTES`); None lets
+# `_tf_ops.runs_grouped` choose per call.
 _grouped_route = contextvars.ContextVar("grouped_convolution_route", default=None)
 
 
 @contextlib.contextmanager
-def grouped_convolution_route(route):
-    """Within it, grouped TensorFlow convolutions traced take `route`.
+def convolutions_for_export(format):
+    """The hook `keras_blocks.deploy.export_model` traces a model under, so
+    that the file of `format` does not depend on the kernels of the machine
+    that exported it.
 
-    `"grouped"`: one grouped convolution (one ONNX `Conv` with `group`);
-    `"per_group"`: one convolution per group, which every TensorFlow build and
-    every LiteRT delegate runs. `keras_blocks.deploy.export_model` traces
-    under it, so that a file does not depend on the kernels of the machine
-    that exported it: a SavedModel with one grouped convolution, exported
-    where oneDNN runs it, failed on a TensorFlow without oneDNN ("Fused conv
-    implementation does not support grouped convolutions").
+    Grouped TensorFlow convolutions traced within it take one route: one
+    grouped convolution for `"onnx"` (one ONNX `Conv` with `group`, which
+    every runtime runs), one convolution per group for a SavedModel or a
+    LiteRT file, which every TensorFlow build and every LiteRT delegate runs.
+    A SavedModel with one grouped convolution, exported where oneDNN runs it,
+    failed on a TensorFlow without oneDNN ("Fused conv implementation does
+    not support grouped convolutions").
     """
-    if route not in GROUPED_ROUTES:
-        raise ValueError(f"route must be one of {GROUPED_ROUTES}, not {route!r}")
-    token = _grouped_route.set(route)
+    token = _grouped_route.set("grouped" if format == "onnx" else "per_group")
     try:
         yield
     finally:
         _grouped_route.reset(token)
 
 
-def _tensorflow_runs_grouped(dtype, on_cpu):
-    """Whether one grouped TensorFlow convolution runs (forward and gradients).
-
-    cuDNN runs them on a GPU. On the CPU only oneDNN's float32 kernels do:
-    Eigen's refuse the gradients ("Gradients for grouped convolutions are not
-    supported on CPU") and a fused convolution ("Fused conv implementation
-    does not support grouped convolutions"), and oneDNN runs float16 on
-    AVX-512 machines only (checked with TensorFlow 2.21).
-    """
-    return not on_cpu or (_tensorflow_uses_onednn() and dtype == "float32")
-
-
 class Conv2D(keras.layers.Conv2D):
     """`keras.layers.Conv2D` that runs everywhere on TensorFlow and exports.
 
     The same layer, weights and numerics as Keras' `Conv2D`; on TensorFlow,
-    two cases take another route to the same result:
+    two cases take another route to the same result (`_tf_ops.conv2d`):
 
-    - `channels_first` on TensorFlow's CPU: its CPU kernels implement NHWC
-      convolutions only, so Keras' `Conv2D(data_format="channels_first")`
-      fails there while its pooling and depthwise layers transpose around the
-      kernel. This class does the same for the convolution. The kernel layout
-      (height, width, in, out) is the same for both data formats, so the
-      weights are interchangeable.
-    - Grouped convolutions (`groups > 1`): Keras runs them inside a nested
-      XLA-compiled function, which `model.export(format="onnx")` (tf2onnx)
-      leaves as a call that ONNX Runtime refuses ("INVALID_GRAPH"), and whose
-      gradient on the CPU took 4 s where a plain one takes 9 ms (ResNeXt's
-      3x3, 32 groups, batch 8 at 28x28). This class emits one grouped
-      convolution where TensorFlow runs one (a GPU; oneDNN's float32 CPU
-      kernels), exported as one ONNX `Conv` with `group` and one LiteRT
-      `CONV_2D`; elsewhere one convolution per group on its slice of the
-      channels, concatenated (the same sums). The graph holds no XLA call
-      either way.
+    - `channels_first` on TensorFlow's CPU, whose kernels implement NHWC
+      convolutions only: the input is transposed around the convolution, as
+      Keras' pooling and depthwise layers do.
+    - Grouped convolutions (`groups > 1`), which Keras runs inside a nested
+      XLA-compiled function that ONNX exports refuse and whose CPU gradient
+      is slow: one grouped convolution where TensorFlow runs one, elsewhere
+      one convolution per group (the same sums).
 
-    Where the convolution runs is decided at each call (see
-    `_runs_on_tensorflow_cpu`). One case is beyond it: inside a compiled
-    function (`fit`, `predict`) traced under `tf.device("/CPU:0")` on a
-    machine with a GPU, nothing at trace time says the function will run on
-    the CPU, and a `channels_first` convolution fails there as Keras' own
-    `Conv2D` does. Use `channels_last` on the CPU, or hide the GPUs from
-    TensorFlow (`tf.config.set_visible_devices([], "GPU")`) in that process.
+    Where the convolution runs is decided at each call. Inside a compiled
+    function traced under `tf.device("/CPU:0")` on a machine with a GPU, a
+    `channels_first` convolution fails as Keras' own `Conv2D` does: use
+    `channels_last` on the CPU, or hide the GPUs from TensorFlow
+    (`tf.config.set_visible_devices([], "GPU")`) in that process.
+    On PyTorch, one `conv2d` without Keras' per-call transposes (see
+    `_torch_ops`).
     """
 
     def call(self, inputs):
@@ -137,62 +85,18 @@ class Conv2D(keras.layers.Conv2D):
         """The variables of `_weights`, or None where LoRA adds its own."""
         if self.lora_enabled:
             return None
-        return (self._kernel, self.bias) if self.use_bias else (self._kernel,)
+        # Without LoRA, `kernel` is the kernel variable itself.
+        return (self.kernel, self.bias) if self.use_bias else (self.kernel,)
 
     def convolution_op(self, inputs, kernel):
-        if keras.config.backend() != "tensorflow":
-            return super().convolution_op(inputs, kernel)
-        on_cpu = _runs_on_tensorflow_cpu()
-        if self.data_format == "channels_last" or not on_cpu:
-            return self._tensorflow_convolution(
-                inputs, kernel, self.data_format, on_cpu
-            )
-        outputs = self._tensorflow_convolution(
-            ops.transpose(inputs, (0, 2, 3, 1)),  # (batch, h, w, c)
-            kernel,
-            "channels_last",
-            on_cpu,
-        )
-        return ops.transpose(outputs, (0, 3, 1, 2))  # (batch, c, h, w)
+        if keras.config.backend() == "tensorflow":
+            from keras_blocks.layers import _tf_ops
 
-    def _tensorflow_convolution(self, inputs, kernel, data_format, on_cpu):
-        if self.groups == 1:
-            return ops.conv(
-                inputs,
-                kernel,
-                strides=self.strides,
-                padding=self.padding,
-                dilation_rate=self.dilation_rate,
-                data_format=data_format,
-            )
-        import tensorflow as tf
-
-        def convolution(x, k):
-            return tf.nn.convolution(
-                x,
-                k,
-                strides=self.strides,
-                padding=self.padding.upper(),
-                data_format="NHWC" if data_format == "channels_last" else "NCHW",
-                dilations=self.dilation_rate,
-            )
-
-        route = _grouped_route.get()
-        if route is None:
-            route = (
-                "grouped"
-                if _tensorflow_runs_grouped(inputs.dtype.name, on_cpu)
-                else "per_group"
-            )
-        if route == "grouped":
-            return convolution(inputs, kernel)
-        channel_axis = -1 if data_format == "channels_last" else 1
-        pieces = zip(
-            tf.split(inputs, self.groups, axis=channel_axis),
-            tf.split(kernel, self.groups, axis=-1),
-            strict=True,
-        )
-        return tf.concat([convolution(x, k) for x, k in pieces], channel_axis)
+            try:
+                return _tf_ops.conv2d(self, inputs, kernel, _grouped_route.get())
+            except NotImplementedError:
+                pass  # Keras' own convolution runs this one
+        return super().convolution_op(inputs, kernel)
 
 
 class DepthwiseConv2D(keras.layers.DepthwiseConv2D):
@@ -238,15 +142,9 @@ def _convolve(layer, inputs, weights, sources, depthwise):
     if bias is None:
         return outputs
     if keras.config.backend() == "tensorflow":
-        import tensorflow as tf
+        from keras_blocks.layers import _tf_ops
 
-        # A BiasAdd, which TensorFlow's graph optimizer fuses into the
-        # convolution (and a ReLU after it) on the CPU.
-        return tf.nn.bias_add(
-            outputs,
-            bias,
-            data_format="NHWC" if layer.data_format == "channels_last" else "NCHW",
-        )
+        return _tf_ops.bias_add(outputs, bias, layer.data_format)
     shape = (1, 1, 1, -1) if layer.data_format == "channels_last" else (1, -1, 1, 1)
     return ops.add(outputs, ops.reshape(bias, shape))
 

@@ -42,6 +42,8 @@ import torch
 from keras import ops
 from torch.nn import functional
 
+from keras_blocks.layers._padding import as_symmetric, same_padding
+
 # layer: (the source tensors, the sources' key, (kernel, bias) in torch layout)
 _derived = weakref.WeakKeyDictionary()
 
@@ -156,18 +158,17 @@ def _padding(layer, x, kernel_size, strides):
     say; then the input is padded explicitly."""
     if layer.padding == "valid":
         return x, 0
-    pads = []
-    for size, kernel, stride, dilation in zip(
-        x.shape[2:], kernel_size, strides, layer.dilation_rate, strict=True
-    ):
-        # A Python int: torch.onnx's tracer sees the sizes as tensors, and
+    pads = same_padding(
+        # Python ints: torch.onnx's tracer sees the sizes as tensors, and
         # exported `pad` amounts computed from them as a wrong `Pad`.
-        size = int(size)
-        extent = (kernel - 1) * dilation + 1
-        total = max((-(-size // stride) - 1) * stride + extent - size, 0)
-        pads.append((total // 2, total - total // 2))
-    if all(before == after for before, after in pads):
-        return x, tuple(before for before, _ in pads)
+        [int(size) for size in x.shape[2:]],
+        kernel_size,
+        strides,
+        layer.dilation_rate,
+    )
+    symmetric = as_symmetric(pads)
+    if symmetric is not None:
+        return x, symmetric
     (top, bottom), (left, right) = pads
     return functional.pad(x, (left, right, top, bottom)), 0
 

@@ -18,6 +18,7 @@ from keras_blocks.layers._conv import (
 )
 from keras_blocks.layers._conv_bn import conv_bn
 from keras_blocks.layers._float_inputs import float_inputs
+from keras_blocks.layers._padding import symmetric_padding_layer
 
 PADDINGS = ("same", "valid", "symmetric")
 
@@ -160,23 +161,12 @@ class ConvBNAct(CompositeLayer):
             data_format=data_format,
         )
 
-        # Symmetric padding is explicit only where it differs from "same".
-        explicit_pad = self.padding == "symmetric" and self.strides > 1
-        self.pad = (
-            keras.layers.ZeroPadding2D(
-                tuple((k // 2, k // 2) for k in self.kernel_size),  # (rows, columns)
-                data_format=self.data_format,
-                dtype=self.dtype_policy,
-                name="pad",
-            )
-            if explicit_pad and max(self.kernel_size) > 1
-            else None
-        )
+        self.pad = symmetric_padding_layer(self, self.kernel_size, self.strides, "pad")
         self.conv = Conv2D(
             self.filters,
             self.kernel_size,
             strides=self.strides,
-            padding="valid" if explicit_pad or padding == "valid" else "same",
+            padding="valid" if self.pad is not None or padding == "valid" else "same",
             groups=self.groups,
             use_bias=not self.batch_norm if use_bias is None else use_bias,
             kernel_initializer=self.kernel_initializer,

@@ -19,6 +19,7 @@ from keras_blocks.layers._conv import (
 )
 from keras_blocks.layers._conv_bn import conv_bn
 from keras_blocks.layers._float_inputs import float_inputs
+from keras_blocks.layers._padding import symmetric_padding_layer
 from keras_blocks.layers.conv_bn_act import ConvBNAct
 from keras_blocks.layers.drop_path import DropPath
 from keras_blocks.layers.squeeze_excite import SqueezeExcite
@@ -214,18 +215,9 @@ class MBConvBlock(CompositeLayer):
         elif not self.fused:
             if expands:
                 self.expand = self._unit(expanded, 1, 1, "expand")
-            # Symmetric padding is explicit only where it differs from "same".
-            if (
-                self.padding == "symmetric"
-                and self.strides > 1
-                and max(self.kernel_size) > 1
-            ):
-                self.depthwise_pad = keras.layers.ZeroPadding2D(
-                    tuple((k // 2, k // 2) for k in self.kernel_size),
-                    data_format=self.data_format,
-                    dtype=self.dtype_policy,
-                    name="depthwise_pad",
-                )
+            self.depthwise_pad = symmetric_padding_layer(
+                self, self.kernel_size, self.strides, "depthwise_pad"
+            )
             self.depthwise = DepthwiseConv2D(
                 self.kernel_size,
                 strides=self.strides,

@@ -7,20 +7,9 @@ from typing import Any
 import keras
 import numpy as np
 
-# Keras does not export the base of its image augmentation layers (nor its
-# symbolic-scope test, used below): the library's only `keras.src` imports.
-# Deriving from the base is how Keras' own `RandomContrast`, `RandomFlip` and
-# the rest run inside a `tf.data` pipeline on every backend: in a TensorFlow
-# graph it switches `self.backend` to TensorFlow, converts the layer's
-# weights, and hands out a TensorFlow seed generator made from `self.seed`.
-# It also takes single images and `{"images": ..., "labels": ...}`
-# dictionaries, as Keras' layers do.
-from keras.src.backend.common.symbolic_scope import in_symbolic_scope
-from keras.src.layers.preprocessing.image_preprocessing.base_image_preprocessing_layer import (  # noqa: E501
-    BaseImagePreprocessingLayer,
-)
-
+from keras_blocks import _compat
 from keras_blocks import _validation as check
+from keras_blocks._compat import ImageAugmentationBase
 
 # The ImageNet statistics of fb.resnet.torch (datasets/imagenet.lua, "computed
 # from random subset of ImageNet training images", used by its `Lighting`
@@ -40,7 +29,7 @@ _PIXEL_CHUNK = 2**20
 
 
 @keras.saving.register_keras_serializable(package="keras_blocks")
-class PCAColorAugmentation(BaseImagePreprocessingLayer):
+class PCAColorAugmentation(ImageAugmentationBase):
     """AlexNet's PCA colour augmentation: a random shift of each image's colour
     along the principal components of the training set's RGB pixels.
 
@@ -238,7 +227,7 @@ class PCAColorAugmentation(BaseImagePreprocessingLayer):
             return None
         # Tracing for shapes (a model being built, or loaded, before its
         # weights are) draws nothing real: only an actual call needs them.
-        if not self._has_statistics and not in_symbolic_scope():
+        if not self._has_statistics and not _compat.in_symbolic_call():
             raise ValueError(
                 f"Layer '{self.name}' (PCAColorAugmentation) has no colour "
                 "statistics: call `adapt(images)` on the training images "
@@ -250,7 +239,7 @@ class PCAColorAugmentation(BaseImagePreprocessingLayer):
         shape = self.backend.shape(images)
         batch = shape[0] if len(shape) == 4 else 1
         if seed is None:
-            seed = self._get_seed_generator(self.backend.name)
+            seed = _compat.augmentation_seed_generator(self)
         # `self.backend`, not `keras.ops`: inside tf.data it is TensorFlow.
         alpha = self.backend.random.normal(
             (batch, 3), mean=0.0, stddev=self.alpha_std, seed=seed, dtype="float32"

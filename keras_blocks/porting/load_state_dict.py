@@ -8,6 +8,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_blocks import _compat
 from keras_blocks.porting.state_dict_file import read_state_dict, state_dict_arrays
 
 # Keys PyTorch's BatchNorm keeps that no Keras weight holds.
@@ -291,12 +292,12 @@ def _dense_after_flatten(model):
     keep the shape: dropout, activations), as far as the model's graph shows
     them; PyTorch's order of the map's axes."""
     found = {}
-    for flatten in model._flatten_layers(include_self=False, recursive=True):
+    for flatten in _compat.nested_layers(model, recursive=True):
         if not isinstance(flatten, keras.layers.Flatten):
             continue
         try:
             shape = tuple(flatten.input.shape)
-            nodes = list(flatten._outbound_nodes)
+            nodes = _compat.outbound_nodes(flatten)
         except (AttributeError, ValueError):  # not called in a graph
             continue
         if len(shape) != 4 or None in shape[1:]:
@@ -310,7 +311,7 @@ def _dense_after_flatten(model):
             if isinstance(layer, keras.layers.Dense):
                 found[id(layer)] = tuple(int(d) for d in feature_shape)
             elif not layer.weights and isinstance(layer, keras.layers.Layer):
-                nodes.extend(getattr(layer, "_outbound_nodes", []))
+                nodes.extend(_compat.outbound_nodes(layer))
     return found
 
 
@@ -343,7 +344,7 @@ def weight_layers(model: keras.Model) -> dict[str, keras.layers.Layer]:
     found = {}
 
     def visit(layer, path):
-        children = list(layer._flatten_layers(include_self=False, recursive=False))
+        children = _compat.nested_layers(layer, recursive=False)
         if not children or isinstance(layer, _LEAVES):
             if layer.weights:
                 found[path] = layer

@@ -84,12 +84,12 @@ def _outputs_and_gradients(layer, x):
 def test_equal_to_keras_grouped_conv2d(
     route, groups, data_format, strides, dilation_rate, monkeypatch
 ):
-    from keras_blocks.layers import _conv
+    from keras_blocks.layers import _tf_ops
 
     if route == "grouped":
         skip_without_grouped_convolutions()
     monkeypatch.setattr(
-        _conv, "_tensorflow_runs_grouped", lambda dtype, on_cpu: route == "grouped"
+        _tf_ops, "runs_grouped", lambda dtype, on_cpu: route == "grouped"
     )
     theirs, ours, x = _pair(groups, data_format, strides, dilation_rate)
     # output, input gradient, kernel gradient, bias gradient
@@ -115,13 +115,13 @@ def test_the_route_this_machine_takes():
 
 ROUTE_PREDICATE = """
 import keras, numpy as np
-from tensorflow.python.util import _pywrap_util_port
 from tests.machine import convolution_error
-from keras_blocks.layers import ConvBNAct, _conv
-print("ONEDNN", _pywrap_util_port.IsMklEnabled())
+from keras_blocks import _compat
+from keras_blocks.layers import ConvBNAct, _tf_ops
+print("ONEDNN", _compat.is_onednn_enabled())
 for dtype in ("float32", "float16", "bfloat16"):
     runs = convolution_error(dtype, groups=2, device="/CPU:0") is None
-    chosen = _conv._tensorflow_runs_grouped(dtype, on_cpu=True)
+    chosen = _tf_ops.runs_grouped(dtype, on_cpu=True)
     print("GROUPED", dtype, "RUNS" if runs else "FAILS", "CHOSEN" if chosen else "")
     # Never a route that fails; the grouped one wherever float32 trains it
     # (oneDNN's float16 and bfloat16 kernels need AVX-512).
