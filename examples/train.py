@@ -231,7 +231,8 @@ def build(name, image_size, classes, sync_bn=False, **options):
     `options`: the builder's others (a weights source's layout)."""
     if sync_bn:
         options["bn_synchronized"] = True
-    if sync_bn and "bn_synchronized" not in (model_entry(name).options or ()):
+    parameters = model_entry(name).parameters  # None: any (EfficientNet's)
+    if sync_bn and parameters is not None and "bn_synchronized" not in parameters:
         raise Refusal(f"--sync-bn: {name} has no batch normalization.")
     return get_model(
         name, input_shape=image_shape(image_size), classes=classes, **options

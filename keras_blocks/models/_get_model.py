@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -11,6 +12,7 @@ from keras_blocks.models._weights import (
     KerasApplicationsSource,
     load_keras_applications,
     load_pretrained,
+    preprocessing_mode,
 )
 
 TORCHVISION_URL = "https://download.pytorch.org/models/"
@@ -23,13 +25,13 @@ DOWNLOADS = {"imagenet": "keras_applications", "torchvision": "torchvision"}
 
 
 def get_model(
-    name,
+    name: str,
     *,
-    weights=None,
-    weights_source=None,
-    include_preprocessing=False,
-    **options,
-):
+    weights: str | os.PathLike | None = None,
+    weights_source: str | None = None,
+    include_preprocessing: bool = False,
+    **options: Any,
+) -> keras.Model:
     """Builds the reference model `name`, optionally with weights and with
     the preprocessing its weights expect inside it.
 
@@ -96,7 +98,10 @@ def get_model(
             "Invalid value for argument `include_preprocessing`. Expected a "
             f"boolean. Received: include_preprocessing={include_preprocessing!r}"
         )
-    mode = family.preprocessing({**_registry.bound_options(entry), **options})
+    if source_name in (None, "keras"):  # the layout's weights expect
+        mode = family.preprocessing({**_registry.bound_options(entry), **options})
+    else:
+        mode = preprocessing_mode(family.weights[source_name], name)
     if mode is None:  # the builder's own (EfficientNet's, as keras.applications)
         options["include_preprocessing"] = include_preprocessing
     try:
@@ -120,7 +125,7 @@ def get_model(
 
 
 def _check_options(entry, options):
-    parameters = entry.options
+    parameters = entry.parameters
     if parameters is None:  # **kwargs: the builder checks them
         return
     unknown = sorted(set(options) - set(parameters))

@@ -76,7 +76,7 @@ class ModelEntry:
     weights: dict[str, WeightFile]
 
     @property
-    def options(self):
+    def parameters(self):
         """The builder's parameters (names), for checking options early;
         None where it takes any keyword (and checks them itself)."""
         parameters = inspect.signature(self.builder).parameters
@@ -156,7 +156,7 @@ def entries():
     return dict(_ENTRIES)
 
 
-def list_models(pattern=None):
+def list_models(pattern: str | None = None) -> list[str]:
     """The names of the reference models, optionally filtered.
 
     Args:

@@ -113,8 +113,9 @@ class KerasApplicationsSource:
         files: MODELS name -> (the file keras.applications downloads, its
             top-1, build options).
         preprocessing: the mode of `keras_blocks.layers.ImagePreprocessing`
-            that the weights expect (`"caffe"`, `"tf"`), or None where the
-            model holds its own preprocessing (EfficientNet).
+            that the weights expect (`"caffe"`, `"tf"`), one for all its
+            models or per MODELS name; None where the model holds its own
+            preprocessing (EfficientNet).
         copy: (model, keras.applications model) -> None, which copies the
             weights; None: `model.set_weights(source.get_weights())` after a
             check that they fit.
@@ -123,9 +124,19 @@ class KerasApplicationsSource:
 
     applications: dict[str, str]
     files: dict[str, tuple[str, float, dict]]
-    preprocessing: str | None = None
+    preprocessing: str | dict[str, str] | None = None
     copy: Callable | None = None
     license: str = "see keras.applications' documentation"
+
+
+def preprocessing_mode(source, name):
+    """The `ImagePreprocessing` mode that `source`'s weights of `name` expect:
+    ImageNet's mean and standard deviation for torchvision's and timm's."""
+    if isinstance(source, WeightSource):
+        return "torch"
+    if isinstance(source.preprocessing, dict):
+        return source.preprocessing[name]
+    return source.preprocessing
 
 
 def load_keras_applications(model, name, weights, source):

@@ -30,17 +30,17 @@ alpha = 1e-4, beta = 0.75 (`lrn=False` drops it). The initialization is He's
 for the convolutions and Glorot's for the dense layers, not the paper's
 N(0, 0.01) with unit biases.
 
-    python -m examples.alexnet --model alexnet --smoke
+    python -m examples.models --model alexnet --smoke
 
 Load torchvision's ImageNet weights (56.522% top-1), downloaded from
 https://download.pytorch.org/models/alexnet-owt-7be5be79.pth:
 
-    from keras_blocks.models._weights import load_pretrained
-    model = AlexNet(layout="torchvision")   # 224x224, include_top=True
-    load_pretrained(model, "alexnet-owt-7be5be79.pth", WEIGHTS["torchvision"])
+    from keras_blocks.models import get_model
+    model = get_model("alexnet_torchvision", weights="alexnet-owt-7be5be79.pth")
     # inputs: RGB in [0, 1], minus the mean (0.485, 0.456, 0.406), divided by
     # the standard deviation (0.229, 0.224, 0.225) (torchvision's transforms:
-    # resize to 256, center crop 224)
+    # resize to 256, center crop 224); with include_preprocessing=True,
+    # pixels in [0, 255]
 """
 
 import functools
@@ -99,9 +99,9 @@ TORCHVISION_PARAMS = 61_100_840  # torchvision's alexnet
 
 def AlexNet(
     *,
-    layout="paper",
-    groups=None,
-    lrn=None,
+    layout: str = "paper",
+    groups: int | None = None,
+    lrn: bool | None = None,
     include_top=True,
     classes=1000,
     input_shape=None,

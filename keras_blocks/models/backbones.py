@@ -102,7 +102,7 @@ def _specs():
     }
 
 
-def pyramid_layers(model):
+def pyramid_layers(model: keras.Model) -> dict[str, str]:
     """The name of the layer that gives each level of `model`.
 
     Returns:
@@ -135,7 +135,7 @@ def pyramid_layers(model):
     return {f"P{level}": last[level] for level in sorted(last)}
 
 
-def pyramid_outputs(model):
+def pyramid_outputs(model: keras.Model) -> dict[str, keras.KerasTensor]:
     """The symbolic output of each level of `model`, as keras-hub's
     `Backbone.pyramid_outputs`.
 
@@ -153,7 +153,7 @@ def pyramid_outputs(model):
     }
 
 
-def backbone(model, name=None):
+def backbone(model: keras.Model, name: str | None = None) -> keras.Model:
     """`model` from its input(s) to its levels, a dict of feature maps.
 
     The backbone shares the model's layers: weights loaded into one are the

@@ -19,7 +19,7 @@ References:
     feedforward neural networks", AISTATS 2010 (Xavier initialization).
     He et al., "Delving Deep into Rectifiers", ICCV 2015 (He initialization).
 
-    python -m examples.cifar10_cnn --smoke
+    python -m examples.models --model cifar10_cnn --smoke
 """
 
 import functools
@@ -47,19 +47,19 @@ HIDDEN_DROPOUT = 0.2  # before the classifier
 
 def CIFAR10CNN(
     *,
-    flatten=False,
-    l2=None,
-    kernel_initializer="he_normal",
-    filters=FILTERS,
-    convs_per_stage=CONVS_PER_STAGE,
-    downsampling="max_pool",
-    bn_synchronized=False,
-    include_top=True,
-    classes=10,
-    input_shape=None,
-    pooling=None,
-    classifier_activation="softmax",
-    name=None,
+    flatten: bool = False,
+    l2: float | None = None,
+    kernel_initializer: str | keras.initializers.Initializer = "he_normal",
+    filters: int = FILTERS,
+    convs_per_stage: int = CONVS_PER_STAGE,
+    downsampling: str = "max_pool",
+    bn_synchronized: bool = False,
+    include_top: bool = True,
+    classes: int = 10,
+    input_shape: tuple[int | None, ...] | None = None,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
+    name: str | None = None,
 ):
     """The course's CIFAR-10 CNN.
 

@@ -9,7 +9,7 @@ subsample, then append zero channels, so the shortcuts add no parameters.
 Reference: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016,
 section 4.2 (CIFAR-10 and Analysis).
 
-    python -m examples.cifar_resnet --model resnet56 --smoke
+    python -m examples.models --model cifar_resnet56 --smoke
 """
 
 import functools
@@ -40,7 +40,7 @@ DEPTHS = (
 def CIFARResNet(
     depth=20,
     *,
-    bn_synchronized=False,
+    bn_synchronized: bool = False,
     include_top=True,
     classes=10,
     input_shape=None,

@@ -9,22 +9,23 @@ variants use the paper's rounded coefficients (`PRESETS`). See
 Reference: Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional
 Neural Networks", ICML 2019.
 
-The examples feed images in [0, 1], so the models here leave out the built-in
-[0, 255] preprocessing (`include_preprocessing=False`); the library's builders
-include it by default, as keras.applications does.
+The named models take images normalized as their weights expect, so they
+leave out the built-in [0, 255] preprocessing (`include_preprocessing=False`,
+which `get_model(..., include_preprocessing=True)` turns on); the library's
+builders include it by default, as keras.applications does.
 
-    python -m examples.efficientnet --model efficientnet_b3 --smoke
+    python -m examples.models --model efficientnet_b3 --smoke
 
 Load torchvision's ImageNet weights (the file `torch.hub` downloads for
-`torchvision.models.efficientnet_b0(weights="DEFAULT")`) into the same model
-built with `layout="torchvision"` (the build options of `WEIGHTS`' files):
+`torchvision.models.efficientnet_b0(weights="DEFAULT")`): the model is built
+with `layout="torchvision"` (the build options of `WEIGHTS`' files); or
+keras.applications' (downloaded once), with its preprocessing inside:
 
-    from keras_blocks.models._weights import load_pretrained
-    model = MODELS["efficientnet_b0"](layout="torchvision")
-    load_pretrained(model, "efficientnet_b0_rwightman-7f5810bc.pth",
-                    WEIGHTS["torchvision"])
-    # inputs: as torchvision's, RGB in [0, 1] normalized with
-    # efficientnet.IMAGENET_MEAN and IMAGENET_STDDEV
+    from keras_blocks.models import get_model
+    path = "efficientnet_b0_rwightman-7f5810bc.pth"   # torchvision's file
+    model = get_model("efficientnet_b0", weights=path)
+    model = get_model("efficientnet_b0", weights="imagenet",
+                      include_preprocessing=True)
 """
 
 import functools
@@ -171,6 +172,7 @@ WEIGHTS["keras_applications"] = KerasApplicationsSource(
         )
         for variant, top1 in zip(VARIANTS, KERAS_TOP1, strict=True)
     },
+    preprocessing=None,  # the model's own Rescaling and Normalization
     copy=efficientnet.load_keras_applications_weights,
     license="Apache-2.0 (keras.applications)",
 )

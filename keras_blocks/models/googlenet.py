@@ -22,8 +22,9 @@ Three configurations:
   convolution). The paper gives no LRN constants; these are the BVLC Caffe
   GoogLeNet's (n = 5, k = 1, alpha = 1e-4 / n, beta = 0.75).
 - `layout="torchvision"`: torchvision's `googlenet(transform_input=True)`,
-  the network of its ImageNet weights (`WEIGHTS["torchvision"]`, loaded with
-  `examples._pretrained.load_pretrained`); 6,624,904 trainable parameters.
+  the network of its ImageNet weights (`WEIGHTS["torchvision"]`, loaded by
+  `get_model("googlenet_torchvision", weights=...)`); 6,624,904 trainable
+  parameters.
   The default's units, with: 3x3 convolutions in the "5x5" branches (a bug
   torchvision keeps for its weights, pytorch/vision issue 906); max pooling
   in ceil mode (sizes rounded up without padding in front: 61 -> 31 -> 15 ->
@@ -46,14 +47,15 @@ paper weights their losses by 0.3:
     model.fit(images, (labels, labels, labels))
     predict = inference_model(model)   # the main output, the same weights
 
-    python -m examples.googlenet --model googlenet --smoke
+    python -m examples.models --model googlenet --smoke
     python -m examples.train --model googlenet_aux --image-size 65 --epochs 1
 
 torchvision's ImageNet weights (its `GoogLeNet_Weights.IMAGENET1K_V1`):
 
-    model = GoogLeNet(layout="torchvision")
-    load_pretrained(model, "googlenet-1378be20.pth", WEIGHTS["torchvision"])
-    # inputs: RGB in [0, 1], normalized with the ImageNet mean and std
+    from keras_blocks.models import get_model
+    model = get_model("googlenet_torchvision", weights="googlenet-1378be20.pth")
+    # inputs: RGB in [0, 1], normalized with the ImageNet mean and std (with
+    # include_preprocessing=True, pixels in [0, 255])
 """
 
 import functools
@@ -117,11 +119,11 @@ LRN = {"depth_radius": 2, "bias": 1.0, "alpha": 1e-4 / 5, "beta": 0.75}
 
 def GoogLeNet(
     *,
-    layout="paper",
+    layout: str = "paper",
     batch_norm=True,
     lrn=False,
     aux_classifiers=False,
-    bn_synchronized=False,
+    bn_synchronized: bool = False,
     include_top=True,
     classes=1000,
     input_shape=None,

@@ -70,8 +70,8 @@ def ResNet(
     se_ratio=None,
     groups=1,
     base_width=64,
-    layout="paper",
-    bn_synchronized=False,
+    layout: str = "paper",
+    bn_synchronized: bool = False,
     include_top=True,
     classes=1000,
     input_shape=None,
@@ -316,6 +316,10 @@ WEIGHTS["keras_applications"] = KerasApplicationsSource(
             78.0,
             KERAS_APPLICATIONS,
         ),
+    },
+    preprocessing={
+        **{f"resnet{d}": "caffe" for d in (50, 101, 152)},
+        **{f"resnet{d}v2": "tf" for d in (50, 101, 152)},
     },
     license="MIT (the ResNet authors' Caffe weights, as keras.applications)",
 )

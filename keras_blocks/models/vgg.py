@@ -32,22 +32,21 @@ each convolution does the normalizing that LRN was there for (the flags still
 combine, `VGG(11, lrn=True, batch_norm=True)`, but that is no published
 network), and no reference implementation has a C-BN to check one against.
 
-    python -m examples.vgg --model vgg16 --smoke
+    python -m examples.models --model vgg16 --smoke
 
-Load ImageNet weights from keras.applications:
+Load ImageNet weights from keras.applications (downloaded once; the same
+layers in the same order, so they load with `set_weights`), with their
+preprocessing (BGR, mean-centered: `vgg16.preprocess_input`) inside:
 
-    source = keras.applications.VGG16(weights="imagenet")   # downloads
-    model = VGG(16)
-    model.set_weights(source.get_weights())
-    # inputs: keras.applications.vgg16.preprocess_input (BGR, mean-centered)
+    from keras_blocks.models import get_model
+    model = get_model("vgg16", weights="imagenet", include_preprocessing=True)
 
 Load torchvision's ImageNet weights (VGG-11/13/16/19 and their `_bn`
 variants; files and top-1 in `_TORCHVISION_FILES`), downloaded from
 https://download.pytorch.org/models/ (e.g. vgg16-397923af.pth):
 
-    from keras_blocks.models._weights import load_pretrained
-    model = VGG(16)   # VGG(16, batch_norm=True) for vgg16_bn; 224x224
-    load_pretrained(model, "vgg16-397923af.pth", WEIGHTS["torchvision"])
+    from keras_blocks.models import get_model
+    model = get_model("vgg16", weights="vgg16-397923af.pth")   # 224x224
     # inputs: RGB in [0, 1], minus the mean (0.485, 0.456, 0.406), divided by
     # the standard deviation (0.229, 0.224, 0.225) (torchvision's transforms:
     # resize to 256, center crop 224)
@@ -72,7 +71,11 @@ from keras_blocks.models._common import (
     image_input,
 )
 from keras_blocks.models._registry import register_family
-from keras_blocks.models._weights import WeightSource, flattened
+from keras_blocks.models._weights import (
+    KerasApplicationsSource,
+    WeightSource,
+    flattened,
+)
 from keras_blocks.models.backbones import PyramidSpec
 from keras_blocks.porting import weight_layers
 
@@ -101,7 +104,7 @@ def VGG(
     batch_norm=False,
     lrn=False,
     last_1x1=False,
-    bn_synchronized=False,
+    bn_synchronized: bool = False,
     include_top=True,
     classes=1000,
     input_shape=None,
@@ -259,6 +262,17 @@ WEIGHTS = {
             "default input_shape) for torchvision's weights."
         ),
         files=_TORCHVISION_FILES,
+    ),
+    "keras_applications": KerasApplicationsSource(
+        applications={"vgg16": "VGG16", "vgg19": "VGG19"},
+        files={
+            # MODELS name: (the file keras.applications downloads, its top-1
+            # as keras.io's table gives it, build options)
+            "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels.h5", 71.3, {}),
+            "vgg19": ("vgg19_weights_tf_dim_ordering_tf_kernels.h5", 71.3, {}),
+        },
+        preprocessing="caffe",
+        license="CC BY 4.0 (the VGG authors' weights, as keras.applications)",
     ),
 }
 

@@ -115,6 +115,7 @@ def test_torchvision_weights_come_from_the_download_cache(
     [
         ("resnet50", "ResNet50", keras.applications.resnet.preprocess_input),
         ("resnet50v2", "ResNet50V2", keras.applications.resnet_v2.preprocess_input),
+        ("vgg16", "VGG16", keras.applications.vgg16.preprocess_input),
     ],
 )
 def test_keras_applications_weights_and_their_preprocessing(
