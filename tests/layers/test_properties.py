@@ -371,6 +371,16 @@ def unchanged(kwargs, height, width, channels):
     return height, width, channels
 
 
+# ImagePreprocessing: RGB images, pixels in [0, 255] (any values compute).
+
+IMAGE_PREPROCESSING_MODES = ("torch", "caffe", "tf", "unit")
+
+
+@st.composite
+def image_preprocessing_cases(draw):
+    return {"mode": draw(st.sampled_from(IMAGE_PREPROCESSING_MODES))}, 3, 1
+
+
 REGISTRY = {
     "ConvBNAct": Spec(
         layers.ConvBNAct,
@@ -502,6 +512,15 @@ REGISTRY = {
             "data_format": NOT_DATA_FORMAT,
         },
     ),
+    "ImagePreprocessing": Spec(
+        layers.ImagePreprocessing,
+        image_preprocessing_cases(),
+        unchanged,
+        {
+            "mode": not_one_of(IMAGE_PREPROCESSING_MODES),
+            "data_format": NOT_DATA_FORMAT,
+        },
+    ),
     "Normalization": Spec(
         layers.Normalization,
         normalization_cases(),
@@ -587,6 +606,7 @@ def configurations(draw, spec):
 IMAGE_LAYERS = (
     "BottleneckBlock",
     "ConvBNAct",
+    "ImagePreprocessing",
     "InceptionModule",
     "LocalResponseNormalization",
     "MBConvBlock",
