@@ -100,9 +100,15 @@ class ResidualBase(CompositeLayer):
         """A `ConvBNAct` of the block's options; `initializer`, where given,
         replaces the block's kernel initializer (a copy of which, made for an
         unseeded one, draws a seed)."""
-        options = unit_options(self, name)
-        if initializer is not None:
-            options = {**unit_options_config(self), "kernel_initializer": initializer}
+        if initializer is None:
+            options = unit_options(self, name)
+        else:  # the stored options as they are, not serialized
+            options = {
+                **unit_options_config(self),
+                "activation": self.activation,
+                "kernel_initializer": initializer,
+                "kernel_regularizer": self.kernel_regularizer,
+            }
         return ConvBNAct(
             filters,
             kernel_size,

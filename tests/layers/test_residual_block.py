@@ -1,5 +1,7 @@
+import random
 import re
 
+import keras
 import numpy as np
 import pytest
 
@@ -237,6 +239,21 @@ def test_an_equal_pair_of_strides_is_the_int(strides):
     same = ResidualBlock(4, strides=2, shortcut="zero_pad", name="block")
     assert config == same.get_config()
     assert block.compute_output_shape((None, 7, 8, 4)) == (None, 4, 4, 4)
+
+
+@pytest.mark.backend_independent(reason="compute_output_shape: layers' arithmetic")
+def test_output_shape_before_build_is_the_branchs_and_draws_no_seed():
+    def custom(x):  # an activation Keras cannot look up by name
+        return keras.ops.relu(x)
+
+    block = ResidualBlock(
+        4, strides=2, activation=custom, kernel_regularizer=keras.regularizers.L2()
+    )
+    state = random.getstate()  # unseeded initializers draw their seeds here
+    assert block.compute_output_shape((None, 9, 7, 3)) == (None, 5, 4, 4)
+    assert random.getstate() == state
+    block.build((None, 9, 7, 3))
+    assert block.compute_output_shape((None, 9, 7, 3)) == (None, 5, 4, 4)
 
 
 @INPUT_SHAPE_CHECKS
