@@ -5,8 +5,8 @@ import keras
 import numpy as np
 
 from benchmarks import _harness
-from examples import resnet
 from keras_blocks import efficientnet
+from keras_blocks.models import resnet
 
 
 def model_pairs(args):
@@ -15,7 +15,7 @@ def model_pairs(args):
     shape = (args.image_size, args.image_size, 3)
     builders = {
         "ResNet50": (
-            lambda: resnet.ResNet(50, keras_applications=True, input_shape=shape),
+            lambda: resnet.ResNet(50, layout="keras_applications", input_shape=shape),
             lambda: keras.applications.ResNet50(weights=None, input_shape=shape),
         ),
         "EfficientNetB0": (

@@ -4,8 +4,8 @@ keras.applications'."""
 import keras
 
 from benchmarks import _harness
-from examples import resnet
 from keras_blocks import efficientnet
+from keras_blocks.models import resnet
 
 
 def measure(args):
@@ -20,7 +20,7 @@ def measure(args):
             lambda: getattr(keras.applications, efficientnet_name)(weights=None),
         ),
         resnet_name: (
-            lambda: resnet.ResNet(depth, keras_applications=True),
+            lambda: resnet.ResNet(depth, layout="keras_applications"),
             lambda: getattr(keras.applications, resnet_name)(weights=None),
         ),
     }

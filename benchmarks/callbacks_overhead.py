@@ -12,8 +12,8 @@ import keras
 import numpy as np
 
 from benchmarks import _harness, _markdown
-from examples import cifar_resnet
 from keras_blocks import callbacks
+from keras_blocks.models import cifar_resnet
 
 
 class HookClock:

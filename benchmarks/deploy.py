@@ -44,14 +44,14 @@ import keras
 import numpy as np
 
 from benchmarks import _harness
-from examples import cifar_resnet, efficientnet, resnet
 from keras_blocks.deploy import ExportedModel, export_model
+from keras_blocks.models import cifar_resnet, get_model
 
-# (name, builder, image size, classes): the reference models of `examples/`.
+# (name, builder, image size, classes): reference models of keras_blocks.models.
 MODELS = (
-    ("CIFAR ResNet-20", cifar_resnet.MODELS["cifar_resnet20"], 32, 10),
-    ("ResNet-50", resnet.MODELS["resnet50"], 224, 1000),
-    ("EfficientNet-B0", efficientnet.MODELS["efficientnet_b0"], 224, 1000),
+    ("CIFAR ResNet-20", functools.partial(get_model, "cifar_resnet20"), 32, 10),
+    ("ResNet-50", functools.partial(get_model, "resnet50"), 224, 1000),
+    ("EfficientNet-B0", functools.partial(get_model, "efficientnet_b0"), 224, 1000),
 )
 SMOKE_MODELS = (
     ("CIFAR ResNet-8", functools.partial(cifar_resnet.CIFARResNet, 8), 8, 10),

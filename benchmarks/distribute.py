@@ -1,7 +1,7 @@
 """Section `distribute`: the training step of a CIFAR ResNet-20 on N replicas
 against 1, at the same batch per replica.
 
-The model is `examples/cifar_resnet.py`'s `CIFARResNet(20)` on 32x32 images
+The model is `keras_blocks.models.cifar_resnet`'s `CIFARResNet(20)` on 32x32 images
 (depth 8 on 8x8 in `--smoke`). One side trains on N replicas with a global
 batch of N x `--distribute-batch-size`, the other on one replica with
 `--distribute-batch-size`; each timed call is `--distribute-steps`
@@ -212,7 +212,7 @@ def _measure_in_child(args, setup):
     import numpy as np
 
     from benchmarks import _harness
-    from examples import cifar_resnet
+    from keras_blocks.models import cifar_resnet
 
     keras.config.set_dtype_policy(args.dtype_policy)
     replicas, batch = args.replicas, args.batch_size

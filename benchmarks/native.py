@@ -12,7 +12,7 @@ set to it and fed images in that layout; torchvision takes NCHW. Same
 process, same batch, interleaved by `_harness.compare`; the reference side
 of every row is torchvision's.
 
-Ours: `examples.resnet`'s ResNet-50 in torchvision's variant (the stride in
+Ours: `keras_blocks.models.resnet`'s ResNet-50 in torchvision's layout (the stride in
 the 3x3, "v1.5": the same convolutions as torchvision's), and
 `keras_blocks.efficientnet.EfficientNetB0` (keras.applications'
 architecture, which also rescales and normalizes its input in the model;
@@ -27,8 +27,8 @@ import keras
 import numpy as np
 
 from benchmarks import _harness
-from examples import resnet
 from keras_blocks import efficientnet
+from keras_blocks.models import resnet
 
 ROOT = Path(__file__).resolve().parents[1]
 # name: (ours, torchvision's constructor name)

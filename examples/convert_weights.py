@@ -28,7 +28,7 @@ of another number of classes, at any input size.
 
 Preprocessing: torchvision's and timm's ImageNet models expect RGB images in
 [0, 1], then normalized per channel with mean (0.485, 0.456, 0.406) and
-standard deviation (0.229, 0.224, 0.225) (`preprocessing(source)`); the
+standard deviation (0.229, 0.224, 0.225) (`preprocessing(source, name)`); the
 converted weights expect the same.
 
 A bad input is refused with exit status 2 and nothing written: an unknown
@@ -100,6 +100,7 @@ from keras_blocks.models import (
     families,
     load_pretrained,
     model_entry,
+    normalization,
 )
 from keras_blocks.models import (
     list_models as registered_models,
@@ -128,11 +129,11 @@ def models_with_weights():
     return {name: names for name, names in found.items() if names}
 
 
-def preprocessing(source):
-    """(mean, std) per RGB channel that `source`'s weights expect after scaling
-    the images to [0, 1]: the ImageNet statistics, unless the source says
-    otherwise (`WeightSource.mean`/`.std`)."""
-    return tuple(source.mean), tuple(source.std)
+def preprocessing(source, name):
+    """(mean, std) per RGB channel that `source`'s weights of model `name`
+    expect after scaling the images to [0, 1]: ImageNet's, unless the source
+    says otherwise (`WeightSource.preprocessing`)."""
+    return normalization(source, name)
 
 
 def build_options(name, source_name):
@@ -275,7 +276,7 @@ def convert(name, source_name, input_path, output, overwrite=False):
             f"{message}\n{_another_model(input_path, name, source)}"
         ) from None
     seconds["load"] = time.perf_counter() - start
-    mean, std = preprocessing(source)
+    mean, std = preprocessing(source, name)
     metadata = {
         "format": FORMAT,
         "model": name,

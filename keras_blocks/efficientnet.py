@@ -30,6 +30,7 @@ import numpy as np
 from keras_blocks import _builders
 from keras_blocks import _validation as check
 from keras_blocks.layers import ConvBNAct, MBConvBlock, Normalization
+from keras_blocks.layers.image_preprocessing import IMAGENET_MEAN, IMAGENET_STDDEV
 from keras_blocks.layers.mb_conv_block import CONV_INITIALIZER
 
 __all__ = [
@@ -68,8 +69,6 @@ DENSE_INITIALIZER = {
     "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"},
 }
 # ImageNet's per-channel statistics of pixels scaled to [0, 1] (RGB).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STDDEV = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,6 +391,7 @@ def EfficientNet(
     pooling: str | None = None,
     classifier_activation: str | Callable | None = "softmax",
     include_preprocessing: bool = True,
+    input_normalization: tuple | None = None,
     dropout_rate: float = 0.2,
     drop_connect_rate: float = 0.2,
     blocks: Sequence = B0_BLOCKS,
@@ -444,6 +444,13 @@ def EfficientNet(
             keras.applications). The normalization starts at ImageNet's
             statistics for 3 channels (identity otherwise); `adapt` it to
             other data.
+        input_normalization: pair or None. With `include_preprocessing`, a
+            fixed `(mean, stddev)` in pixel values, each a number or one per
+            channel, that the model subtracts and divides by instead: one
+            `keras.layers.Normalization` of constants, without weights, as
+            keras.applications' EfficientNetV2 preprocesses (`(128, 128)`
+            maps [0, 255] to [-1, 1]). None: the rescaling and the
+            adaptable normalization above.
         dropout_rate: float. Dropout before the classifier, in [0, 1).
         drop_connect_rate: float. Stochastic depth rate, in [0, 1). Block `i`
             of `n` drops its branch with rate `drop_connect_rate * i / n`:
@@ -508,6 +515,9 @@ def EfficientNet(
     include_preprocessing = check.boolean(
         "include_preprocessing", include_preprocessing
     )
+    input_normalization = check.optional(
+        _input_normalization, "input_normalization", input_normalization
+    )
     dropout_rate = check.rate("dropout_rate", dropout_rate)
     drop_connect_rate = check.rate("drop_connect_rate", drop_connect_rate)
     stages = _stage_table(blocks)
@@ -555,7 +565,26 @@ def EfficientNet(
 
     inputs = keras.Input(input_shape)
     x = inputs
-    if include_preprocessing:
+    if include_preprocessing and input_normalization is not None:
+        channels = input_shape[channel_axis]
+        if any(np.size(v) not in (1, channels) for v in input_normalization):
+            raise ValueError(
+                "Invalid value for argument `input_normalization`. Expected a "
+                f"number or {channels} values (one per channel) for the mean "
+                "and for the stddev. Received: "
+                f"input_normalization={input_normalization!r}"
+            )
+        mean, stddev = (
+            np.broadcast_to(np.asarray(values, "float32"), (channels,))
+            for values in input_normalization
+        )
+        x = keras.layers.Normalization(
+            axis=channel_axis,
+            mean=mean,
+            variance=np.square(stddev),
+            name="normalization",
+        )(x)
+    elif include_preprocessing:
         x = keras.layers.Rescaling(1.0 / 255.0, name="rescaling")(x)
         normalization = Normalization(axis=channel_axis, name="normalization")
         x = normalization(x)
@@ -598,6 +627,30 @@ def EfficientNet(
         data_format=data_format,
     )
     return keras.Model(inputs, x, name=name)
+
+
+def _input_normalization(name, value):
+    """`(mean, stddev)`: numbers or equal-length sequences, stddevs > 0."""
+    try:
+        mean, stddev = (np.asarray(values, "float64") for values in value)
+        valid = (
+            mean.ndim <= 1
+            and stddev.ndim <= 1
+            and np.isfinite(mean).all()
+            and np.isfinite(stddev).all()
+            and (stddev > 0).all()
+        )
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a pair (mean, "
+            "stddev) of finite numbers or per-channel sequences, stddev > 0. "
+            f"Received: {name}={value!r}"
+        )
+    return tuple(
+        float(v) if np.ndim(v) == 0 else tuple(float(x) for x in v) for v in value
+    )
 
 
 def _block_letter(repeat):

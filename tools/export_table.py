@@ -81,14 +81,14 @@ import numpy as np
 
 sys.path.insert(0, str(ROOT))  # the randomization of the tests
 
-from examples import train
 from keras_blocks.deploy import ExportedModel, export_model
+from keras_blocks.models import list_models, model_entry
 from tests.deploy.test_export_models import CLASSES, build
 
 
 def measure(name, formats, directory):
     """One row per format for model `name`: difference, seconds, size."""
-    size = train.MODELS[name][1]
+    size = model_entry(name).min_size
     model = build(name)  # the tests' weights (randomized, or why not)
     shape = (BATCH, *model.inputs[0].shape[1:])
     x = np.random.default_rng(0).normal(size=shape).astype("float32")
@@ -177,7 +177,7 @@ def merge(rows):
 
 
 def _sorted(rows):
-    order = {name: i for i, name in enumerate(train.MODELS)}
+    order = {name: i for i, name in enumerate(list_models())}
     columns = {column: i for i, column in enumerate(COLUMNS)}
     return sorted(
         rows,
@@ -229,7 +229,7 @@ def main(argv=None):
     backend = keras.config.backend()
     formats = args.formats or [f for f, b in COLUMNS if b == backend]
     with tempfile.TemporaryDirectory() as directory:
-        for name in args.models or list(train.MODELS):
+        for name in args.models or list_models():
             merge(measure(name, formats, directory))
             keras.backend.clear_session()
             gc.collect()

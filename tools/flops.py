@@ -48,7 +48,7 @@ def parse_args(argv):
         "--application", help="a keras.applications model, e.g. ResNet50"
     )
     source.add_argument(
-        "--model", type=model_name, help="a model of examples/, e.g. resnet50"
+        "--model", type=model_name, help="a model of keras_blocks.models, e.g. resnet50"
     )
     parser.add_argument(
         "--input-size", type=int, help="image height and width (default: native)"
@@ -246,9 +246,9 @@ def main(argv=None):
         model = build(weights=None, **({} if shape is None else {"input_shape": shape}))
         name = f"keras.applications.{args.application}"
     else:
-        from examples.train import MODELS  # every reference model, by name
+        from keras_blocks.models import get_model
 
-        model = MODELS[args.model][0](input_shape=shape)
+        model = get_model(args.model, input_shape=shape)
         name = args.model
     macs = count_macs(model)
     print(f"{name}: {model.count_params():,} parameters, {_format(macs)} MACs")

@@ -1,13 +1,14 @@
 """Parameter and MAC tables of the reference models, for the documentation.
 
-Builds each reference model of examples/ (and EfficientNet-B0 ... B7 of
-`keras_blocks.efficientnet`) and, where one exists, its keras.applications
+Builds the reference models of each family of `keras_blocks.models` (by
+name, with `get_model`) and, where one exists, its keras.applications
 counterpart with `weights=None`, counts parameters and multiply-accumulates
 (`flops.count_macs`, one image at the model's default size) and writes one
 Markdown table per family to docs/snippets/ (`resnet_counts.md`, ...), which
 the model pages include. The papers' figures in the tables are typed in below
-with their sources; every other number is computed here. The exact counts
-also go to benchmarks/results/model_counts.json.
+with their sources (`ROWS`); a family without rows there gets a row per named
+model. Every other number is computed here. The exact counts also go to
+benchmarks/results/model_counts.json.
 
     KERAS_BACKEND=tensorflow python -m tools.model_tables
     KERAS_BACKEND=tensorflow python -m tools.model_tables --family vgg
@@ -30,22 +31,28 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPETS = ROOT / "docs" / "snippets"
 RESULTS = ROOT / "benchmarks" / "results" / "model_counts.json"
-# The tables, in order: the keys of FAMILIES, which builds them with Keras.
-FAMILY_NAMES = (
-    "alexnet",
-    "vgg",
-    "googlenet",
-    "resnet",
-    "cifar_resnet",
-    "cifar10_cnn",
-    "efficientnet",
-)
+
+
+def family_name(name):
+    """argparse `type=` for --family: one of `keras_blocks.models.FAMILIES`.
+    Checking it loads Keras (the registry is the family modules'), so only a
+    given --family pays for it."""
+    from keras_blocks.models import FAMILIES
+
+    if name not in FAMILIES:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {name!r} (choose from {', '.join(FAMILIES)})"
+        )
+    return name
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--family", nargs="+", choices=FAMILY_NAMES, default=list(FAMILY_NAMES)
+        "--family",
+        nargs="+",
+        type=family_name,
+        help="families of keras_blocks.models (default: all)",
     )
     parser.add_argument("--output", type=Path, default=SNIPPETS)
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -67,8 +74,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 
-from examples import alexnet, cifar10_cnn, cifar_resnet, googlenet, resnet, vgg
 from keras_blocks import efficientnet
+from keras_blocks.models import FAMILIES, get_model, list_models, model_entry
 from tools import flops
 
 NOT_GIVEN = "not given"
@@ -99,6 +106,14 @@ class Figure(NamedTuple):
     where: str | None = None
 
 
+def named(name, **options):
+    """How to build the reference model `name` (with `options`) for a row."""
+    return functools.partial(get_model, name, **options)
+
+
+KERAS_APPLICATIONS = {"layout": "keras_applications"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Row:
     """One model of a table: how to build it, and the published figures."""
@@ -121,7 +136,8 @@ def _resnet_rows():
         101: (Figure("7.6 G", "resnet", "Table 1"),),
         152: (Figure("11.3 G", "resnet", "Table 1"),),
     }
-    params_v1 = {d: (Figure(NOT_GIVEN, "resnet"),) for d in resnet.DEPTHS}
+    depths = tuple(flops_v1)
+    params_v1 = {d: (Figure(NOT_GIVEN, "resnet"),) for d in depths}
     params_v1[50] = (
         Figure(NOT_GIVEN, "resnet"),
         Figure("25.5 M", "resnext", "Table 1"),
@@ -131,17 +147,17 @@ def _resnet_rows():
     rows = [
         Row(
             f"ResNet-{d}",
-            functools.partial(resnet.ResNet, d),
+            named(f"resnet{d}"),
             None,
             params_v1[d],
             flops_v1[d],
         )
-        for d in resnet.DEPTHS
+        for d in depths
     ]
     rows += [
         Row(
-            f"ResNet-{d}, `keras_applications=True`",
-            functools.partial(resnet.ResNet, d, keras_applications=True),
+            f'ResNet-{d}, `layout="keras_applications"`',
+            named(f"resnet{d}", **KERAS_APPLICATIONS),
             f"ResNet{d}",
             params_v1[d],
             flops_v1[d],
@@ -151,17 +167,17 @@ def _resnet_rows():
     rows += [
         Row(
             f"ResNet-{d} v2",
-            functools.partial(resnet.ResNet, d, preact=True),
+            named(f"resnet{d}v2"),
             None,
             v2,
             v2,
         )
-        for d in resnet.DEPTHS
+        for d in depths
     ]
     rows += [
         Row(
-            f"ResNet-{d} v2, `keras_applications=True`",
-            functools.partial(resnet.ResNet, d, preact=True, keras_applications=True),
+            f'ResNet-{d} v2, `layout="keras_applications"`',
+            named(f"resnet{d}v2", **KERAS_APPLICATIONS),
             f"ResNet{d}V2",
             v2,
             v2,
@@ -171,24 +187,24 @@ def _resnet_rows():
     rows += [
         Row(
             f"SE-ResNet-{d}",
-            functools.partial(resnet.ResNet, d, se_ratio=1 / 16),
+            named(f"se_resnet{d}"),
             None,
             (Figure("about 25 M + 2.5 M", "senet", "section 4"),) if d == 50 else (),
             (Figure(se_flops[d], "senet", "Table 2"),) if d in se_flops else (),
         )
-        for d in resnet.DEPTHS
+        for d in depths
     ]
     rows += [
         Row(
             "ResNeXt-50 (32x4d)",
-            resnet.MODELS["resnext50_32x4d"],
+            named("resnext50_32x4d"),
             None,
             (Figure("25.0 M", "resnext", "Table 1"),),
             (Figure("4.2 G", "resnext", "Table 1"),),
         ),
         Row(
             "ResNeXt-101 (32x8d)",
-            resnet.MODELS["resnext101_32x8d"],
+            named("resnext101_32x8d"),
             None,
             (Figure("not in the paper", "resnext"),),
             (Figure("not in the paper", "resnext"),),
@@ -203,7 +219,7 @@ def _vgg_rows():
     rows = [
         Row(
             f"VGG-{d} ({letters[d]})",
-            functools.partial(vgg.VGG, d),
+            named(f"vgg{d}"),
             f"VGG{d}" if d in (16, 19) else None,
             (Figure(params[d], "vgg", "Table 2"),),
             (
@@ -212,19 +228,19 @@ def _vgg_rows():
                 else (Figure(NOT_GIVEN, "vgg"),)
             ),
         )
-        for d in vgg.DEPTHS
+        for d in letters
     ]
     rows += [
         Row(
             "VGG-11 (A-LRN), `lrn=True`",
-            vgg.MODELS["vgg11_lrn"],
+            named("vgg11_lrn"),
             None,
             (Figure("133 M", "vgg", "Table 2"),),
             (Figure(NOT_GIVEN, "vgg"),),
         ),
         Row(
             "VGG-16 (C), `last_1x1=True`",
-            vgg.MODELS["vgg16_1x1"],
+            named("vgg16_1x1"),
             None,
             (Figure("134 M", "vgg", "Table 2"),),
             (Figure(NOT_GIVEN, "vgg"),),
@@ -233,12 +249,12 @@ def _vgg_rows():
     rows += [
         Row(
             f"VGG-{d}-BN",
-            functools.partial(vgg.VGG, d, batch_norm=True),
+            named(f"vgg{d}_bn"),
             None,
             (Figure("not in the paper", "vgg"),),
             (Figure("not in the paper", "vgg"),),
         )
-        for d in vgg.DEPTHS
+        for d in letters
     ]
     return rows
 
@@ -247,21 +263,21 @@ def _alexnet_rows():
     return [
         Row(
             "AlexNet (`groups=2`, the paper's)",
-            alexnet.AlexNet,
+            named("alexnet"),
             None,
             (Figure("60 M", "alexnet", "abstract"),),
             (Figure(NOT_GIVEN, "alexnet"),),
         ),
-        Row("AlexNet, `groups=1`", functools.partial(alexnet.AlexNet, groups=1)),
+        Row("AlexNet, `groups=1`", named("alexnet_ungrouped")),
     ]
 
 
 def _googlenet_rows():
     return [
-        Row("GoogLeNet (BN, default)", googlenet.GoogLeNet),
+        Row("GoogLeNet (BN, default)", named("googlenet")),
         Row(
             "GoogLeNet, `batch_norm=False, lrn=True` (the paper's)",
-            googlenet.MODELS["googlenet_no_bn_lrn"],
+            named("googlenet_no_bn_lrn"),
             None,
             (Figure("per layer only", "googlenet", "Table 1"),),
             (Figure("1.5 G budget", "googlenet", "section 1"),),
@@ -274,33 +290,32 @@ def _cifar_resnet_rows():
     return [
         Row(
             f"ResNet-{d}",
-            functools.partial(cifar_resnet.CIFARResNet, d),
+            named(f"cifar_resnet{d}"),
             None,
             (Figure(params[d], "resnet", "Table 6"),),
             (Figure(NOT_GIVEN, "resnet"),),
         )
-        for d in cifar_resnet.DEPTHS
+        for d in params
     ]
 
 
 def _cifar10_cnn_rows():
     return [
-        Row("CIFAR-10 CNN (GAP, default)", cifar10_cnn.CIFAR10CNN),
-        Row(
-            "CIFAR-10 CNN, `flatten=True`",
-            functools.partial(cifar10_cnn.CIFAR10CNN, flatten=True),
-        ),
+        Row("CIFAR-10 CNN (GAP, default)", named("cifar10_cnn")),
+        Row("CIFAR-10 CNN, `flatten=True`", named("cifar10_cnn", flatten=True)),
     ]
 
 
 def _efficientnet_rows():
+    """keras_blocks.efficientnet's presets (`PRESETS`: "b0" ... "b7")."""
     # The paper's Table 2, B0 ... B7.
     params = ("5.3 M", "7.8 M", "9.2 M", "12 M", "19 M", "30 M", "43 M", "66 M")
     macs = ("0.39 G", "0.70 G", "1.0 G", "1.8 G", "4.2 G", "9.9 G", "19 G", "37 G")
     return [
         Row(
             f"EfficientNet-{variant.upper()}",
-            getattr(efficientnet, f"EfficientNet{variant.upper()}"),
+            # With its input normalization, as keras.applications'.
+            named(f"efficientnet_{variant}", include_preprocessing=True),
             f"EfficientNet{variant.upper()}",
             (Figure(p, "efficientnet", "Table 2"),),
             (Figure(m, "efficientnet", "Table 2"),),
@@ -317,7 +332,7 @@ NOTES = {
         "The ResNet paper's FLOPs are multiply-adds (its section 3.3) of the "
         "original bottleneck, which strides in the first 1x1 convolution of a "
         "stage's first block, as keras.applications' ResNet50/101/152 and "
-        "`keras_applications=True` here: {ResNet50} for ResNet-50 (the SENet "
+        '`layout="keras_applications"` here: {ResNet50} for ResNet-50 (the SENet '
         "paper measures 3.86 G, its Table 2). The paper's configuration here "
         'strides in the 3x3 convolution instead ("ResNet v1.5", as '
         "torchvision), so that block's first 1x1 convolution runs at twice "
@@ -329,13 +344,13 @@ NOTES = {
         "The ResNet paper gives no parameter counts for its ImageNet models "
         "(the ResNeXt paper's 25.5 M for ResNet-50 is {ResNet-50:trainable} "
         "cut to one decimal). The trainable parameters of the paper's "
-        "configuration are torchvision's; `keras_applications=True` has "
+        'configuration are torchvision\'s; `layout="keras_applications"` has '
         "keras.applications' "
         "biases in every convolution and exactly its parameters.",
         "The pre-activation paper gives no FLOPs or parameters for its "
         "ImageNet models. Our v2 halves the resolution in the 3x3 "
         "convolution of a stage's first block, like our v1; keras.applications' "
-        "V2 (`keras_applications=True`) halves it in the 3x3 convolution of "
+        'V2 (`layout="keras_applications"`) halves it in the 3x3 convolution of '
         "a stage's last block, with a subsampling shortcut, hence its other "
         "counts: {ResNet50V2} against {ResNet-50 v2} for ResNet-50.",
         "SE-ResNet: the SENet paper's 3.87 G for SE-ResNet-50 (3.86 G for its "
@@ -409,9 +424,10 @@ NOTES = {
         "B1, B5 and B7, where it has 7.8 M, 30 M and 66 M and ours round to "
         "7.9 M, 31 M and 67 M. "
         "keras.applications' models are the same networks, layer for layer: "
-        "the same parameters and MACs. The examples' models "
-        "(`examples/efficientnet.py`) leave out the input normalization: 7 "
-        "parameters fewer, the same MACs.",
+        "the same parameters and MACs. The named models "
+        '(`get_model("efficientnet_b0")`, `keras_blocks.models.efficientnet`) '
+        "leave out the input normalization unless built with "
+        "`include_preprocessing=True`: 7 parameters fewer, the same MACs.",
         "B0, B2, B3 and B6 round to the paper's MACs; B1 and B7 count "
         "{EfficientNet-B1} and {EfficientNet-B7} against its 0.70 G and "
         "37 G (2% apart), B4 and B5 {EfficientNet-B4} and {EfficientNet-B5} "
@@ -424,7 +440,9 @@ NOTES = {
     ],
 }
 
-FAMILIES = {
+# The rows of each family, with the papers' figures, in the tables' order
+# (the families of `keras_blocks.models` that have none come after).
+ROWS = {
     "alexnet": _alexnet_rows,
     "vgg": _vgg_rows,
     "googlenet": _googlenet_rows,
@@ -433,6 +451,18 @@ FAMILIES = {
     "cifar10_cnn": _cifar10_cnn_rows,
     "efficientnet": _efficientnet_rows,
 }
+TABLES = (*(f for f in ROWS if f in FAMILIES), *(f for f in FAMILIES if f not in ROWS))
+
+
+def family_rows(family):
+    """The family's rows: those of `ROWS`, or one per named model of it."""
+    if family in ROWS:
+        return ROWS[family]()
+    return [
+        Row(f"`{name}`", named(name))
+        for name in list_models()
+        if model_entry(name).family == family
+    ]
 
 
 def measure(build):
@@ -457,7 +487,7 @@ def count_family(family, stored=None):
     reused for the rows it holds instead of building the models again.
     """
     counts = []
-    for row in FAMILIES[family]():
+    for row in family_rows(family):
         start = time.perf_counter()
         if stored and row.label in stored:
             counts.append(
@@ -533,7 +563,7 @@ def markdown(family, counts):
             values[row.keras_application] = giga(theirs["macs"])
 
     lines.append("")
-    for note in NOTES[family]:
+    for note in NOTES.get(family, ()):
         for key, value in values.items():
             note = note.replace("{" + key + "}", value)
         if "{" in note:
@@ -591,7 +621,7 @@ def main(argv=None):
 
     args.output.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
-    for family in args.family:
+    for family in args.family or TABLES:
         counts = count_family(family, results.get(family) if args.reuse else None)
         (args.output / f"{family}_counts.md").write_text(markdown(family, counts))
         if family == "efficientnet":

@@ -1,7 +1,9 @@
 """The pretrained-weights table of the docs, measured: for every model that a
-source publishes weights for (each family's `WEIGHTS`), its own network at
-random weights (every parameter and buffer) is saved as .safetensors, loaded
-into ours, and the logits compared.
+source publishes a state dict for (the `WEIGHTS` of each family of
+`keras_blocks.models`; keras.applications' weights, copied with
+`set_weights`, are checked in tests/models), its own network at random
+weights (every parameter and buffer) is saved as .safetensors, loaded into
+ours, and the logits compared.
 
     KERAS_BACKEND=tensorflow python -m tools.pretrained_table
 
@@ -11,6 +13,7 @@ About 3 minutes on two CPU cores (VGG-19 and EfficientNet-B7 among them).
 """
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -37,8 +40,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the references of the tests
 
-from examples import train
-from examples._pretrained import load_pretrained
+from keras_blocks.models import (
+    FAMILIES,
+    WeightSource,
+    get_model,
+    load_pretrained,
+    model_entry,
+)
 from tests.porting.torch_references import (
     randomized,
     save_state_dict,
@@ -60,7 +68,7 @@ SIZE = 97
 
 
 def source_network(source, name):
-    """The source's own network for our MODELS `name`."""
+    """The source's own network for our model `name`."""
     if source == "timm":
         return timm().create_model(name.replace("se_resnet", "seresnet"))
     architecture = name.removesuffix("_torchvision")
@@ -72,15 +80,15 @@ def source_network(source, name):
 
 
 def measure(source, name, options, directory):
-    family = train.FAMILY[name]
-    size = SIZES.get(family.__name__.rsplit(".", 1)[-1], SIZE)
+    family = model_entry(name).family
+    size = SIZES.get(family, SIZE)
     net = randomized(source_network(source, name), size=size)
-    model = family.MODELS[name](
-        input_shape=(size, size, 3), classifier_activation=None, **options
+    model = get_model(
+        name, input_shape=(size, size, 3), classifier_activation=None, **options
     )
     _, path = save_state_dict(net, directory, name)
     start = time.perf_counter()
-    report = load_pretrained(model, path, family.WEIGHTS[source])
+    report = load_pretrained(model, path, family_module(family).WEIGHTS[source])
     seconds = time.perf_counter() - start
     x = np.random.default_rng(0).normal(size=(1, size, size, 3)).astype("float32")
     import torch
@@ -99,17 +107,24 @@ def measure(source, name, options, directory):
     }
 
 
+def family_module(family):
+    """The module of a family of `keras_blocks.models` (`"resnet"`)."""
+    return importlib.import_module(f"keras_blocks.models.{family}")
+
+
 def main(argv=None):
     args = parse_args(argv)
-    families = [
-        f
-        for f in train.FAMILIES
-        if not args.family or f.__name__.split(".")[-1] in args.family
-    ]
+    unknown = sorted(set(args.family or ()) - set(FAMILIES))
+    if unknown:
+        raise SystemExit(f"--family: {', '.join(unknown)}: not one of {FAMILIES}")
+    families = [f for f in FAMILIES if not args.family or f in args.family]
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for family in families:
-            for source, weights in getattr(family, "WEIGHTS", {}).items():
+            sources = getattr(family_module(family), "WEIGHTS", {})
+            for source, weights in sources.items():
+                if not isinstance(weights, WeightSource):
+                    continue  # keras.applications': not a state dict
                 for name, (file, top1, options) in weights.files.items():
                     row = measure(source, name, options, directory)
                     row.update(file=file, top1=top1, license=weights.license)

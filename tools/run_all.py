@@ -11,8 +11,8 @@ backend's wall time, its counts per folder of tests/ and its 25 slowest tests
 go to build/test-times.md, and every test's time to build/test-times-BACKEND.xml.
 
 pytest runs as `python -m pytest` from the repository root, so that the tests
-import the reference models, benchmarks and tools as packages
-(`from examples import resnet`).
+import the examples' commands, benchmarks and tools as packages
+(`from examples import train`).
 """
 
 import argparse

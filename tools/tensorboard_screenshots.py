@@ -119,13 +119,16 @@ from tools import check_site
 def train(logdir, epochs):
     """Trains the run into `logdir`; returns its settings and duration."""
     from examples import datasets
-    from examples import train as train_script
+    from examples.models import image_shape
+    from keras_blocks.models import get_model
 
     (x, y), _ = datasets.load("digits", IMAGE_SIZE, seed=SEED)
     split = int(len(x) * (1 - VALIDATION_SPLIT))  # as train.py
     x_train, x_val, y_train, y_val = x[:split], x[split:], y[:split], y[split:]
     keras.utils.set_random_seed(SEED)
-    model = train_script.build(MODEL, IMAGE_SIZE, datasets.CLASSES["digits"])
+    model = get_model(
+        MODEL, input_shape=image_shape(IMAGE_SIZE), classes=datasets.CLASSES["digits"]
+    )
     steps = -(-len(x_train) // BATCH_SIZE)  # per epoch
     schedule = keras.optimizers.schedules.CosineDecay(
         LEARNING_RATE, decay_steps=epochs * steps

@@ -32,6 +32,7 @@ from keras_blocks.models._weights import (
     KerasApplicationsSource,
     WeightSource,
     load_pretrained,
+    normalization,
 )
 from keras_blocks.models.backbones import (
     PyramidSpec,
@@ -66,6 +67,7 @@ __all__ = [
     "list_models",
     "load_pretrained",
     "model_entry",
+    "normalization",
     "pyramid_layers",
     "pyramid_outputs",
     *FAMILIES,

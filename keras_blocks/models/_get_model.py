@@ -98,9 +98,10 @@ def get_model(
             "Invalid value for argument `include_preprocessing`. Expected a "
             f"boolean. Received: include_preprocessing={include_preprocessing!r}"
         )
-    if source_name in (None, "keras"):  # the layout's weights expect
-        mode = family.preprocessing({**_registry.bound_options(entry), **options})
-    else:
+    # The builder's own preprocessing where it has one (EfficientNet's, which
+    # follows its layout), else what the weights (or the layout's) expect.
+    mode = family.preprocessing({**_registry.bound_options(entry), **options})
+    if mode is not None and source_name not in (None, "keras"):
         mode = preprocessing_mode(family.weights[source_name], name)
     if mode is None:  # the builder's own (EfficientNet's, as keras.applications)
         options["include_preprocessing"] = include_preprocessing

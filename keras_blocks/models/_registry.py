@@ -27,6 +27,12 @@ class WeightFile:
             (`{"layout": "torchvision"}`), passed to the builder.
         source: the source's name (`"torchvision"`, `"timm"`,
             `"keras_applications"`).
+
+    Examples:
+        >>> from keras_blocks.models import model_entry
+        >>> file = model_entry("resnet18").weights["torchvision"]
+        >>> file.file, file.top1, file.source
+        ('resnet18-f37072fd.pth', 69.758, 'torchvision')
     """
 
     file: str
@@ -37,7 +43,14 @@ class WeightFile:
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """A family module's part of the registry (see `register_family`)."""
+    """A family module's part of the registry (see `register_family`).
+
+    Examples:
+        >>> from keras_blocks.models import families
+        >>> resnet = families()["resnet"]
+        >>> resnet.layouts, sorted(resnet.weights)
+        (('paper', 'keras_applications'), ['keras_applications', 'timm', 'torchvision'])
+    """
 
     name: str
     module: str
@@ -65,6 +78,12 @@ class ModelEntry:
             laid out as: `"paper"`, `"keras_applications"`, `"torchvision"`).
         weights: source name -> `WeightFile`, the published files that load
             into it (converted on load).
+
+    Examples:
+        >>> from keras_blocks.models import model_entry
+        >>> entry = model_entry("googlenet_torchvision")
+        >>> entry.family, entry.min_size, entry.layouts
+        ('googlenet', 15, ('paper', 'torchvision'))
     """
 
     name: str
@@ -147,7 +166,13 @@ def register_family(
 
 
 def families():
-    """The registered families, in registration order."""
+    """The registered families, in registration order.
+
+    Examples:
+        >>> from keras_blocks.models import families
+        >>> "efficientnet" in families()
+        True
+    """
     return dict(_FAMILIES)
 
 

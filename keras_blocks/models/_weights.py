@@ -36,10 +36,12 @@ class WeightSource:
         files: MODELS name -> (published file name, top-1, build options).
         ignored: source key prefixes never loaded (auxiliary heads).
         license: the weights' license, for the docs.
-        mean, std: per RGB channel, the normalization the weights expect
-            after scaling pixels to [0, 1] (ImageNet's, as torchvision's
-            transforms and timm's `resnet*`/`efficientnet*` configurations):
-            `keras_blocks.layers.ImagePreprocessing("torch")`.
+        preprocessing: the mode of `keras_blocks.layers.ImagePreprocessing`
+            that the weights expect, for all the source's files or per
+            MODELS name: `"torch"` (ImageNet's mean and standard deviation
+            after scaling to [0, 1], as torchvision's transforms and timm's
+            `resnet*`/`efficientnet*` configurations) or `"tf"` (mean and
+            standard deviation 0.5: torchvision's EfficientNetV2-L).
     """
 
     mapping: Callable[[keras.Model], dict]
@@ -49,14 +51,24 @@ class WeightSource:
     files: dict[str, tuple[str, float, dict]]
     ignored: tuple[str, ...] = ()
     license: str = "BSD-3-Clause (torchvision)"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STDDEV
+    preprocessing: str | dict[str, str] = "torch"
 
 
 def load_pretrained(model, path, source):
     """Loads the `source`'s state dict file at `path` (or a state dict) into
     `model`, converting it strictly; returns the
-    `keras_blocks.porting.LoadReport`."""
+    `keras_blocks.porting.LoadReport`.
+
+    Examples:
+        >>> import numpy as np
+        >>> from keras_blocks.models import load_pretrained, resnet
+        >>> model = resnet.ResNet(18, input_shape=(32, 32, 3))
+        >>> state = {"fc.weight": np.zeros((1000, 512), "float32")}
+        >>> load_pretrained(model, state, resnet.WEIGHTS["torchvision"])
+        Traceback (most recent call last):
+        ...
+        ValueError: ...
+    """
     has_top = _has_top(model)
     epsilon = source.bn_epsilon
     if callable(epsilon):
@@ -120,6 +132,12 @@ class KerasApplicationsSource:
             weights; None: `model.set_weights(source.get_weights())` after a
             check that they fit.
         license: the weights' license, for the docs.
+
+    Examples:
+        >>> from keras_blocks.models import resnet
+        >>> source = resnet.WEIGHTS["keras_applications"]
+        >>> source.applications["resnet50v2"], source.preprocessing["resnet50v2"]
+        ('ResNet50V2', 'tf')
     """
 
     applications: dict[str, str]
@@ -130,13 +148,27 @@ class KerasApplicationsSource:
 
 
 def preprocessing_mode(source, name):
-    """The `ImagePreprocessing` mode that `source`'s weights of `name` expect:
-    ImageNet's mean and standard deviation for torchvision's and timm's."""
-    if isinstance(source, WeightSource):
-        return "torch"
+    """The `ImagePreprocessing` mode that `source`'s weights of `name` expect."""
     if isinstance(source.preprocessing, dict):
         return source.preprocessing[name]
     return source.preprocessing
+
+
+def normalization(source, name):
+    """(mean, std) per RGB channel that `source`'s weights of `name` expect
+    after scaling pixels to [0, 1] (a `WeightSource`: `"torch"` or `"tf"`).
+
+    Examples:
+        >>> from keras_blocks.models import efficientnet_v2, normalization
+        >>> normalization(efficientnet_v2.WEIGHTS["torchvision"], "efficientnet_v2_l")
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    """
+    mode = preprocessing_mode(source, name)
+    if mode == "torch":
+        return tuple(IMAGENET_MEAN), tuple(IMAGENET_STDDEV)
+    if mode == "tf":  # x / 127.5 - 1 == (x / 255 - 0.5) / 0.5
+        return (0.5,) * 3, (0.5,) * 3
+    raise ValueError(f"No (mean, std) in [0, 1] for {mode!r} preprocessing.")
 
 
 def load_keras_applications(model, name, weights, source):

@@ -57,6 +57,11 @@ class PyramidSpec:
             path (not the auxiliary heads), which `pyramid_layers` walks in
             the model's order.
         first_level: the smallest level given (2; 0 for the CIFAR models).
+
+    Examples:
+        >>> from keras_blocks.models import resnet
+        >>> resnet.PYRAMID.first_level
+        2
     """
 
     markers: dict
@@ -72,6 +77,11 @@ def family(model):
 
     Raises:
         ValueError: if `model` is not built by one of those files' builders.
+
+    Examples:
+        >>> from keras_blocks.models import family, get_model
+        >>> family(get_model("vgg11_bn", input_shape=(32, 32, 3), include_top=False))
+        'vgg'
     """
     specs = _specs()
     if isinstance(model, keras.Model):
@@ -146,6 +156,12 @@ def pyramid_outputs(model: keras.Model) -> dict[str, keras.KerasTensor]:
 
     Raises:
         ValueError: if `model` is not a reference model.
+
+    Examples:
+        >>> from keras_blocks.models import get_model, pyramid_outputs
+        >>> model = get_model("cifar_resnet20")
+        >>> {level: tuple(x.shape[1:]) for level, x in pyramid_outputs(model).items()}
+        {'P0': (32, 32, 16), 'P1': (16, 16, 32), 'P2': (8, 8, 64)}
     """
     return {
         level: model.get_layer(name).output

@@ -53,16 +53,6 @@ BN_BATCH, BN_STEPS, BN_EPOCHS = 8, 2, 2
 # registry
 GLOBAL_BATCH = 4  # 2 per device
 CLASSES = 10
-# The smallest model of each family, at its smallest input (the default).
-FAMILY_MODELS = (
-    "cifar_resnet20",
-    "cifar10_cnn",
-    "resnet18",
-    "alexnet",
-    "vgg11_bn",
-    "googlenet",
-    "efficientnet_b0",
-)
 # worker
 PROCESSES = 2
 WORKER_CLASSES, WORKER_SAMPLES, WORKER_BATCH, WORKER_EPOCHS = 4, 32, 8, 3
@@ -196,7 +186,8 @@ def check_case(name, output):
     import keras
     import numpy as np
 
-    from examples import train
+    from keras_blocks.models import get_model, model_entry
+    from tests.models.model_checks import image_shape
 
     keras.utils.set_random_seed(0)
     start = time.monotonic()
@@ -204,7 +195,8 @@ def check_case(name, output):
         model, trainer, inputs = registry_models()
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     else:
-        model = trainer = train.build(name, train.MODELS[name][1], classes=CLASSES)
+        shape = image_shape(model_entry(name).min_size)  # its smallest input
+        model = trainer = get_model(name, input_shape=shape, classes=CLASSES)
         inputs = model.inputs
         loss = "sparse_categorical_crossentropy"
     built = time.monotonic()
@@ -259,8 +251,11 @@ def registry(output, cases):
     import jax
     import keras
 
+    from tests.models.model_checks import SMALLEST_FAMILY_MEMBERS
+
     assert jax.device_count() == 2, jax.devices()
-    for name in cases or ("layers", *FAMILY_MODELS):
+    # By default the smallest model of each family, at its smallest input.
+    for name in cases or ("layers", *SMALLEST_FAMILY_MEMBERS):
         keras.backend.clear_session()  # resets the distribution: set it after
         keras.distribution.set_distribution(keras.distribution.DataParallel())
         print(json.dumps(check_case(name, output)), flush=True)

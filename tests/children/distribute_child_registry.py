@@ -9,9 +9,9 @@ batch normalization is synchronized (`bn_synchronized=True`, and
 `batch_norm=True` where a layer makes BN optional).
 
 `main(DIRECTORY, STRATEGY, CASES, FILE)`: a case is a registry name or a
-model of `examples/train.py` (none: every layer and `FAMILY_MODELS`); writes
-to FILE a JSON line with the number of replicas, then one per case (its
-error, if any, instead of failing).
+model of `keras_blocks.models` (none: every layer and
+`SMALLEST_FAMILY_MEMBERS`); writes to FILE a JSON line with the number of
+replicas, then one per case (its error, if any, instead of failing).
 """
 
 import inspect
@@ -26,22 +26,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from examples import train
+from keras_blocks.models import get_model, model_entry
 from tests.layers.test_properties import REGISTRY, configurations
+from tests.models.model_checks import SMALLEST_FAMILY_MEMBERS, image_shape
 
 GLOBAL_BATCH = 4  # 2 per replica
 CLASSES = 10
 # The smallest model of each family (AlexNet has no BN); the default cases.
-FAMILY_MODELS = (
-    "cifar_resnet20",
-    "cifar10_cnn",
-    "resnet18",
-    "alexnet",
-    "vgg11_bn",
-    "googlenet",
-    "efficientnet_b0",
-)
-CASES = (*sorted(REGISTRY), *FAMILY_MODELS)
+CASES = (*sorted(REGISTRY), *SMALLEST_FAMILY_MEMBERS)
 
 
 def registry_example(name):
@@ -88,14 +80,14 @@ def layer_case(name):
 
 def model_case(name):
     """A reference model with 10 classes at its smallest input."""
-    builder, size = train.MODELS[name]
+    size = model_entry(name).min_size
     kwargs = {} if name.startswith("alexnet") else {"bn_synchronized": True}
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (GLOBAL_BATCH, *train.image_shape(size))).astype("float32")
+    x = rng.uniform(0, 1, (GLOBAL_BATCH, *image_shape(size))).astype("float32")
     y = rng.integers(0, CLASSES, GLOBAL_BATCH)
 
     def build():
-        return builder(input_shape=train.image_shape(size), classes=CLASSES, **kwargs)
+        return get_model(name, input_shape=image_shape(size), classes=CLASSES, **kwargs)
 
     loss = "sparse_categorical_crossentropy"
     return build, x, y, loss, {"input_size": size, **kwargs}

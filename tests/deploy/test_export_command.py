@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from examples import export, train
-from tests.models.model_checks import randomize
+from examples import export
+from keras_blocks.models import get_model
+from tests.models.model_checks import image_shape, randomize
 
 MODEL = "cifar10_cnn"  # the smallest reference model: dropout, BN, dense head
 SIZE = 16
@@ -42,7 +43,7 @@ REFUSAL = pytest.mark.backend_independent(
 def weights_file(folder, kind):
     """A model of examples/train.py with every weight random, saved as a user
     of the repository has it: `.weights.h5` (save_weights) or `.keras`."""
-    model = train.build(MODEL, SIZE, export.CLASSES)
+    model = get_model(MODEL, input_shape=image_shape(SIZE), classes=export.CLASSES)
     randomize(model)
     path = folder / f"trained.{kind}"
     if kind == "keras":

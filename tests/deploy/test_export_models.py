@@ -25,7 +25,7 @@ with no XLA-compiled call in it (Keras' own grouped `Conv2D` has one: the call
 that tf2onnx leaves in the graph, which ONNX Runtime refuses).
 
 One model per family (`FAMILY_MEMBERS`, but those `COVERED` by the others) by
-default; `KERAS_BLOCKS_ALL_MODELS=1` exports every model of `train.MODELS`,
+default; `KERAS_BLOCKS_ALL_MODELS=1` exports every model of `list_models()`,
 whole, each in a process of its own (see tools/export_table.py for the table
 of all of them).
 """
@@ -41,13 +41,10 @@ import keras
 import numpy as np
 import pytest
 
-from tests.models.model_checks import FAMILY_MEMBERS, randomize
-
-pytest.importorskip("sklearn")  # the examples extra
-
-from examples import cifar_resnet, train  # after the skip: needs scikit-learn
 from keras_blocks import efficientnet, layers
 from keras_blocks.deploy import ExportedModel, export_model
+from keras_blocks.models import cifar_resnet, get_model, list_models, model_entry
+from tests.models.model_checks import FAMILY_MEMBERS, image_shape, randomize
 
 BACKEND = keras.config.backend()
 ALL = os.environ.get("KERAS_BLOCKS_ALL_MODELS") == "1"
@@ -67,7 +64,7 @@ COVERED = {
     "resnet18": "resnext50_32x4d's stem and projections, cifar_resnet20's basic blocks",
 }
 NAMES = (
-    tuple(train.MODELS)
+    tuple(list_models())
     if ALL
     else tuple(name for name in FAMILY_MEMBERS if name not in COVERED)
 )
@@ -187,6 +184,8 @@ ResNet stem (ZeroPadding2D), projection          resnext50_32x4d    same
   BottleneckBlock, v1
 preactivated BottleneckBlock and stem, final     resnet50v2         same
   Keras BatchNormalization and ReLU              (ONNX-TF only)
+Fused-MBConv (fused 3x3 expansion, no SE),      efficientnet_v2_b0 same
+  constant Normalization of the inputs
 biased conv + BN (VGG-BN), 2x2/2 max pooling     vgg11_bn           same
                                                  (ONNX-TF only)
 channels_first: all of AlexNet and ResNet-8      alexnet,           same
@@ -236,9 +235,9 @@ def build(name, **options):
 
 def _whole(name, options):
     keras.utils.set_random_seed(0)
-    return train.build(
+    return get_model(
         name,
-        train.MODELS[name][1],
+        input_shape=image_shape(model_entry(name).min_size),
         classes=CLASSES,
         classifier_activation=None,
         **options,
@@ -254,7 +253,7 @@ def case_models(name):
     if name in SMALLER:
         keras.utils.set_random_seed(0)
         model = SMALLER[name](
-            input_shape=train.image_shape(train.MODELS[name][1]),
+            input_shape=image_shape(model_entry(name).min_size),
             classes=CLASSES,
             classifier_activation=None,
             **options,
@@ -380,8 +379,8 @@ def assert_grouped_onnx_graph(path, model):
 
 @pytest.mark.backend_independent(reason="names in two tables")
 def test_names_are_models():
-    assert set(FAMILY_MEMBERS) <= set(train.MODELS)
-    assert set(GROUPED) <= set(train.MODELS)
+    assert set(FAMILY_MEMBERS) <= set(list_models())
+    assert set(GROUPED) <= set(list_models())
     assert set(SMALLER) | set(PREFIX) | set(TAIL) | set(OPTIONS) <= set(NAMES)
     assert not set(SMALLER) & set(PREFIX)
     if not ALL:  # the table names every case

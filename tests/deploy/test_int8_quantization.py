@@ -14,7 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from examples import cifar10_cnn, train
+from examples import train
+from keras_blocks.models import cifar10_cnn
 
 pytestmark = [
     pytest.mark.backends(

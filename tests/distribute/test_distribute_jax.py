@@ -163,9 +163,9 @@ ALL = os.environ.get("KERAS_BLOCKS_ALL_MODELS") == "1"
 def registry_cases():
     if not ALL:
         return ("layers", *CHEAP_MODELS)
-    from examples import train  # it needs scikit-learn, the examples extra
+    from keras_blocks.models import list_models
 
-    return ("layers", *train.MODELS)
+    return ("layers", *list_models())
 
 
 CASES = registry_cases()
@@ -173,7 +173,6 @@ CASES = registry_cases()
 
 @pytest.fixture(scope="module")
 def registry_results(two_devices):
-    pytest.importorskip("sklearn")  # the examples extra, which builds the models
     output, codes, logs = two_devices
     error = output / "registry.error"
     if error.exists():

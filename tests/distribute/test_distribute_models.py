@@ -11,13 +11,15 @@ are built, not run.
 import keras
 import pytest
 
-from examples import train
+from keras_blocks.models import FAMILIES, get_model, list_models, model_entry
+from tests.models.model_checks import families_of, image_shape
 
 TENSORFLOW = keras.config.backend() == "tensorflow"
 # One model of each family with batch normalization (AlexNet has none), at its
 # smallest input: the plain blocks and the stem BN (resnet18), bottleneck
 # blocks with the BN of v2's pre-activations and its `post_bn` (resnet50v2),
-# GoogLeNet's auxiliary heads, EfficientNet's stem, MBConv blocks and head.
+# GoogLeNet's auxiliary heads, EfficientNet's stem, MBConv blocks and head,
+# EfficientNetV2's fused MBConv blocks.
 FAMILY_MEMBERS = (
     "cifar_resnet20",
     "cifar10_cnn",
@@ -26,6 +28,7 @@ FAMILY_MEMBERS = (
     "vgg11_bn",
     "googlenet_aux",
     "efficientnet_b0",
+    "efficientnet_v2_b0",
 )
 # Off TensorFlow the builders pass the flag on as they do on it; what differs
 # is how the BN is made: in the blocks, and ResNet v2's `post_bn`. JAX
@@ -38,8 +41,8 @@ QUICK = ("cifar_resnet20", "cifar10_cnn")
 
 
 def build(name, **kwargs):
-    builder, size = train.MODELS[name]
-    return builder(input_shape=train.image_shape(size), classes=10, **kwargs)
+    size = model_entry(name).min_size
+    return get_model(name, input_shape=image_shape(size), classes=10, **kwargs)
 
 
 def batch_normalizations(model):
@@ -75,7 +78,9 @@ def flags(model):
 
 @pytest.mark.backend_independent(reason="names in a table")
 def test_family_members_are_named_models():
-    assert set(FAMILY_MEMBERS) | set(OFF_TENSORFLOW) <= set(train.MODELS)
+    assert set(FAMILY_MEMBERS) | set(OFF_TENSORFLOW) <= set(list_models())
+    # Every family but AlexNet's, which has no batch normalization.
+    assert families_of(FAMILY_MEMBERS) == set(FAMILIES) - {"alexnet"}
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import os
 import pytest
 
 from tests.layers.test_properties import REGISTRY
+from tests.models.model_checks import SMALLEST_FAMILY_MEMBERS
 
 # A process of its own, tens of seconds.
 pytestmark = [
@@ -35,14 +36,10 @@ LAYERS = tuple(sorted(REGISTRY))
 # test_distribute_tf trains cifar_resnet20 under the strategy through the
 # training command; the others' blocks are in the registry, and all run with
 # KERAS_BLOCKS_ALL_MODELS=1 (CI's time budget).
+CHEAPEST = ("cifar10_cnn", "alexnet")  # alexnet: no batch normalization
 MODELS = (
-    "cifar10_cnn",
-    "alexnet",  # no batch normalization
-    *(
-        ("cifar_resnet20", "resnet18", "vgg11_bn", "googlenet", "efficientnet_b0")
-        if ALL
-        else ()
-    ),
+    *CHEAPEST,
+    *(m for m in SMALLEST_FAMILY_MEMBERS if ALL and m not in CHEAPEST),
 )
 
 CASES = (*LAYERS, *MODELS)

@@ -39,6 +39,7 @@ from keras_blocks import (
     efficientnet,
     evaluation,
     layers,
+    models,
     porting,
 )
 from tests import ROOT
@@ -197,6 +198,7 @@ NO_EXAMPLE = {f"EfficientNetB{i}" for i in range(1, 8)}
             distribute,
             porting,
             deploy,
+            models,
         )
         for name in module.__all__
         if name not in NO_EXAMPLE

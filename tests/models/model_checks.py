@@ -1,4 +1,5 @@
-"""Checks shared by the tests of whole models (the builders and examples/)."""
+"""Checks shared by the tests of whole models (the builders of
+`keras_blocks.models` and the commands of examples/)."""
 
 import contextlib
 import math
@@ -7,6 +8,8 @@ import keras
 import numpy as np
 import pytest
 
+from examples.models import image_shape, trainable_count  # noqa: F401 (re-exported)
+from keras_blocks import models
 from tests.layers.layer_checks import to_numpy
 
 # A parameter count, a model's name and its layers' settings are the builder's
@@ -41,7 +44,9 @@ def same_blocks_as(checked):
 
 
 # One reference model of each family, with every kind of block among them
-# (tests over "every model" check these unless KERAS_BLOCKS_ALL_MODELS=1).
+# (tests over "every model" check these unless KERAS_BLOCKS_ALL_MODELS=1);
+# test_models_state.py's test_family_members_cover_every_family checks that
+# they name every family of `keras_blocks.models.FAMILIES`.
 FAMILY_MEMBERS = (
     "cifar_resnet20",
     "cifar10_cnn",
@@ -53,7 +58,27 @@ FAMILY_MEMBERS = (
     "vgg11_bn",
     "googlenet_aux",
     "efficientnet_b0",
+    "efficientnet_v2_b0",
 )
+# The smallest model of each family (VGG's with batch normalization, which the
+# others but AlexNet have): the distributed runs' models
+# (tests/children/distribute_child_*.py); test_models_state.py's
+# test_family_members_cover_every_family checks that they name every family.
+SMALLEST_FAMILY_MEMBERS = (
+    "cifar_resnet20",
+    "cifar10_cnn",
+    "resnet18",
+    "alexnet",
+    "vgg11_bn",
+    "googlenet",
+    "efficientnet_b0",
+    "efficientnet_v2_b0",
+)
+
+
+def families_of(names):
+    """The family modules (`keras_blocks.models.FAMILIES`) of named models."""
+    return {models.model_entry(name).family for name in names}
 
 
 # Keras' random initializers (every kernel of the reference models: he_normal,

@@ -1,4 +1,5 @@
-"""Every reference model as a backbone (examples/backbones.py): the levels'
+"""Every reference model as a backbone (`keras_blocks.models.backbone`): the
+levels'
 layers, sizes and channels, in both data formats, and with converted weights
 the feature maps of torchvision's ResNet-18 and timm's SE-ResNet-50.
 
@@ -15,10 +16,19 @@ import keras
 import numpy as np
 import pytest
 
-from examples import backbones, resnet, train
-from examples._common import image_shape
-from examples._pretrained import load_pretrained
-from tests.models.model_checks import kernels, same_blocks_as
+from keras_blocks.models import (
+    FAMILIES,
+    backbone,
+    family,
+    get_model,
+    list_models,
+    load_pretrained,
+    model_entry,
+    pyramid_layers,
+    resnet,
+)
+from keras_blocks.models.backbones import LEVELS
+from tests.models.model_checks import image_shape, kernels, same_blocks_as
 from tests.porting.torch_references import (
     randomized,
     save_state_dict,
@@ -79,6 +89,14 @@ CHANNELS = {
     "efficientnet_b5": (40, 64, 176, 512),
     "efficientnet_b6": (40, 72, 200, 576),
     "efficientnet_b7": (48, 80, 224, 640),
+    # timm's feature_info of tf_efficientnetv2_b0 ... l.
+    "efficientnet_v2_b0": (32, 48, 112, 192),
+    "efficientnet_v2_b1": (32, 48, 112, 192),
+    "efficientnet_v2_b2": (32, 56, 120, 208),
+    "efficientnet_v2_b3": (40, 56, 136, 232),
+    "efficientnet_v2_s": (48, 64, 160, 256),
+    "efficientnet_v2_m": (48, 80, 176, 512),
+    "efficientnet_v2_l": (64, 96, 224, 640),
 }
 # The layers of the levels where the stage table alone decides them.
 LAYERS = {
@@ -98,6 +116,8 @@ LAYERS = {
     "googlenet_no_bn_lrn": ("norm2", "inception_3b", "inception_4e", "inception_5b"),
     "efficientnet_b0": ("block2b", "block3b", "block5c", "block7a"),
     "efficientnet_b7": ("block2g", "block3g", "block5j", "block7d"),
+    "efficientnet_v2_b0": ("block2b", "block3b", "block5e", "block6h"),
+    "efficientnet_v2_l": ("block2g", "block3g", "block5s", "block7g"),
 }
 
 
@@ -136,12 +156,12 @@ def no_kernels():
 
 
 def check_levels(name, data_format, include_top=True):
-    builder, size = train.MODELS[name]
+    size = model_entry(name).min_size
     options = {} if include_top else {"include_top": False}
     if name == "googlenet_aux" and not include_top:
         options = {}  # its auxiliary heads need the top
-    model = builder(input_shape=image_shape(size), **options)
-    features = backbones.backbone(model)
+    model = get_model(name, input_shape=image_shape(size), **options)
+    features = backbone(model)
     levels = list(features.output)
     first = 0 if name.startswith("cifar") else 2
     assert levels == [f"P{k}" for k in range(first, first + len(levels))]
@@ -155,7 +175,7 @@ def check_levels(name, data_format, include_top=True):
             shape = shape[1:] + shape[:1]
         assert shape == (want_size, want_size, want_channels), (name, level)
     if name in LAYERS:
-        assert tuple(backbones.pyramid_layers(model).values()) == LAYERS[name]
+        assert tuple(pyramid_layers(model).values()) == LAYERS[name]
     assert features.count_params() <= model.count_params()
     return model, features
 
@@ -169,8 +189,8 @@ def test_levels_on_every_backend(name, no_kernels):
 @pytest.mark.slow
 @same_blocks_as("the EVERY_BACKEND models")
 def test_levels_of_every_other_reference_model(no_kernels):
-    # Every name not checked above, including models a family file adds.
-    for name in train.MODELS:
+    # Every name not checked above, including models a family module adds.
+    for name in list_models():
         if name not in EVERY_BACKEND:
             check_levels(name, "channels_last")
 
@@ -180,7 +200,7 @@ def test_channels_first_runs(name, no_kernels):
     keras.config.set_image_data_format("channels_first")
     try:
         _, features = check_levels(name, "channels_first")
-        _, size = train.MODELS[name]
+        size = model_entry(name).min_size
         maps = features.predict_on_batch(np.zeros((2, 3, size, size), "float32"))
         for level, value in maps.items():
             assert value.shape[1:] == features.output[level].shape[1:]
@@ -213,11 +233,11 @@ def test_levels_in_channels_first(no_kernels):
 def test_with_and_without_top_the_same_levels(name, no_kernels):
     with_top, _ = check_levels(name, "channels_last")
     without, features = check_levels(name, "channels_last", include_top=False)
-    assert backbones.pyramid_layers(with_top) == backbones.pyramid_layers(without)
+    assert pyramid_layers(with_top) == pyramid_layers(without)
     if name in ("resnet18", "googlenet"):
         return  # they run in the weights test; GoogLeNet is slow eagerly on JAX
     # The backbone runs, and gives the shapes it promised.
-    _, size = train.MODELS[name]
+    size = model_entry(name).min_size
     x = np.random.default_rng(0).uniform(size=(2, size, size, 3)).astype("float32")
     maps = features(x, training=False)
     assert list(maps) == list(features.output)
@@ -230,15 +250,15 @@ def test_keras_applications_v2_strides_at_the_end_of_a_stage(no_kernels):
     # keras.applications' v2 halves the resolution in the last block of
     # conv2_x ... conv4_x: each level is the block before it.
     model = resnet.ResNet(
-        50, preact=True, keras_applications=True, input_shape=(64, 64, 3)
+        50, preact=True, layout="keras_applications", input_shape=(64, 64, 3)
     )
-    assert backbones.pyramid_layers(model) == {
+    assert pyramid_layers(model) == {
         "P2": "conv2_block2",
         "P3": "conv3_block3",
         "P4": "conv4_block5",
         "P5": "post_relu",
     }
-    features = backbones.backbone(model)
+    features = backbone(model)
     assert {k: tuple(v.shape[1:]) for k, v in features.output.items()} == {
         "P2": (16, 16, 256),
         "P3": (8, 8, 512),
@@ -247,16 +267,18 @@ def test_keras_applications_v2_strides_at_the_end_of_a_stage(no_kernels):
     }
 
 
-@pytest.mark.backend_independent(reason="names: the builders' and train.py's Python")
+@pytest.mark.backend_independent(
+    reason="names: the builders' and the registry's Python"
+)
 def test_family_names_each_family(no_kernels):
-    for name, builder in (
+    for name, model_name in (
         ("cifar_resnet", "cifar_resnet20"),
         ("cifar10_cnn", "cifar10_cnn"),
         ("alexnet", "alexnet"),
     ):
-        build, size = train.MODELS[builder]
-        assert backbones.family(build(input_shape=(size, size, 3))) == name
-        assert train.FAMILY[builder].__name__ == f"examples.{name}"
+        size = model_entry(model_name).min_size
+        model = get_model(model_name, input_shape=(size, size, 3))
+        assert family(model) == name == model_entry(model_name).family
 
 
 @pytest.mark.backend_independent(reason="layer names, checked in Python")
@@ -266,19 +288,19 @@ def test_refuses_other_models():
     x = keras.layers.Conv2D(4, 3, name="block5_conv1")(inputs)
     x = keras.layers.MaxPooling2D(name="block5_pool")(x)
     lookalike = keras.Model(inputs, x, name="lookalike")
+    families = ", ".join(FAMILIES)  # every family's models are backbones
     expected = (
         "Invalid value for argument `model`. Expected a reference model of "
-        "examples/ (one of examples.train.MODELS, or a model built by resnet, "
-        "cifar_resnet, googlenet, efficientnet, alexnet, vgg, cifar10_cnn's "
-        "builder), recognized by its layer names. Received: model="
+        "keras_blocks.models (one of `list_models()`, or a model built by "
+        f"{families}'s builder), recognized by its layer names. Received: model="
     )
     with pytest.raises(ValueError) as error:
-        backbones.backbone(lookalike)
+        backbone(lookalike)
     assert str(error.value) == (
         expected + "<Functional 'lookalike', layers block5_conv1, block5_pool, ...>"
     )
     with pytest.raises(ValueError) as error:
-        backbones.pyramid_layers("resnet50")
+        pyramid_layers("resnet50")
     assert str(error.value) == expected + "'resnet50'"
 
 
@@ -299,7 +321,7 @@ def check_features(model, reference, levels, x):
         images = x
     else:
         images = np.transpose(x, (0, 3, 1, 2))
-    ours = backbones.backbone(model).predict_on_batch(images)
+    ours = backbone(model).predict_on_batch(images)
     for level in levels:
         mine = ours[level]
         assert mine.shape == theirs[level].shape, level
@@ -347,7 +369,7 @@ def test_resnet18_levels_are_torchvisions_stages(data_format, tmp_path, no_kerne
         model = resnet.ResNet(18, include_top=False, input_shape=image_shape(64))
         load_pretrained(model, path, resnet.WEIGHTS["torchvision"])
         x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
-        check_features(model, reference, backbones.LEVELS, x)
+        check_features(model, reference, LEVELS, x)
     finally:
         keras.config.set_image_data_format("channels_last")
 
@@ -362,13 +384,15 @@ def test_se_resnet50_levels_are_timms_features(tmp_path, no_kernels):
     )
     net = randomized(net)
     _, path = save_state_dict(net, tmp_path, "seresnet50")
-    model = resnet.MODELS["se_resnet50"](include_top=False, input_shape=(64, 64, 3))
+    model = get_model("se_resnet50", include_top=False, input_shape=(64, 64, 3))
     load_pretrained(model, path, resnet.WEIGHTS["timm"])
     x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype("float32")
-    check_features(model, net, backbones.LEVELS, x)
+    check_features(model, net, LEVELS, x)
 
 
 def test_command_line_prints_the_levels(capsys, no_kernels):
+    from examples import backbones  # the command (its library is tested above)
+
     backbones.main(["--model", "cifar10_cnn", "--image-size", "8"])
     assert capsys.readouterr().out.splitlines() == [
         "P0  block1_conv2     (8, 8, 32)",

@@ -90,7 +90,7 @@ def test_local_response_normalization_is_not_counted(flops):
 
 
 def test_alexnet_counts_its_convolutions_and_dense_layers(flops):
-    from examples import alexnet
+    from keras_blocks.models import alexnet
 
     # 227x227, the paper's grouping: 0.724 G in the AlexNet page's table.
     assert flops.count_macs(alexnet.AlexNet()) == 724_406_816
@@ -115,7 +115,7 @@ def test_table_names_the_layers(flops):
 
 
 def test_cifar_resnet20(flops):
-    from examples import cifar_resnet
+    from keras_blocks.models import cifar_resnet
 
     # conv1, then 6 convolutions per stage at 32, 16 and 8 pixels (the first of
     # stages 2 and 3 from half the channels), then the classifier.

@@ -1,13 +1,13 @@
-"""examples/alexnet.py: parameter counts, the paper's layers, torchvision's
-variant, sizes, bad input."""
+"""keras_blocks.models.alexnet: parameter counts, the paper's layers,
+torchvision's layout, sizes, bad input."""
 
 import re
 
 import numpy as np
 import pytest
 
-from examples import alexnet
 from keras_blocks.layers import LocalResponseNormalization
+from keras_blocks.models import alexnet, get_model
 from tests.layers.layer_checks import to_numpy
 from tests.models.model_checks import (
     argument_checks,
@@ -62,7 +62,7 @@ def test_paper_layers():
 @builders_arithmetic
 def test_torchvision_parameter_count():
     with zero_kernels():  # counts only
-        model = alexnet.MODELS["alexnet_torchvision"]()
+        model = get_model("alexnet_torchvision")
     assert model.count_params() == alexnet.TORCHVISION_PARAMS == 61_100_840
     assert model.input_shape == (None, 224, 224, 3)
     assert model.get_layer("flatten").output.shape == (None, 6 * 6 * 256)
@@ -75,7 +75,7 @@ def test_torchvision_layers():
     # MaxPool; Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear.
     size = alexnet.TORCHVISION_MIN_SIZE
     with zero_kernels():  # layer settings and shapes only
-        model = alexnet.AlexNet(variant="torchvision", input_shape=(size, size, 3))
+        model = alexnet.AlexNet(layout="torchvision", input_shape=(size, size, 3))
     convs = [model.get_layer(f"conv{i}") for i in range(1, 6)]
     assert [c.filters for c in convs] == [64, 192, 384, 256, 256]
     assert [c.kernel_size for c in convs] == [(11, 11), (5, 5)] + [(3, 3)] * 3
@@ -116,7 +116,9 @@ def test_unknown_size_without_top():
 
 
 def test_main_smoke_torchvision(capsys):
-    model = alexnet.main(
+    from examples.models import main  # the command that builds a model by name
+
+    model = main(
         ["--smoke", "--no-summary", "--model", "alexnet_torchvision", "--classes", "3"]
     )
     assert model.name == "alexnet_torchvision"
@@ -124,7 +126,9 @@ def test_main_smoke_torchvision(capsys):
 
 
 def test_main_smoke(capsys):
-    model = alexnet.main(["--smoke", "--no-summary", "--classes", "3"])
+    from examples.models import main  # the command that builds a model by name
+
+    model = main(["--smoke", "--no-summary", "--model", "alexnet", "--classes", "3"])
     assert model.name == "alexnet"
     assert model.input_shape == (None, 67, 67, 3)
     out = capsys.readouterr().out
@@ -140,23 +144,23 @@ def test_main_smoke(capsys):
             "Invalid value for argument `groups`. Expected one of (1, 2). Received: groups=4",
         ),
         (
-            dict(variant="caffe"),
-            "Invalid value for argument `variant`. Expected one of ('paper', 'torchvision'). Received: variant='caffe'",
+            dict(layout="caffe"),
+            "Invalid value for argument `layout`. Expected one of ('paper', 'torchvision'). Received: layout='caffe'",
         ),
         (
-            dict(variant="torchvision", groups=2),
-            "Invalid value for argument `groups`. torchvision's AlexNet (variant='torchvision') takes groups=1 or None. Received: groups=2",
+            dict(layout="torchvision", groups=2),
+            "Invalid value for argument `groups`. torchvision's AlexNet (layout='torchvision') takes groups=1 or None. Received: groups=2",
         ),
         (
-            dict(variant="torchvision", lrn=True),
-            "Invalid value for argument `lrn`. torchvision's AlexNet (variant='torchvision') takes lrn=False or None. Received: lrn=True",
+            dict(layout="torchvision", lrn=True),
+            "Invalid value for argument `lrn`. torchvision's AlexNet (layout='torchvision') takes lrn=False or None. Received: lrn=True",
         ),
         (
             dict(lrn=1),
             "Invalid value for argument `lrn`. Expected a boolean. Received: lrn=1",
         ),
         (
-            dict(variant="torchvision", input_shape=(62, 62, 3)),
+            dict(layout="torchvision", input_shape=(62, 62, 3)),
             "Invalid value for argument `input_shape`. AlexNet needs a shape (height, width, channels) with sizes of at least 63. Received: input_shape=(62, 62, 3)",
         ),
         (

@@ -1,4 +1,4 @@
-"""The course's CIFAR-10 CNN (examples/cifar10_cnn.py): parameter count, its
+"""The course's CIFAR-10 CNN (keras_blocks.models.cifar10_cnn): parameter count, its
 switches (Flatten, L2, initializer), bad arguments, the command line, saving."""
 
 import math
@@ -8,11 +8,14 @@ import keras
 import numpy as np
 import pytest
 
-from examples import cifar10_cnn
-from examples._common import trainable_count
-from examples.cifar10_cnn import CIFAR10CNN
+from keras_blocks.models import get_model
+from keras_blocks.models.cifar10_cnn import CIFAR10CNN
 from tests.layers.layer_checks import to_numpy
-from tests.models.model_checks import argument_checks, builders_arithmetic
+from tests.models.model_checks import (
+    argument_checks,
+    builders_arithmetic,
+    trainable_count,
+)
 
 PARAMS = 295_312  # pinned; see expected_params for the arithmetic
 TRAINABLE = 294_416  # without the BN moving statistics
@@ -33,7 +36,7 @@ def expected_params(size=32, classes=10, flatten=False):
 
 @builders_arithmetic
 def test_parameter_count_is_pinned():
-    model = cifar10_cnn.MODELS["cifar10_cnn"](input_shape=None, classes=10)
+    model = get_model("cifar10_cnn", input_shape=None, classes=10)
     assert model.count_params() == PARAMS == expected_params()
     assert trainable_count(model) == TRAINABLE
     assert PARAMS - TRAINABLE == 2 * (32 + 32 + 64 + 64 + 128 + 128)
@@ -156,7 +159,9 @@ def test_any_size_without_flatten():
 
 
 def test_command_line_smoke(capsys):
-    model = cifar10_cnn.main(["--smoke", "--no-summary"])
+    from examples.models import main  # the command that builds a model by name
+
+    model = main(["--model", "cifar10_cnn", "--smoke", "--no-summary"])
     assert model.input_shape == (None, 8, 8, 3)  # --smoke: the smallest size
     params = expected_params(8, classes=model.output_shape[-1])
     assert model.count_params() == params

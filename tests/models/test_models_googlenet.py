@@ -1,4 +1,4 @@
-"""examples/googlenet.py: parameter counts, the paper's table, the auxiliary
+"""keras_blocks.models.googlenet: parameter counts, the paper's table, the auxiliary
 classifiers and `inference_model`, saving, sizes, bad input."""
 
 import re
@@ -7,14 +7,14 @@ import keras
 import numpy as np
 import pytest
 
-from examples import googlenet
-from examples._common import trainable_count
 from keras_blocks.layers import InceptionModule, LocalResponseNormalization
+from keras_blocks.models import googlenet
 from tests.layers.layer_checks import to_numpy
 from tests.models.model_checks import (
     argument_checks,
     builders_arithmetic,
     random_kernels,
+    trainable_count,
     zero_kernels,
 )
 
@@ -42,7 +42,7 @@ def pixels(shape, seed=0):
         ({}, 7_005_832),
         (dict(batch_norm=False, lrn=True), 6_998_552),  # the 2014 paper's
         (dict(aux_classifiers=True), 7_005_832 + 6_379_984),
-        (dict(variant="torchvision"), 6_624_904),  # torchvision's own count
+        (dict(layout="torchvision"), 6_624_904),  # torchvision's own count
     ],
 )
 def test_trainable_parameter_counts(kwargs, expected):
@@ -183,7 +183,9 @@ def test_feature_extractor_at_any_size(pooling, shape):
 @_NOT_ON_JAX_TRAINING
 def test_main_smoke_paper_configuration(capsys):
     # The default configuration trains in the aux_model fixture.
-    model = googlenet.main(
+    from examples.models import main  # the command that builds a model by name
+
+    model = main(
         ["--smoke", "--no-summary", "--model", "googlenet_no_bn_lrn", "--classes", "3"]
     )
     assert model.name == "googlenet_no_bn_lrn"
@@ -225,19 +227,19 @@ def test_main_smoke_paper_configuration(capsys):
             "Invalid value for argument `input_shape`. With aux_classifiers=True, GoogLeNet with auxiliary classifiers needs a fully known input shape (it flattens a feature map into dense layers). Received: input_shape=(None, None, 3)",
         ),
         (
-            dict(variant="tensorflow"),
-            "Invalid value for argument `variant`. Expected one of ('paper', 'torchvision'). Received: variant='tensorflow'",
+            dict(layout="tensorflow"),
+            "Invalid value for argument `layout`. Expected one of ('paper', 'torchvision'). Received: layout='tensorflow'",
         ),
         (
-            dict(variant="torchvision", batch_norm=False, lrn=True),
-            "Invalid value for argument `variant`. torchvision's GoogLeNet has batch normalization and no LRN. Received: variant='torchvision', batch_norm=False, lrn=True",
+            dict(layout="torchvision", batch_norm=False, lrn=True),
+            "Invalid value for argument `layout`. torchvision's GoogLeNet has batch normalization and no LRN. Received: layout='torchvision', batch_norm=False, lrn=True",
         ),
         (
-            dict(variant="torchvision", input_shape=(14, 64, 3)),
+            dict(layout="torchvision", input_shape=(14, 64, 3)),
             "GoogLeNet needs a shape (height, width, channels) with sizes of at least 15. Received: input_shape=(14, 64, 3)",
         ),
         (
-            dict(variant="torchvision", aux_classifiers=True, input_shape=(78, 78, 3)),
+            dict(layout="torchvision", aux_classifiers=True, input_shape=(78, 78, 3)),
             "GoogLeNet with auxiliary classifiers needs a shape (height, width, channels) with sizes of at least 79. Received: input_shape=(78, 78, 3)",
         ),
         (

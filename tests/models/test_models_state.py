@@ -1,6 +1,7 @@
-"""Every reference model of examples/ starts with sublayers of their own and
-is saved whole by `CheckpointManager` (that the demo, evaluated after its end,
-evaluates as it ended: test_examples.py's test_train_demo_learns_digits).
+"""Every reference model of keras_blocks.models starts with sublayers of their
+own and is saved whole by `CheckpointManager` (that the demo, evaluated after
+its end, evaluates as it ended: test_examples.py's
+test_train_demo_learns_digits).
 
 One model of each family (with every kind of block) is checked on every
 backend, starting weights and checkpoint; on PyTorch, the starting weights of
@@ -17,20 +18,24 @@ import os
 import keras
 import pytest
 
+from keras_blocks.models import FAMILIES, get_model, list_models, model_entry, resnet
 from tests.layers.state_checks import (
     assert_checkpoint_holds_every_variable,
     correlated_pairs,
 )
-from tests.models.model_checks import FAMILY_MEMBERS, same_blocks_as, zero_kernels
-
-pytest.importorskip("sklearn")  # the examples extra
-
-from examples import resnet, train  # after the skip: it needs scikit-learn
+from tests.models.model_checks import (
+    FAMILY_MEMBERS,
+    SMALLEST_FAMILY_MEMBERS,
+    families_of,
+    image_shape,
+    same_blocks_as,
+    zero_kernels,
+)
 
 ALL = os.environ.get("KERAS_BLOCKS_ALL_MODELS") == "1"
 # Models whose starting weights and checkpoint are both checked (one build
 # serves both: on JAX a build compiles an initializer per weight shape).
-CHECKPOINT_NAMES = tuple(train.MODELS) if ALL else FAMILY_MEMBERS
+CHECKPOINT_NAMES = tuple(list_models()) if ALL else FAMILY_MEMBERS
 # Named models that repeat the blocks of a smaller one, built by the same
 # builder with the same options, in a deeper or wider stage table (depth,
 # ResNeXt's width, EfficientNet's scaling): repeat -> the checked model.
@@ -54,18 +59,25 @@ REPEATS = {
     "resnext101_32x8d": "resnext50_32x4d",
     **{f"vgg{d}{bn}": f"vgg11{bn}" for d in (13, 16, 19) for bn in ("", "_bn")},
     **{f"efficientnet_b{k}": "efficientnet_b0" for k in range(1, 8)},
+    **{
+        f"efficientnet_v2_{v}": "efficientnet_v2_b0"
+        for v in ("b1", "b2", "b3", "s", "m", "l")
+    },
 }
+
+
+def checked_members(name):
+    """The checked models of `name`'s family."""
+    family = model_entry(name).family
+    return " and ".join(m for m in CHECKPOINT_NAMES if model_entry(m).family == family)
+
+
 # Models whose starting weights alone are checked, under one backend: each
 # builds its family member's blocks with other options (no BN, LRN, 1x1
-# convolutions, torchvision's variant...).
+# convolutions, torchvision's layout...).
 INIT_ONLY_NAMES = [
-    pytest.param(
-        name,
-        marks=same_blocks_as(
-            " and ".join(m for m in CHECKPOINT_NAMES if train.FAMILY[m] is family)
-        ),
-    )
-    for name, family in train.FAMILY.items()
+    pytest.param(name, marks=same_blocks_as(checked_members(name)))
+    for name in list_models()
     if name not in CHECKPOINT_NAMES and name not in REPEATS
 ]
 
@@ -74,7 +86,8 @@ def build(name):
     # The smallest input each model takes: the weights do not depend on it,
     # except for the dense layers after a flatten (AlexNet, VGG).
     keras.utils.set_random_seed(0)
-    return train.build(name, train.MODELS[name][1], classes=10)
+    size = model_entry(name).min_size
+    return get_model(name, input_shape=image_shape(size), classes=10)
 
 
 def build_zero(name):
@@ -86,14 +99,22 @@ def build_zero(name):
 
 @pytest.mark.backend_independent(reason="names in Python tables")
 def test_family_members_are_named_models():
-    assert set(FAMILY_MEMBERS) <= set(train.MODELS)
+    assert set(FAMILY_MEMBERS) | set(SMALLEST_FAMILY_MEMBERS) <= set(list_models())
+
+
+@pytest.mark.backend_independent(reason="names in Python tables")
+def test_family_members_cover_every_family():
+    # A family module added to keras_blocks.models needs its members there.
+    assert families_of(FAMILY_MEMBERS) == set(FAMILIES)
+    assert families_of(SMALLEST_FAMILY_MEMBERS) == set(FAMILIES)
+    assert len(SMALLEST_FAMILY_MEMBERS) == len(FAMILIES)  # one each
 
 
 def code_path(name):
     """What a named model's builder does, less its depth and width: the
     function (EfficientNet's presets: one builder), a ResNet's kind of block,
     the options."""
-    builder = train.MODELS[name][0]  # a builder or a functools.partial of one
+    builder = model_entry(name).builder  # a builder or a functools.partial of one
     options = dict(getattr(builder, "keywords", {}))
     assert options.pop("name", name) == name  # EfficientNet's are passed
     options.pop("base_width", None)
@@ -108,7 +129,7 @@ def test_repeats_run_the_code_of_a_checked_model():
     checked = {*CHECKPOINT_NAMES, *(p.values[0] for p in INIT_ONLY_NAMES)}
     for name, model in REPEATS.items():
         assert name not in FAMILY_MEMBERS and model in checked, name
-        assert train.FAMILY[name] is train.FAMILY[model], name
+        assert model_entry(name).family == model_entry(model).family, name
         assert code_path(name) == code_path(model), name
 
 

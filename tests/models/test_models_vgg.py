@@ -1,4 +1,4 @@
-"""examples/vgg.py: parameter counts, keras.applications' VGG16 and VGG19 weights
+"""keras_blocks.models.vgg: parameter counts, keras.applications' VGG16 and VGG19 weights
 giving the same logits, configurations A-LRN and C against the paper's table 1,
 the BN variant, sizes, bad input."""
 
@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from examples import vgg
 from keras_blocks import layers
+from keras_blocks.models import vgg
 from tests.layers.layer_checks import to_numpy
 from tests.models.model_checks import (
     argument_checks,
@@ -224,9 +224,9 @@ def test_feature_extractor(pooling, shape):
 
 @pytest.mark.slow
 def test_main_smoke(capsys):
-    model = vgg.main(
-        ["--smoke", "--no-summary", "--model", "vgg11_bn", "--classes", "3"]
-    )
+    from examples.models import main  # the command that builds a model by name
+
+    model = main(["--smoke", "--no-summary", "--model", "vgg11_bn", "--classes", "3"])
     assert model.name == "vgg11_bn"
     assert model.input_shape == (None, 32, 32, 3)
     out = capsys.readouterr().out

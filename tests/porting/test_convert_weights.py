@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import pytest
 
+from examples import convert_weights
+from keras_blocks.models import resnet, vgg
 from tests import ROOT
 from tests.models.model_checks import kernels
 from tests.porting.torch_references import (
@@ -24,10 +26,6 @@ from tests.porting.torch_references import (
     torch_outputs,
     torchvision,
 )
-
-pytest.importorskip("sklearn")  # examples.train, which lists the models, needs it
-
-from examples import convert_weights, resnet
 
 SIZE = 32  # any size: the file was converted at 224
 CONVERSION_OUTPUT = []  # what the fixture's conversion printed
@@ -304,8 +302,6 @@ def test_a_flattening_model_takes_the_file_at_its_size_only(tmp_path):
                 "input": "vgg11.pth",
             }
         )
-    from examples import vgg
-
     model = vgg.MODELS["vgg11"](input_shape=(SIZE, SIZE, 3), classes=10)
     with pytest.raises(
         ValueError,

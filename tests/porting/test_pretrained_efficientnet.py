@@ -18,8 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from examples import efficientnet
-from examples._pretrained import load_pretrained
+from keras_blocks.models import efficientnet, load_pretrained
 from tests.models.model_checks import kernels
 from tests.porting.torch_references import (
     assert_logits_close,

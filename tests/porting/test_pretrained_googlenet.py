@@ -1,4 +1,4 @@
-"""GoogLeNet(variant="torchvision") loads torchvision's weights and gives its
+"""GoogLeNet(layout="torchvision") loads torchvision's weights and gives its
 logits: torchvision's own network at random weights (every parameter and
 buffer), saved as .pth and .safetensors, is the reference.
 
@@ -10,10 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from examples import googlenet
-from examples._common import trainable_count
-from examples._pretrained import load_pretrained
-from tests.models.model_checks import kernels
+from keras_blocks.models import googlenet, load_pretrained
+from tests.models.model_checks import kernels, trainable_count
 from tests.porting.torch_references import (
     assert_logits_close,
     randomized,
@@ -100,7 +98,7 @@ def test_the_paper_googlenet_is_refused(reference, tmp_path):
         "transform_input layer; 5x5 convolutions in the 5x5 branches "
         "(torchvision's: 3x3); 'same' max pooling (torchvision's: ceil mode); "
         "a 3x3 fourth max pooling (torchvision's: 2x2). Build torchvision's "
-        'variant: GoogLeNet(variant="torchvision").'
+        'variant: GoogLeNet(layout="torchvision").'
     )
     for weight, value in zip(model.weights, before, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)
@@ -114,7 +112,7 @@ def test_auxiliary_heads_keep_their_weights(reference, tmp_path):
     size = googlenet.TORCHVISION_AUX_MIN_SIZE  # a 5x5 map after 4a
     _, path = save_state_dict(reference, tmp_path, "googlenet")
     model = googlenet.GoogLeNet(
-        variant="torchvision", aux_classifiers=True, input_shape=(size, size, 3)
+        layout="torchvision", aux_classifiers=True, input_shape=(size, size, 3)
     )
     assert model.get_layer("aux1_pool").output.shape == (None, 1, 1, 512)
     heads = [w for w in model.weights if w.path.startswith("aux")]

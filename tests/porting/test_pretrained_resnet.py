@@ -16,8 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from examples import resnet
-from examples._pretrained import load_pretrained
+from keras_blocks.models import load_pretrained, resnet
 from tests.models.model_checks import kernels
 from tests.porting.torch_references import (
     assert_logits_close,
@@ -98,9 +97,9 @@ def test_the_file_table_is_torchvisions():
 def test_keras_applications_layout_is_refused(tmp_path):
     net = randomized(torchvision().models.resnet50())
     _, path = save_state_dict(net, tmp_path, "resnet50")
-    model = resnet.ResNet(50, keras_applications=True, input_shape=(SIZE, SIZE, 3))
+    model = resnet.ResNet(50, layout="keras_applications", input_shape=(SIZE, SIZE, 3))
     before = [keras.ops.convert_to_numpy(w) for w in model.weights]
-    with pytest.raises(ValueError, match=r"has a bias.*keras_applications=False"):
+    with pytest.raises(ValueError, match=r"has a bias.*layout='paper'"):
         load_pretrained(model, path, resnet.WEIGHTS["torchvision"])
     for weight, value in zip(model.weights, before, strict=True):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), value)

@@ -2,7 +2,7 @@
 networks at random weights (every parameter and buffer), saved as .pth and
 .safetensors, are the references, at 224x224 (the flatten sizes need it).
 
-AlexNet (variant="torchvision") and VGG-11 on every backend, with the whole
+AlexNet (layout="torchvision") and VGG-11 on every backend, with the whole
 network; AlexNet in channels_first too (PyTorch: TensorFlow's CPU
 convolutions refuse channels_first). On TensorFlow, VGG-11-BN up to the last
 feature map (include_top=False, from the `features` part of torchvision's
@@ -20,8 +20,7 @@ import keras
 import numpy as np
 import pytest
 
-from examples import alexnet, vgg
-from examples._pretrained import load_pretrained
+from keras_blocks.models import alexnet, load_pretrained, vgg
 from tests.models.model_checks import kernels
 from tests.porting.torch_references import (
     assert_logits_close,
@@ -120,7 +119,7 @@ def test_channels_first_alexnet_equals_torchvision(tmp_path):
     net = reference("alexnet_torchvision")
     keras.config.set_image_data_format("channels_first")
     try:
-        model = alexnet.AlexNet(variant="torchvision", classifier_activation=None)
+        model = alexnet.AlexNet(layout="torchvision", classifier_activation=None)
     finally:
         keras.config.set_image_data_format("channels_last")
     assert model.input_shape == (None, 3, SIZE, SIZE)
@@ -182,11 +181,11 @@ def test_the_file_table_is_torchvisions():
             # the paper's variant (headless: the refusal needs no top)
             lambda: alexnet.AlexNet(include_top=False, input_shape=(67, 67, 3)),
             r"^torchvision's AlexNet is the 'one weird trick' variant .* "
-            r"Build AlexNet\(variant='torchvision'\)",
+            r"Build AlexNet\(layout='torchvision'\)",
         ),
         (
             "alexnet_torchvision",
-            lambda: alexnet.AlexNet(variant="torchvision", input_shape=(96, 96, 3)),
+            lambda: alexnet.AlexNet(layout="torchvision", input_shape=(96, 96, 3)),
             r"^torchvision's AlexNet flattens a \(6, 6, 256\) feature map .* "
             r"this model flattens \(2, 2, 256\): it needs "
             r"input_shape=\(224, 224, 3\)",
@@ -231,7 +230,7 @@ def test_another_layout_is_refused(name, build, message):
 def test_a_headless_model_ignores_the_classifier():
     state = reference("alexnet_torchvision").state_dict()
     model = alexnet.AlexNet(
-        variant="torchvision", include_top=False, input_shape=(None, None, 3)
+        layout="torchvision", include_top=False, input_shape=(None, None, 3)
     )
     report = load_pretrained(model, state, alexnet.WEIGHTS["torchvision"])
     assert sorted(report.ignored) == [

@@ -254,3 +254,10 @@ def test_bad_flags(capsys):
     with pytest.raises(SystemExit):
         course_experiments.main(["--epochs", "0"])
     assert "--epochs must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_smoke_size_is_the_networks_smallest():
+    # Set before Keras loads (the command parses first); the registry knows.
+    from keras_blocks.models import model_entry
+
+    assert model_entry("cifar10_cnn").min_size == course_experiments.SMOKE_SIZE
