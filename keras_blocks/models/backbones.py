@@ -51,8 +51,9 @@ class PyramidSpec:
 
     Attributes:
         markers: layer name -> the class(es) that layer has in the family's
-            models; a model is of the family whose markers it has (the one
-            with the most, where several match).
+            models, or a predicate of the layer (EfficientNetV2's fused
+            `block1a`); a model is of the family whose markers it has (the
+            one with the most, where several match).
         trunk: a regular expression of the names of the layers on the main
             path (not the auxiliary heads), which `pyramid_layers` walks in
             the model's order.
@@ -90,8 +91,7 @@ def family(model):
             (len(spec.markers), name)
             for name, spec in specs.items()
             if all(
-                isinstance(by_name.get(layer), kind)
-                for layer, kind in spec.markers.items()
+                _marks(by_name.get(layer), kind) for layer, kind in spec.markers.items()
             )
         ]
         if matching:
@@ -102,6 +102,12 @@ def family(model):
         f"{', '.join(specs)}'s builder), recognized by its layer names. "
         f"Received: model={_describe(model)}"
     )
+
+
+def _marks(layer, kind):
+    if isinstance(kind, type | tuple):
+        return isinstance(layer, kind)
+    return layer is not None and bool(kind(layer))
 
 
 def _specs():

@@ -375,25 +375,18 @@ WEIGHTS["keras_applications"] = KerasApplicationsSource(
 )
 
 
-class _IsFused(type):
-    """`isinstance(layer, _FusedMBConv)`: whether `layer` is a Fused-MBConv
-    `MBConvBlock`. EfficientNetV2 shares EfficientNet's layer names and
-    classes; its fused `block1a` tells it apart (`PyramidSpec.markers` are
-    `isinstance` checks)."""
-
-    def __instancecheck__(cls, instance):
-        return isinstance(instance, MBConvBlock) and instance.fused
-
-
-class _FusedMBConv(metaclass=_IsFused):
-    """The marker class of `_IsFused`; never instantiated."""
+def _fused(layer):
+    """Whether `layer` is a Fused-MBConv block: EfficientNetV2 shares
+    EfficientNet's layer names and classes; its fused `block1a` tells it
+    apart."""
+    return isinstance(layer, MBConvBlock) and layer.fused
 
 
 # The levels of `keras_blocks.models.backbone`: the last trunk layer at each
 # stride (B0: block2b, block3b, block5e, block6h). Three markers, so that an
 # EfficientNetV2, which has EfficientNet's two, is told as this family.
 PYRAMID = PyramidSpec(
-    {"stem": ConvBNAct, "block1a": _FusedMBConv, "top": ConvBNAct},
+    {"stem": ConvBNAct, "block1a": _fused, "top": ConvBNAct},
     r"stem|block\d+(?:[a-z]|_\d+)",
 )
 
