@@ -205,15 +205,6 @@ def image_input_spec(channels, data_format):
     return keras.InputSpec(ndim=4, axes={channel_axis(data_format): channels})
 
 
-def image_input_shape(layer, input_shape, data_format):
-    """`image_channels`, and sets the layer's `input_spec` to
-    `image_input_spec`: for the layers that do not yet set it in `build`
-    themselves."""
-    channels = image_channels(layer, input_shape, data_format)
-    layer.input_spec = image_input_spec(channels, data_format)
-    return channels
-
-
 def channel_axis(data_format):
     return -1 if data_format == "channels_last" else 1
 

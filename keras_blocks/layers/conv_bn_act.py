@@ -53,7 +53,8 @@ class ConvBNAct(CompositeLayer):
         kernel_size: int or tuple of 2 ints. Height and width of the kernel
             (one int for a square kernel), as `keras.layers.Conv2D` takes it;
             stored as a tuple of 2 ints, as Conv2D stores it.
-        strides: int. Stride in both spatial dimensions.
+        strides: int or tuple of 2 equal ints. Stride in both spatial
+            dimensions (an equal pair, as `keras.layers.Conv2D` takes it).
         padding: str. `"same"` (TensorFlow's rule, extra padding at the bottom
             and right), `"valid"` (none) or `"symmetric"` (`kh // 2` rows at
             the top and bottom, `kw // 2` columns left and right for a
@@ -119,7 +120,7 @@ class ConvBNAct(CompositeLayer):
         self,
         filters: int,
         kernel_size: int | tuple[int, int] = 3,
-        strides: int = 1,
+        strides: int | tuple[int, int] = 1,
         padding: str = "same",
         groups: int = 1,
         use_bias: bool | None = None,
@@ -136,7 +137,9 @@ class ConvBNAct(CompositeLayer):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
         self.kernel_size = check.size_pair("kernel_size", kernel_size)
-        self.strides = check.positive_int("strides", strides)
+        self.strides = check.equal_pair(
+            "strides", strides, "ConvBNAct strides height and width alike"
+        )
         self.padding = check.one_of("padding", padding, PADDINGS)
         if padding == "symmetric":
             check.size_pair(
@@ -178,7 +181,8 @@ class ConvBNAct(CompositeLayer):
         self.bn = batch_normalization(self, "bn") if self.batch_norm else None
 
     def build(self, input_shape):
-        channels = check.image_input_shape(self, input_shape, self.data_format)
+        channels = check.image_channels(self, input_shape, self.data_format)
+        self.input_spec = check.image_input_spec(channels, self.data_format)
         if channels % self.groups:
             raise ValueError(
                 f"Layer '{self.name}' has groups={self.groups}, which must "

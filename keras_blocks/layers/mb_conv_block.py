@@ -70,7 +70,8 @@ class MBConvBlock(CompositeLayer):
         kernel_size: int or tuple of 2 ints. Size (height, width) of the
             depthwise (or fused) convolution kernel, as `keras.layers.Conv2D`
             takes it; stored as a tuple of 2 ints.
-        strides: int. Stride of the depthwise (or fused) convolution.
+        strides: int or tuple of 2 equal ints. Stride of the depthwise (or
+            fused) convolution.
         padding: str. `"same"` (TensorFlow's rule: with a stride, the extra
             padding goes to the bottom and right) or `"symmetric"` (`k // 2`
             rows and columns on every side, as PyTorch pads; needs odd kernel
@@ -143,7 +144,7 @@ class MBConvBlock(CompositeLayer):
         self,
         filters: int,
         kernel_size: int | tuple[int, int] = 3,
-        strides: int = 1,
+        strides: int | tuple[int, int] = 1,
         padding: str = "same",
         expand_ratio: int = 6,
         se_ratio: float | None = 0.25,
@@ -163,7 +164,9 @@ class MBConvBlock(CompositeLayer):
         super().__init__(**kwargs)
         self.filters = check.positive_int("filters", filters)
         self.kernel_size = check.size_pair("kernel_size", kernel_size)
-        self.strides = check.positive_int("strides", strides)
+        self.strides = check.equal_pair(
+            "strides", strides, "MBConvBlock strides height and width alike"
+        )
         self.padding = check.one_of("padding", padding, PADDINGS)
         if padding == "symmetric":
             check.size_pair(
@@ -201,7 +204,8 @@ class MBConvBlock(CompositeLayer):
         )
 
     def build(self, input_shape):
-        channels = check.image_input_shape(self, input_shape, self.data_format)
+        channels = check.image_channels(self, input_shape, self.data_format)
+        self.input_spec = check.image_input_spec(channels, self.data_format)
         expanded = channels * self.expand_ratio
         expands = self.expand_ratio != 1
         self.has_skip = self.skip and self.strides == 1 and channels == self.filters

@@ -235,8 +235,9 @@ def test_no_activation_is_linear():
         ),
         (
             dict(filters=8, strides=0),
-            "Invalid value for argument `strides`. Expected a strictly positive integer. Received: strides=0",
+            "Invalid value for argument `strides`. Expected a strictly positive integer or a tuple of 2 equal strictly positive integers (ConvBNAct strides height and width alike). Received: strides=0",
         ),
+        (dict(filters=8, strides=(2, 1)), "Received: strides=(2, 1)"),
         (
             dict(filters=8, padding="full"),
             "Invalid value for argument `padding`. Expected one of ('same', 'valid', 'symmetric'). Received: padding='full'",
@@ -312,3 +313,14 @@ def test_bad_args(kwargs, message):
 def test_bad_input_shapes(kwargs, shape, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         ConvBNAct(**kwargs).build(shape)
+
+
+@pytest.mark.backend_independent(reason="argument checks and configs in Python")
+@pytest.mark.parametrize("strides", [(2, 2), [2, 2], (np.int64(2), np.int64(2))])
+def test_an_equal_pair_of_strides_is_the_int(strides):
+    # As keras.layers.Conv2D takes strides; stored as the int, so that configs
+    # written with an int load alike.
+    unit = ConvBNAct(4, 3, strides=strides, name="unit")
+    assert unit.strides == 2 and type(unit.strides) is int
+    assert unit.get_config() == ConvBNAct(4, 3, strides=2, name="unit").get_config()
+    assert unit.compute_output_shape((None, 7, 8, 3)) == (None, 4, 4, 4)

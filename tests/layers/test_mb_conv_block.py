@@ -289,6 +289,10 @@ def test_stochastic_depth_drops_whole_branch():
         (dict(filters=8, kernel_size=True), "Received: kernel_size=True"),
         (dict(filters=8, strides=-1), "Received: strides=-1"),
         (
+            dict(filters=8, strides=(1, 2)),
+            "Invalid value for argument `strides`. Expected a strictly positive integer or a tuple of 2 equal strictly positive integers (MBConvBlock strides height and width alike). Received: strides=(1, 2)",
+        ),
+        (
             dict(filters=8, expand_ratio=2.5),
             "Invalid value for argument `expand_ratio`. Expected a strictly positive integer. Received: expand_ratio=2.5",
         ),
@@ -329,3 +333,11 @@ def test_bad_input_shape():
         ValueError, match="expected axis -1 of input shape to have value 8"
     ):
         block(random_inputs((1, 4, 4, 6)))
+
+
+@pytest.mark.backend_independent(reason="argument checks and configs in Python")
+def test_an_equal_pair_of_strides_is_the_int():
+    block = MBConvBlock(8, strides=(2, 2), name="block")
+    assert block.strides == 2 and type(block.strides) is int
+    assert block.get_config() == MBConvBlock(8, strides=2, name="block").get_config()
+    assert block.compute_output_shape((None, 7, 8, 4)) == (None, 4, 4, 8)
