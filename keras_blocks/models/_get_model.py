@@ -10,6 +10,7 @@ from keras_blocks.layers.image_preprocessing import ImagePreprocessing
 from keras_blocks.models import _registry
 from keras_blocks.models._weights import (
     KerasApplicationsSource,
+    converted_metadata,
     load_keras_applications,
     load_pretrained,
     preprocessing_mode,
@@ -83,12 +84,15 @@ def get_model(
     _check_options(entry, options)
     source_name, path = _weights_source(entry, weights, weights_source)
     family = _registry.families()[entry.family]
-    if source_name not in (None, "keras"):
-        required = entry.weights[source_name].options
+    converted = _converted(entry, path) if source_name == "keras" else None
+    # Whose weights these are: a converted file's record says.
+    origin = converted["source"] if converted else source_name
+    if origin not in (None, "keras"):
+        required = entry.weights[origin].options
         for key, value in required.items():
             if key in options and options[key] != value:
                 raise ValueError(
-                    f"Invalid value for argument `{key}`. {source_name}'s "
+                    f"Invalid value for argument `{key}`. {origin}'s "
                     f"weights of {name} need {key}={value!r}. Received: "
                     f"{key}={options[key]!r}"
                 )
@@ -99,10 +103,12 @@ def get_model(
             f"boolean. Received: include_preprocessing={include_preprocessing!r}"
         )
     # The builder's own preprocessing where it has one (EfficientNet's, which
-    # follows its layout), else what the weights (or the layout's) expect.
+    # follows its layout), else what the weights (or the layout's) expect. A
+    # converted file holds the named model's weights, without the builder's
+    # preprocessing (and its normalization's weights): it gets the layer.
     mode = family.preprocessing({**_registry.bound_options(entry), **options})
-    if mode is not None and source_name not in (None, "keras"):
-        mode = preprocessing_mode(family.weights[source_name], name)
+    if (mode is not None or converted) and origin not in (None, "keras"):
+        mode = preprocessing_mode(family.weights[origin], name)
     if mode is None:  # the builder's own (EfficientNet's, as keras.applications)
         options["include_preprocessing"] = include_preprocessing
     try:
@@ -113,7 +119,20 @@ def get_model(
         raise ValueError(f"Invalid argument for {name}: {error}") from None
 
     if source_name == "keras":
-        model.load_weights(path)
+        try:
+            model.load_weights(path)
+        except ValueError as error:
+            held = (
+                f" It holds {name} converted from {converted['source']}'s file "
+                f"with {converted['classes']} classes at "
+                f"{tuple(converted['image_size'])}: build with those."
+                if converted
+                else ""
+            )
+            raise ValueError(
+                f"The weights in {os.fspath(path)!r} do not fit {name} built "
+                f"with {options}.{held} ({error})"
+            ) from None
     elif source_name is not None:
         source = family.weights[source_name]
         if isinstance(source, KerasApplicationsSource):
@@ -123,6 +142,20 @@ def get_model(
     if include_preprocessing and mode is not None:
         model = _with_preprocessing(model, mode)
     return model
+
+
+def _converted(entry, path):
+    """The record of a file of examples/convert_weights.py (None for another
+    `.weights.h5` file), checked to hold `entry`'s model."""
+    record = converted_metadata(path)
+    if record is not None and record.get("model") != entry.name:
+        raise ValueError(
+            f"Invalid value for argument `weights`. {os.fspath(path)!r} holds "
+            f"the weights of {record.get('model')}, converted from "
+            f"{record.get('source')}'s file, not of {entry.name}. Received: "
+            f"name={entry.name!r}"
+        )
+    return record
 
 
 def _check_options(entry, options):

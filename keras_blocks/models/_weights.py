@@ -211,3 +211,27 @@ def load_keras_applications(model, name, weights, source):
 
 def _has_top(model):
     return any(layer.name == "predictions" for layer in model.layers)
+
+
+# The HDF5 attribute in which examples/convert_weights.py records what a
+# converted `.weights.h5` file holds (model, source, classes, image size).
+CONVERTED = "keras_blocks_pretrained"
+
+
+def converted_metadata(path):
+    """The record of a `.weights.h5` file converted by
+    examples/convert_weights.py (a dict: model, source, classes, image_size,
+    ...), or None for another weights file."""
+    import json
+
+    import h5py  # Keras' own dependency for .h5 files
+
+    try:
+        with h5py.File(path, "r") as file:
+            text = file.attrs.get(CONVERTED)
+    except OSError as error:
+        raise ValueError(
+            f"Cannot read {os.fspath(path)!r} as a Keras weights file ({error}). "
+            "It may be truncated or corrupt."
+        ) from None
+    return None if text is None else json.loads(text)

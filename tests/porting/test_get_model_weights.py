@@ -87,6 +87,36 @@ def test_efficientnet_b0_loads_torchvisions_file_in_its_layout(tmp_path):
     assert_logits_close(predict(model, RAW), torch_outputs(net, normalized(RAW)))
 
 
+@pytest.mark.slow
+@pytest.mark.backends(
+    "torch", reason="a converted file read back; the layouts' math is tested above"
+)
+def test_a_converted_file_builds_its_sources_layout(tmp_path):
+    # examples/convert_weights.py's file records its model and source: the
+    # model is built in torchvision's layout (symmetric padding), whose
+    # weights have the same shapes as keras.applications' layout's, and which
+    # a plain load_weights into the default layout would silently accept.
+    from examples import convert_weights
+
+    net = randomized(torchvision().models.efficientnet_b0(), size=SIZE)
+    path = published_file(net, "efficientnet_b0", tmp_path)
+    output = tmp_path / "efficientnet_b0.weights.h5"
+    convert_weights.convert("efficientnet_b0", "torchvision", path, output)
+    model = models.get_model(
+        "efficientnet_b0",
+        weights=output,
+        include_preprocessing=True,
+        classifier_activation=None,
+    )
+    assert model.get_layer("stem").padding == "symmetric"
+    raw = np.random.default_rng(3).uniform(0, 255, (1, 224, 224, 3))
+    raw = raw.astype("float32")
+    theirs = torch_outputs(net, normalized(raw))
+    assert_logits_close(predict(model, raw), theirs)
+    with pytest.raises(ValueError, match="holds the weights of efficientnet_b0"):
+        models.get_model("efficientnet_b1", weights=output)
+
+
 @pytest.mark.backends("torch", reason="the download's cache lookup: no model math")
 def test_torchvision_weights_come_from_the_download_cache(
     resnet18, tmp_path, monkeypatch
