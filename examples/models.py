@@ -42,8 +42,9 @@ def parse_args(argv):
     parser.add_argument(
         "--weights",
         metavar="PATH",
-        help="a weights file (torchvision, timm, keras.applications, or a "
-        ".weights.h5 of this model), or 'imagenet' (downloads)",
+        help="a weights file (torchvision's or timm's state dict, "
+        "keras.applications' .h5, or a .weights.h5 of this model), or "
+        "'imagenet' (keras.applications') or 'torchvision', which download",
     )
     parser.add_argument(
         "--smoke",
@@ -82,11 +83,15 @@ def trainable_count(model):
 def main(argv=None):
     args = parse_args(argv)
     if args.list is not None:
-        for name in list_models(args.list):
+        names = list_models(args.list)
+        if not names:
+            with refusing("models.py"):
+                raise Refusal(f"No model matches {args.list!r}: --list lists them all.")
+        for name in names:
             entry = model_entry(name)
             sources = ", ".join(entry.weights) or "-"
             print(
-                f"{name:<22} {entry.family:<14} default {entry.default_size:>3}, "
+                f"{name:<22} {entry.family:<16} default {entry.default_size:>3}, "
                 f"smallest {entry.min_size:>3}; weights: {sources}"
             )
         return None
@@ -102,6 +107,8 @@ def main(argv=None):
         except (ValueError, FileNotFoundError) as error:
             raise Refusal(error) from None
     seconds = time.perf_counter() - start
+    if args.weights:
+        print(f"{args.model}: weights from {args.weights}")
     if not args.no_summary:
         model.summary()
     print(

@@ -1,4 +1,4 @@
-"""Train any reference model of examples/ by name, on digits (offline) or CIFAR-10.
+"""Train any reference model of keras_blocks.models by name, on digits or CIFAR-10.
 
     python -m examples.train                            # the demo: CIFAR ResNet-20
     python -m examples.train --model cifar10_cnn --epochs 5

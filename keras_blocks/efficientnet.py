@@ -730,8 +730,11 @@ def load_keras_applications_weights(model: keras.Model, source: keras.Model) -> 
     variances, and a `Rescaling` layer after it divides once more (a
     workaround for tensorflow/tensorflow#49930). This function folds that
     rescaling into the variance, so `model` gives the same predictions with
-    one `Normalization`. It also drops the source's normalization weights
-    when `model` was built with `include_preprocessing=False`.
+    one `Normalization`; a source built from the ImageNet file's path (which
+    keras.applications gives no such rescaling) is recognized by those
+    standard deviations in place of its variances, and gets the same. It
+    also drops the source's normalization weights when `model` was built
+    with `include_preprocessing=False`.
 
     Args:
         model: keras.Model. Built by this module with the source's variant,
@@ -770,6 +773,12 @@ def load_keras_applications_weights(model: keras.Model, source: keras.Model) -> 
             # (x - mean) / sqrt(v) * s == (x - mean) / sqrt(v / s ** 2)
             scale = np.asarray(after.scale, dtype="float32")
             weights[first + 1] = weights[first + 1] / np.square(scale)
+        elif np.allclose(weights[first + 1], IMAGENET_STDDEV, rtol=0, atol=1e-6):
+            # The ImageNet file loaded by its path (not `weights="imagenet"`,
+            # which adds the Rescaling above): its "variance" holds the
+            # standard deviations, which keras.applications then divides by
+            # once more. The variance they stand for is their square.
+            weights[first + 1] = np.square(weights[first + 1])
         if not any(isinstance(layer, Normalization) for layer in model.layers):
             del weights[first : first + len(layers[position].weights)]
     expected = [tuple(w.shape) for w in model.weights]

@@ -61,14 +61,15 @@ class ImagePreprocessing(keras.layers.Layer):
 
     Input shape:
         4D tensor `(batch, height, width, 3)` (channels_last) or
-        `(batch, 3, height, width)` (channels_first).
+        `(batch, 3, height, width)` (channels_first); any channels for
+        `"unit"`.
 
     Output shape:
         Same as the input, in the layer's compute dtype.
 
     Raises:
         ValueError: on an unknown `mode` or `data_format`, or an input
-            without 3 channels.
+            without 3 channels (but for `"unit"`).
 
     Examples:
         >>> import numpy as np
@@ -88,12 +89,15 @@ class ImagePreprocessing(keras.layers.Layer):
 
     def build(self, input_shape):
         axis = check.channel_axis(self.data_format)
-        if len(input_shape) != 4 or input_shape[axis] != 3:
+        if len(input_shape) != 4 or (self.mode != "unit" and input_shape[axis] != 3):
             raise ValueError(
-                f"ImagePreprocessing expects RGB images of shape {_layout(self)} "
-                f"with 3 channels. Received: input_shape={tuple(input_shape)}"
+                f"ImagePreprocessing({self.mode!r}) expects RGB images of shape "
+                f"{_layout(self)} with 3 channels (its constants are per RGB "
+                "channel; mode 'unit', x / 255, takes any channels). Received: "
+                f"input_shape={tuple(input_shape)}"
             )
-        self.input_spec = keras.InputSpec(ndim=4, axes={axis: 3})
+        channels = {axis: 3} if self.mode != "unit" else {}
+        self.input_spec = keras.InputSpec(ndim=4, axes=channels)
 
     def call(self, inputs):
         flip, scale, offset = MODES[self.mode]
@@ -101,7 +105,10 @@ class ImagePreprocessing(keras.layers.Layer):
         axis = check.channel_axis(self.data_format)
         if flip:
             x = ops.flip(x, axis=axis)  # RGB -> BGR
-        shape = (3,) if self.data_format == "channels_last" else (3, 1, 1)
+        if self.mode == "unit":  # one scale for every channel
+            scale, offset = scale[:1], offset[:1]
+        channels = len(scale)
+        shape = (channels,) if self.data_format == "channels_last" else (channels, 1, 1)
         scale = np.reshape(np.asarray(scale, "float32"), shape)
         offset = np.reshape(np.asarray(offset, "float32"), shape)
         return x * ops.cast(scale, x.dtype) + ops.cast(offset, x.dtype)

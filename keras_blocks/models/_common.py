@@ -5,6 +5,8 @@ builder and a `MODELS` dict of named configurations, which it registers in
 `keras_blocks.models`' registry.
 """
 
+import warnings
+
 import keras
 
 from keras_blocks import _builders, layers
@@ -60,3 +62,19 @@ def dense_head(x, units, dropout, names, classes, classifier_activation):
     return keras.layers.Dense(
         classes, activation=classifier_activation, name="predictions"
     )(x)
+
+
+def renamed_layout(builder, old, value, layout):
+    """The `layout` that a builder's former option `old` (ResNet's
+    `keras_applications=`, AlexNet's and GoogLeNet's `variant=`) asks for,
+    with a FutureWarning that names the new one; `layout` when it is None."""
+    if value is None:
+        return layout
+    new = value if old == "variant" else ("keras_applications" if value else "paper")
+    warnings.warn(
+        f"{builder}({old}={value!r}) is now {builder}(layout={new!r}): `{old}` "
+        "will be removed.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return new

@@ -1,5 +1,6 @@
 """Building a reference model by name, with its weights and preprocessing."""
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -111,36 +112,85 @@ def get_model(
         mode = preprocessing_mode(family.weights[origin], name)
     if mode is None:  # the builder's own (EfficientNet's, as keras.applications)
         options["include_preprocessing"] = include_preprocessing
-    try:
-        model = entry.builder(**options)
-    except TypeError as error:  # a builder of **kwargs (EfficientNet's)
-        if "unexpected keyword argument" not in str(error):
-            raise
-        raise ValueError(f"Invalid argument for {name}: {error}") from None
-
+    # Weights of another number of classes (ImageNet's 1000, a converted
+    # file's) load into the model they were made for; every layer but the
+    # classifier then passes to the model asked for, whose head starts fresh
+    # (timm's `create_model(pretrained=True, num_classes=...)`).
+    held = (converted or {}).get("classes", 1000 if origin != "keras" else None)
+    classes = options.get("classes", _default(entry, "classes"))
+    fresh_head = (
+        source_name is not None
+        and options.get("include_top", _default(entry, "include_top"))
+        and held is not None
+        and classes != held
+    )
+    model = _build(entry, {**options, "classes": held} if fresh_head else options)
     if source_name == "keras":
-        try:
-            model.load_weights(path)
-        except ValueError as error:
-            held = (
-                f" It holds {name} converted from {converted['source']}'s file "
-                f"with {converted['classes']} classes at "
-                f"{tuple(converted['image_size'])}: build with those."
-                if converted
-                else ""
-            )
-            raise ValueError(
-                f"The weights in {os.fspath(path)!r} do not fit {name} built "
-                f"with {options}.{held} ({error})"
-            ) from None
+        _load_own(model, path, name, options, converted)
     elif source_name is not None:
         source = family.weights[source_name]
         if isinstance(source, KerasApplicationsSource):
             load_keras_applications(model, name, path, source)
         else:
             load_pretrained(model, path, source)
+    if fresh_head:
+        model = _with_new_head(model, _build(entry, options), held)
     if include_preprocessing and mode is not None:
         model = _with_preprocessing(model, mode)
+    return model
+
+
+def _build(entry, options):
+    try:
+        return entry.builder(**options)
+    except TypeError as error:  # a builder of **kwargs (EfficientNet's)
+        if "unexpected keyword argument" not in str(error):
+            raise
+        raise ValueError(f"Invalid argument for {entry.name}: {error}") from None
+
+
+def _default(entry, option):
+    """The builder's default of `option` (EfficientNet's take **kwargs: the
+    library's builders all default to a top of 1000 classes)."""
+    parameters = inspect.signature(entry.builder).parameters
+    if option in parameters:
+        return parameters[option].default
+    return {"classes": 1000, "include_top": True}[option]
+
+
+def _load_own(model, path, name, options, converted):
+    try:
+        model.load_weights(path)
+    except ValueError as error:
+        held = (
+            f" It holds {name} converted from {converted['source']}'s file "
+            f"with {converted['classes']} classes at "
+            f"{tuple(converted['image_size'])}."
+            if converted
+            else " A keras.applications file loads as downloaded (its .h5), or "
+            "with weights_source='keras_applications'."
+        )
+        raise ValueError(
+            f"The weights in {os.fspath(path)!r} do not fit {name} built with "
+            f"{options}.{held} ({str(error).splitlines()[0]})"
+        ) from None
+
+
+def _with_new_head(loaded, model, held):
+    """`model` with every weight of `loaded` but its classifier's (the
+    layers of `held` units), which stay fresh."""
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        source = loaded.get_layer(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if shapes == [tuple(w.shape) for w in source.weights]:
+            layer.set_weights(source.get_weights())
+        elif not (isinstance(layer, keras.layers.Dense) and source.units == held):
+            raise ValueError(  # only the classifiers depend on the classes
+                f"Layer {layer.name!r} of {model.name} differs from the loaded "
+                f"model's beyond its classes: {shapes}."
+            )
     return model
 
 
@@ -188,7 +238,8 @@ def _weights_source(entry, weights, weights_source):
             f"{tuple(entry.weights)} (the sources of {entry.name}'s weights). "
             f"Received: weights_source={weights_source!r}"
         )
-    if isinstance(weights, str) and weights in DOWNLOADS:
+    if isinstance(weights, str) and weights.lower() in DOWNLOADS:
+        weights = weights.lower()
         source_name = DOWNLOADS[weights]
         if source_name not in entry.weights:
             raise ValueError(
@@ -199,9 +250,17 @@ def _weights_source(entry, weights, weights_source):
         if source_name == "keras_applications":
             return source_name, "imagenet"  # keras.applications downloads
         file = entry.weights[source_name].file
-        return source_name, keras.utils.get_file(
-            file, TORCHVISION_URL + file, cache_dir=CACHE_DIR, cache_subdir="models"
-        )
+        try:
+            path = keras.utils.get_file(
+                file, TORCHVISION_URL + file, cache_dir=CACHE_DIR, cache_subdir="models"
+            )
+        except Exception as error:  # get_file raises Exception for a failed fetch
+            raise OSError(
+                f"Could not download {TORCHVISION_URL + file} ({error}). Without "
+                "internet, download it elsewhere and pass its path as weights=, "
+                "or put it in ~/.keras/models (or $KERAS_HOME/models)."
+            ) from None
+        return source_name, path
     if not isinstance(weights, str | os.PathLike):
         raise ValueError(
             "Invalid value for argument `weights`. Expected None, 'imagenet', "
@@ -214,6 +273,14 @@ def _weights_source(entry, weights, weights_source):
             f"No weights file at {os.fspath(weights)!r}. {_available(entry)}"
         )
     suffix = path.name.lower()
+    owner = _publisher(path.name)
+    if owner is not None and owner[0] != entry.name:
+        other, source_name = owner
+        raise ValueError(
+            f"Invalid value for argument `weights`. {path.name} is {source_name}'s "
+            f"published file of {other}, not of {entry.name}: build it with "
+            f"get_model({other!r}, weights=...). Received: name={entry.name!r}"
+        )
     if weights_source is not None:
         return weights_source, path
     if suffix.endswith(".weights.h5"):
@@ -235,6 +302,17 @@ def _weights_source(entry, weights, weights_source):
         f"Invalid value for argument `weights`. {entry.name} loads "
         f"{_kinds(entry)}. Received: weights={os.fspath(weights)!r}"
     )
+
+
+def _publisher(file_name):
+    """(model, source) whose published file is named `file_name`
+    (keras.applications' `_notop` files too), or None."""
+    stem = file_name.replace("_notop", "")
+    for name, entry in _registry.entries().items():
+        for source_name, file in entry.weights.items():
+            if file.file in (file_name, stem):
+                return name, source_name
+    return None
 
 
 def _kinds(entry):

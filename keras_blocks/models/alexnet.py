@@ -54,6 +54,7 @@ from keras_blocks.models._common import (
     classifier,
     dense_head,
     image_input,
+    renamed_layout,
 )
 from keras_blocks.models._registry import register_family
 from keras_blocks.models._weights import WeightSource, flattened
@@ -108,6 +109,7 @@ def AlexNet(
     pooling=None,
     classifier_activation="softmax",
     name=None,
+    variant=None,
 ):
     """AlexNet, the paper's (`layout="paper"`, with its two-GPU grouping,
     `groups=2`, or without) or torchvision's (`layout="torchvision"`).
@@ -123,12 +125,14 @@ def AlexNet(
             torchvision's, which takes no other).
         lrn: bool or None. LRN after conv1 and conv2; None: the variant's
             (on for the paper's, off for torchvision's, which takes no other).
+        variant: str or None. Deprecated: `layout=`.
 
     Raises:
         ValueError: an unknown `layout`, `groups` other than 1 or 2, a
             non-boolean `lrn`, or `groups=2` or `lrn=True` with torchvision's
             variant.
     """
+    layout = renamed_layout("AlexNet", "variant", variant, layout)
     check.one_of("layout", layout, LAYOUTS)
     check.optional(check.choice, "groups", groups, tuple(GROUPS))
     check.optional(check.boolean, "lrn", lrn)

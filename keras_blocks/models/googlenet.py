@@ -70,6 +70,7 @@ from keras_blocks.models._common import (
     POOLINGS,
     classifier,
     image_input,
+    renamed_layout,
 )
 from keras_blocks.models._registry import register_family
 from keras_blocks.models._weights import WeightSource
@@ -130,6 +131,7 @@ def GoogLeNet(
     pooling=None,
     classifier_activation="softmax",
     name=None,
+    variant=None,
 ):
     """GoogLeNet; with `aux_classifiers=True` three outputs: main, aux1, aux2.
 
@@ -140,7 +142,9 @@ def GoogLeNet(
         bn_synchronized: bool. Synchronized batch normalization over the
             replicas of a `tf.distribute` strategy (TensorFlow); see
             `keras_blocks.layers.ConvBNAct`.
+        variant: str or None. Deprecated: `layout=`.
     """
+    layout = renamed_layout("GoogLeNet", "variant", variant, layout)
     check.one_of("layout", layout, LAYOUTS)
     check.choice("pooling", pooling, POOLINGS)
     check.boolean("bn_synchronized", bn_synchronized)

@@ -40,7 +40,7 @@ import keras
 
 from keras_blocks import _validation as check
 from keras_blocks import layers
-from keras_blocks.models._common import classifier, image_input
+from keras_blocks.models._common import classifier, image_input, renamed_layout
 from keras_blocks.models._registry import register_family
 from keras_blocks.models._weights import KerasApplicationsSource, WeightSource
 from keras_blocks.models.backbones import PyramidSpec
@@ -78,6 +78,7 @@ def ResNet(
     pooling=None,
     classifier_activation="softmax",
     name=None,
+    keras_applications=None,
 ):
     """A ResNet of `depth` 18, 34, 50, 101 or 152.
 
@@ -92,8 +93,11 @@ def ResNet(
         bn_synchronized: bool. Synchronized batch normalization over the
             replicas of a `tf.distribute` strategy (TensorFlow); see
             `keras_blocks.layers.ConvBNAct`.
+        keras_applications: bool or None. Deprecated: `layout=`
+            (`True` is `layout="keras_applications"`).
     """
     check.choice("depth", depth, DEPTHS)
+    layout = renamed_layout("ResNet", "keras_applications", keras_applications, layout)
     check.one_of("layout", layout, LAYOUTS)
     keras_applications = layout == "keras_applications"
     check.boolean("bn_synchronized", bn_synchronized)

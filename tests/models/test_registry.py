@@ -86,6 +86,7 @@ def test_a_misspelled_name_gets_the_nearest():
         ),
         (dict(weights="missing.pth"), FileNotFoundError, "No weights file at"),
         (dict(weights=3), ValueError, "Expected None, 'imagenet', 'torchvision'"),
+        (dict(weights="ImageNet"), ValueError, "has no keras_applications weights"),
         (
             dict(weights_source="torchvision"),
             ValueError,
@@ -210,6 +211,7 @@ def test_image_preprocessing_config_and_refusals():
         ImagePreprocessing("bgr")
     with pytest.raises(ValueError, match="with 3 channels"):
         ImagePreprocessing("torch").build((None, 8, 8, 1))
+    ImagePreprocessing("unit").build((None, 8, 8, 1))  # x / 255: any channels
 
 
 @PYTHON_ONLY
@@ -239,3 +241,16 @@ def _literal(text):
     import re
 
     return re.escape(text)
+
+
+@PYTHON_ONLY
+def test_the_old_layout_options_forward_with_a_warning():
+    from keras_blocks.models import _common
+
+    with pytest.warns(FutureWarning, match=r"ResNet\(layout='keras_applications'\)"):
+        layout = _common.renamed_layout("ResNet", "keras_applications", True, "paper")
+    assert layout == "keras_applications"
+    with pytest.warns(FutureWarning, match=r"AlexNet\(layout='torchvision'\)"):
+        layout = _common.renamed_layout("AlexNet", "variant", "torchvision", "paper")
+    assert layout == "torchvision"
+    assert _common.renamed_layout("ResNet", "keras_applications", None, "x") == "x"

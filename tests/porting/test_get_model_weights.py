@@ -6,6 +6,7 @@ takes raw 0-255 RGB images and equals the source's own preprocessing
 model exports to ONNX as a one-input graph."""
 
 import os
+import re
 
 import keras
 import numpy as np
@@ -193,3 +194,64 @@ def test_a_model_with_preprocessing_exports_to_onnx_with_one_input(tmp_path):
     raw = RAW[:, :16, :16]
     (ours,) = session.run(None, {session.get_inputs()[0].name: raw})
     np.testing.assert_allclose(ours, predict(model, raw), atol=1e-5)
+
+
+@EVERY_BACKEND
+def test_weights_of_1000_classes_load_into_a_model_of_others(resnet18):
+    # timm's create_model(pretrained=True, num_classes=...): every layer but
+    # the classifier from the file, the classifier fresh.
+    _, path = resnet18
+    options = dict(input_shape=(SIZE, SIZE, 3), classifier_activation=None)
+    full = models.get_model("resnet18", weights=path, **options)
+    ten = models.get_model("resnet18", weights=path, classes=10, **options)
+    assert ten.get_layer("predictions").units == 10
+    for layer in ten.layers:
+        if layer.weights and layer.name != "predictions":
+            for a, b in zip(
+                layer.weights, full.get_layer(layer.name).weights, strict=True
+            ):
+                np.testing.assert_array_equal(
+                    keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b)
+                )
+
+
+@pytest.mark.backends("torch", reason="a file's name checked before any load")
+def test_another_models_published_file_is_refused_by_name(resnet18):
+    _, path = resnet18
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "resnet18-f37072fd.pth is torchvision's published file of "
+            "resnet18, not of resnet34"
+        ),
+    ):
+        models.get_model("resnet34", weights=path)
+
+
+@pytest.mark.backends(
+    "torch", reason="the normalization's weights folded; the layers run anywhere"
+)
+def test_keras_applications_efficientnet_file_by_path_gets_the_imagenet_fix(
+    tmp_path,
+):
+    # keras.applications' ImageNet file for EfficientNet holds the standard
+    # deviations where the variances go (tensorflow/tensorflow#49930), and
+    # weights="imagenet" adds a Rescaling to make up for it; the file loaded
+    # by its path gets no Rescaling there. Here it gets the same fix: the
+    # model normalizes with ImageNet's mean and standard deviation.
+    options = dict(include_top=False, input_shape=(SIZE, SIZE, 3))
+    source = keras.applications.EfficientNetB0(weights=None, **options)
+    normalization = source.get_layer("normalization")
+    normalization.set_weights(
+        [np.array(IMAGENET_MEAN), np.array(IMAGENET_STDDEV), np.array(0)]
+    )
+    path = tmp_path / "efficientnetb0_notop.weights.h5"
+    source.save_weights(path)
+    kwargs = dict(weights=path, weights_source="keras_applications", **options)
+    raw_in = models.get_model("efficientnet_b0", include_preprocessing=True, **kwargs)
+    plain = models.get_model("efficientnet_b0", **kwargs)
+    manual = (RAW / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STDDEV)
+    expected = predict(plain, manual.astype("float32"))
+    np.testing.assert_allclose(
+        predict(raw_in, RAW), expected, atol=1e-4 * np.abs(expected).max()
+    )

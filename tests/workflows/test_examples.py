@@ -561,9 +561,16 @@ def test_the_old_family_imports_forward_with_a_deprecation_warning():
     from keras_blocks.models import resnet
 
     examples.__dict__.pop("resnet", None)  # warned once per process
-    with pytest.warns(DeprecationWarning, match="moved to keras_blocks.models"):
+    with pytest.warns(FutureWarning, match="moved to keras_blocks.models"):
         from examples import resnet as old
     assert old is resnet
+    sys.modules.pop("examples.vgg", None)
+    examples.__dict__.pop("vgg", None)
+    with pytest.warns(FutureWarning, match="examples.vgg moved"):
+        from examples.vgg import VGG
+    from keras_blocks.models import vgg
+
+    assert VGG is vgg.VGG
     with pytest.raises(AttributeError):
         examples.no_such_family  # noqa: B018
 
@@ -578,6 +585,10 @@ def test_the_models_command_lists_builds_and_refuses(capsys):
     out = capsys.readouterr().out
     assert f"cifar10_cnn: {model.count_params():,} parameters" in out
     assert "one step: loss" in out
+    with pytest.raises(SystemExit) as error:
+        models.main(["--list", "zzz*"])
+    assert error.value.code == 2
+    assert "No model matches 'zzz*'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as error:
         models.main(["--model", "resnet18", "--weights", "missing.pth"])
     assert error.value.code == 2
