@@ -42,6 +42,12 @@ class WeightSource:
             after scaling to [0, 1], as torchvision's transforms and timm's
             `resnet*`/`efficientnet*` configurations) or `"tf"` (mean and
             standard deviation 0.5: torchvision's EfficientNetV2-L).
+
+    Examples:
+        >>> from keras_blocks.models import resnet
+        >>> source = resnet.WEIGHTS["torchvision"]
+        >>> source.files["resnet50"][0], source.bn_epsilon, source.preprocessing
+        ('resnet50-11ad3fa6.pth', 1e-05, 'torch')
     """
 
     mapping: Callable[[keras.Model], dict]

@@ -109,7 +109,7 @@ def AlexNet(
     pooling=None,
     classifier_activation="softmax",
     name=None,
-    variant=None,
+    variant: str | None = None,
 ):
     """AlexNet, the paper's (`layout="paper"`, with its two-GPU grouping,
     `groups=2`, or without) or torchvision's (`layout="torchvision"`).

@@ -32,9 +32,7 @@ The models of `MODELS` leave out the built-in preprocessing
 layout's weights expect (keras.applications': ImageNet's mean and deviation
 for B0-B3, `x / 128 - 1` for S, M and L; torchvision's: ImageNet's for S and
 M, `x / 127.5 - 1` for L). `get_model(..., include_preprocessing=True)` adds
-the same, except with torchvision's weights, where the registry normalizes
-with ImageNet's statistics for every file of the source (right for S and M;
-L's expect `x / 127.5 - 1`).
+the same: the builder's own, in the layout of the weights.
 
     python -m examples.train --model efficientnet_v2_b0 --epochs 5
 """

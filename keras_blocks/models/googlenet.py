@@ -131,7 +131,7 @@ def GoogLeNet(
     pooling=None,
     classifier_activation="softmax",
     name=None,
-    variant=None,
+    variant: str | None = None,
 ):
     """GoogLeNet; with `aux_classifiers=True` three outputs: main, aux1, aux2.
 

@@ -78,7 +78,7 @@ def ResNet(
     pooling=None,
     classifier_activation="softmax",
     name=None,
-    keras_applications=None,
+    keras_applications: bool | None = None,
 ):
     """A ResNet of `depth` 18, 34, 50, 101 or 152.
 
