@@ -96,8 +96,10 @@ class ImagePreprocessing(keras.layers.Layer):
                 "channel; mode 'unit', x / 255, takes any channels). Received: "
                 f"input_shape={tuple(input_shape)}"
             )
-        channels = {axis: 3} if self.mode != "unit" else {}
-        self.input_spec = keras.InputSpec(ndim=4, axes=channels)
+        channels = input_shape[axis]  # 3 but for "unit"
+        self.input_spec = keras.InputSpec(
+            ndim=4, axes={} if channels is None else {axis: channels}
+        )
 
     def call(self, inputs):
         flip, scale, offset = MODES[self.mode]
