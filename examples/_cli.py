@@ -98,10 +98,19 @@ def _argument(text, convert, valid, expected):
     return value
 
 
+class DefaultModel(str):
+    """A command's default --model: argparse passes a string default through
+    `type=` (after parsing, before it reports an unknown option), which for
+    `model_name` would load Keras; this one is taken as it is (the tests
+    check that each default is a registered model)."""
+
+
 def model_name(name):
     """argparse `type=` for --model: one of `keras_blocks.models.list_models()`;
     a misspelled name gets the nearest ones. Checking it loads Keras (the
     registry is the family modules'), so only a given --model pays for it."""
+    if isinstance(name, DefaultModel):
+        return str(name)
     from keras_blocks.models import list_models
 
     names = list_models()

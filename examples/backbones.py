@@ -17,14 +17,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python examples/backbones.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from examples._cli import HelpFormatter, model_name
+from examples._cli import DefaultModel, HelpFormatter, model_name
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=HelpFormatter
     )
-    parser.add_argument("--model", type=model_name, default="resnet50")
+    parser.add_argument("--model", type=model_name, default=DefaultModel("resnet50"))
     parser.add_argument(
         "--image-size", type=int, default=224, help="height and width of the input"
     )

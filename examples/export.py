@@ -103,7 +103,8 @@ def parse_args(argv):
         "--model",
         type=model_name,
         metavar="NAME",
-        help="a reference model of examples/train.py (--help there lists them); "
+        help="a reference model of keras_blocks.models (python -m "
+        "examples.models --list lists them); "
         "default with a converted or .keras file: the file's",
     )
     parser.add_argument(

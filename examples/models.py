@@ -17,14 +17,21 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python examples/models.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from examples._cli import HelpFormatter, Refusal, model_name, positive_int, refusing
+from examples._cli import (
+    DefaultModel,
+    HelpFormatter,
+    Refusal,
+    model_name,
+    positive_int,
+    refusing,
+)
 
 SMOKE_BATCH = 2
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--model", type=model_name, default="resnet50")
+    parser.add_argument("--model", type=model_name, default=DefaultModel("resnet50"))
     parser.add_argument(
         "--list",
         nargs="?",

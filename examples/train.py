@@ -81,6 +81,7 @@ from examples._cli import (
     DATASETS,
     DISTRIBUTE_CHOICES,
     TTA_SCHEMES,
+    DefaultModel,
     HelpFormatter,
     Refusal,
     model_name,
@@ -117,7 +118,11 @@ def parse_args(argv):
         "registry of keras_blocks.models)",
     )
     parser.add_argument(
-        "--model", type=model_name, default=MODEL, metavar="NAME", help="see below"
+        "--model",
+        type=model_name,
+        default=DefaultModel(MODEL),
+        metavar="NAME",
+        help="see below",
     )
     parser.add_argument(
         "--dataset",

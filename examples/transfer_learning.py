@@ -86,6 +86,7 @@ if __package__ in (None, ""):  # run as `python examples/transfer_learning.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from examples._cli import (
+    DefaultModel,
     HelpFormatter,
     Refusal,
     model_name,
@@ -117,9 +118,9 @@ def parse_args(argv):
     parser.add_argument(
         "--model",
         type=model_name,
-        default=MODEL,
+        default=DefaultModel(MODEL),
         metavar="NAME",
-        help="a model of examples/train.py (convert_weights.py --list: those "
+        help="a model of keras_blocks.models (convert_weights.py --list: those "
         "with published weights)",
     )
     parser.add_argument(

@@ -36,7 +36,8 @@ np.save(outputs, keras.ops.convert_to_numpy(model(np.load(images), training=Fals
 def every_layer():
     """A model holding one of each layer of `keras_blocks.layers`."""
     inputs = keras.Input((8, 8, 3))
-    x = layers.PCAColorAugmentation(seed=0)(inputs)
+    x = layers.ImagePreprocessing("unit")(inputs)
+    x = layers.PCAColorAugmentation(seed=0)(x)
     x = layers.Normalization(mean=(0.5, 0.4, 0.3), variance=(0.1, 0.2, 0.3))(x)
     x = layers.ConvBNAct(8, 3)(x)
     x = layers.LocalResponseNormalization()(x)

