@@ -153,12 +153,24 @@ def is_slow(item, backend):
     return not marker.args or backend in marker.args
 
 
+# The examples in keras_blocks.models' docstrings show its tables and build
+# models by name: the same under any backend, whose numerics tests/models
+# checks per backend (they took 67 s of the JAX pass's workers, 16 of TF's).
+REGISTRY_DOCTESTS = pytest.mark.backend_independent(
+    reason="keras_blocks.models' examples: the registry's tables and building"
+)
+
+
 def pytest_collection_modifyitems(config, items):
     backend = keras.config.backend()
     independent_pass = os.environ.get(INDEPENDENT_PASS)
     quick = bool(os.environ.get(QUICK))
     kept, slow, independent = [], [], []
     for item in items:
+        if isinstance(item, pytest.DoctestItem) and item.nodeid.startswith(
+            "keras_blocks/models/"
+        ):
+            item.add_marker(REGISTRY_DOCTESTS)
         try:
             scope, item_is_slow = backend_scope(item), is_slow(item, backend)
         except MarkerError as error:

@@ -71,6 +71,13 @@ def s(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.backends(
+    "tensorflow",
+    "torch",
+    reason="V2's layers are V1's MBConvBlock and ConvBNAct, whose torchvision "
+    "equality is checked on JAX with EfficientNet-B0 (test_pretrained_"
+    "efficientnet.py); the mapping is Python",
+)
 def test_s_equals_torchvision(s):
     check_equal_to_torchvision(*s, "efficientnet_v2_s", images=2)
 
